@@ -1,0 +1,216 @@
+//! Parsing and validating a ring file's header (`shm-layout.md`, "Header").
+//!
+//! Nothing read from the file is trusted: every size and offset is checked
+//! against the file's real length and the spec's bounds before use.
+
+use recorder::layout::*;
+
+use crate::error::Error;
+
+/// A validated copy of a ring file's header, as read at one instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Layout version ([`VERSION`]).
+    pub version: u32,
+    /// Compatible feature flags (unknown bits are ignored).
+    pub compat_flags: u32,
+    /// Capacity of the data region in bytes.
+    pub capacity: u64,
+    /// The file's random nonce (seeds record checksums).
+    pub nonce: u64,
+    /// Writer start time, Unix nanoseconds.
+    pub start_unix_ns: u64,
+    /// Writer pid, in its own PID namespace.
+    pub pid: u32,
+    /// Largest record length the reader accepts for this file.
+    pub max_record_len: usize,
+    /// Kernel boot id at create.
+    pub boot_id: [u8; 16],
+    /// Program name.
+    pub program: String,
+    /// Application version or build id.
+    pub app_version: String,
+    /// Host name.
+    pub hostname: String,
+    /// systemd `INVOCATION_ID`.
+    pub invocation_id: String,
+    /// Kubernetes pod UID.
+    pub pod_uid: String,
+    /// Kubernetes namespace.
+    pub pod_namespace: String,
+    /// Kubernetes container name.
+    pub container_name: String,
+    /// Kubernetes pod name.
+    pub pod_name: String,
+    /// TAIL: absolute position of the next reservation.
+    pub tail: u64,
+    /// STATE word (`STATE_*`).
+    pub state: u32,
+    /// Last heartbeat, Unix nanoseconds (0: none).
+    pub heartbeat_unix_ns: u64,
+    /// Clean-close time, Unix nanoseconds (0: not closed).
+    pub close_unix_ns: u64,
+    /// Heartbeat period in milliseconds (0: no heartbeat).
+    pub heartbeat_period_ms: u32,
+    /// Appends that were lapped before publishing.
+    pub lapped_writes: u64,
+    /// Appends refused for their size.
+    pub oversize_drops: u64,
+    /// The retained lap log entries: `(pos, stride)` of lapped appends.
+    pub lap_log: Vec<(u64, u64)>,
+}
+
+fn u32_at(b: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes(b[off..off + 4].try_into().expect("4 bytes"))
+}
+
+fn u64_at(b: &[u8], off: usize) -> u64 {
+    u64::from_le_bytes(b[off..off + 8].try_into().expect("8 bytes"))
+}
+
+fn str_at(b: &[u8], off: usize, len: usize) -> String {
+    let field = &b[off..off + len];
+    let end = field.iter().position(|&c| c == 0).unwrap_or(len);
+    String::from_utf8_lossy(&field[..end]).into_owned()
+}
+
+impl Header {
+    /// Parses and validates `bytes` (the first [`HEADER_LEN`] bytes of a
+    /// file whose length is `file_len`).
+    ///
+    /// # Errors
+    ///
+    /// A file too short, a foreign magic, a version or incompatible flag
+    /// this reader does not know, a big-endian file, or sizes and offsets
+    /// that do not fit the spec or the file.
+    pub fn parse(bytes: &[u8], file_len: u64) -> Result<Header, Error> {
+        if bytes.len() < HEADER_LEN || file_len < HEADER_LEN as u64 {
+            return Err(Error::format(format!(
+                "file is {file_len} bytes, shorter than a ring header ({HEADER_LEN} bytes); \
+                 not a blackbox ring or truncated"
+            )));
+        }
+        if bytes[H_MAGIC..H_MAGIC + 8] != MAGIC {
+            return Err(Error::format(
+                "not a blackbox ring (bad magic; the file is foreign, or its writer is still creating it)"
+                    .to_string(),
+            ));
+        }
+        let version = u32_at(bytes, H_VERSION);
+        if version != VERSION {
+            return Err(Error::unsupported(format!(
+                "ring layout version {version} is not supported (this blackbox reads version {VERSION}; use a matching blackbox)"
+            )));
+        }
+        if u32_at(bytes, H_ENDIAN) != ENDIAN_CHECK {
+            return Err(Error::format(
+                "ring was written with another byte order or its endianness mark is damaged"
+                    .to_string(),
+            ));
+        }
+        let header_len = u32_at(bytes, H_HEADER_LEN);
+        let record_header_len = u32_at(bytes, H_RECORD_HEADER_LEN);
+        let data_offset = u64_at(bytes, H_DATA_OFFSET);
+        if header_len as usize != HEADER_LEN
+            || record_header_len as usize != RECORD_HEADER_LEN
+            || data_offset != HEADER_LEN as u64
+        {
+            return Err(Error::format(format!(
+                "header sizes are damaged (header {header_len}, record header {record_header_len}, data offset {data_offset})"
+            )));
+        }
+        let incompat = u32_at(bytes, H_INCOMPAT_FLAGS);
+        if incompat != 0 {
+            return Err(Error::unsupported(format!(
+                "ring uses incompatible features {incompat:#x} that this blackbox does not know (use a newer blackbox)"
+            )));
+        }
+        let capacity = u64_at(bytes, H_CAPACITY);
+        if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
+            return Err(Error::format(format!(
+                "capacity {capacity} is not a power of two between {MIN_CAPACITY} and {MAX_CAPACITY}; header damaged"
+            )));
+        }
+        let needed = data_offset + capacity;
+        if file_len < needed {
+            return Err(Error::format(format!(
+                "file is truncated: {file_len} bytes, the header says {needed}"
+            )));
+        }
+        let tail = u64_at(bytes, H_TAIL);
+        if tail % RECORD_ALIGN as u64 != 0 {
+            return Err(Error::format(format!(
+                "write position {tail} is not a multiple of {RECORD_ALIGN}; header damaged"
+            )));
+        }
+        let lapped_writes = u64_at(bytes, H_LAPPED_WRITES);
+        let kept = (lapped_writes as usize).min(LAP_LOG_ENTRIES);
+        let lap_log = (0..kept)
+            .map(|i| {
+                let e = H_LAP_LOG + i * 16;
+                (u64_at(bytes, e), u64_at(bytes, e + 8))
+            })
+            .collect();
+        let mut boot_id = [0u8; 16];
+        boot_id.copy_from_slice(&bytes[H_BOOT_ID..H_BOOT_ID + 16]);
+        // The file's own limit may not exceed what the spec allows for the
+        // capacity; a hostile value cannot make records larger.
+        let stated_max = u32_at(bytes, H_MAX_RECORD_LEN) as usize;
+        let max_record_len = max_record_len(capacity).min(stated_max.max(RECORD_HEADER_LEN));
+        Ok(Header {
+            version,
+            compat_flags: u32_at(bytes, H_COMPAT_FLAGS),
+            capacity,
+            nonce: u64_at(bytes, H_NONCE),
+            start_unix_ns: u64_at(bytes, H_START_UNIX_NS),
+            pid: u32_at(bytes, H_PID),
+            max_record_len,
+            boot_id,
+            program: str_at(bytes, H_PROGRAM, SHORT_STR_LEN),
+            app_version: str_at(bytes, H_APP_VERSION, SHORT_STR_LEN),
+            hostname: str_at(bytes, H_HOSTNAME, SHORT_STR_LEN),
+            invocation_id: str_at(bytes, H_INVOCATION_ID, SHORT_STR_LEN),
+            pod_uid: str_at(bytes, H_POD_UID, SHORT_STR_LEN),
+            pod_namespace: str_at(bytes, H_POD_NAMESPACE, SHORT_STR_LEN),
+            container_name: str_at(bytes, H_CONTAINER_NAME, SHORT_STR_LEN),
+            pod_name: str_at(bytes, H_POD_NAME, LONG_STR_LEN),
+            tail,
+            state: u32_at(bytes, H_STATE),
+            heartbeat_unix_ns: u64_at(bytes, H_HEARTBEAT_UNIX_NS),
+            close_unix_ns: u64_at(bytes, H_CLOSE_UNIX_NS),
+            heartbeat_period_ms: u32_at(bytes, H_HEARTBEAT_PERIOD_MS),
+            lapped_writes,
+            oversize_drops: u64_at(bytes, H_OVERSIZE_DROPS),
+            lap_log,
+        })
+    }
+
+    /// The boot id as the usual 36-character UUID text.
+    pub fn boot_id_text(&self) -> String {
+        let h: String = self.boot_id.iter().map(|b| format!("{b:02x}")).collect();
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        )
+    }
+
+    /// Whether a damaged record at `[pos, pos + stride)` lies where a lapped
+    /// append (from the lap log) may have written late.
+    pub fn explained_by_lapped_write(&self, pos: u64, stride: u64) -> bool {
+        self.lap_log.iter().any(|&(p, s)| {
+            // The lapped append wrote [p, p + s) shifted by whole laps.
+            if pos + stride <= p {
+                return false;
+            }
+            let laps = (pos - p.min(pos)) / self.capacity;
+            (laps.max(1)..=laps + 1).any(|k| {
+                let start = p + k * self.capacity;
+                start < pos + stride && pos < start + s
+            })
+        })
+    }
+}

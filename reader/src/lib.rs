@@ -1,0 +1,43 @@
+//! The reader side of blackbox: open a ring file that another process wrote
+//! (alive, or dead by any cause), recover its last window, and tell how its
+//! writer ended.
+//!
+//! The reader trusts nothing in the file: every offset, length and count is
+//! checked, memory use is bounded by the ring's capacity, and the file is
+//! read with `pread`, never mapped, so a file truncated under the reader
+//! gives an error, not SIGBUS.
+//!
+//! # Examples
+//!
+//! ```
+//! # let dir = std::env::temp_dir().join(format!("reader-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir).unwrap();
+//! # let path = dir.join("app.ring");
+//! # let rec = recorder::Recorder::create(&path, 64 << 10).unwrap();
+//! # rec.log(recorder::Level::Info, "app", "hello", &[]).unwrap();
+//! # drop(rec);
+//! use reader::{decode_event, Ring, State};
+//!
+//! let ring = Ring::open(&path)?;
+//! assert_eq!(ring.state()?, State::Exited);
+//! let snap = ring.snapshot()?;
+//! for record in &snap.records {
+//!     let event = decode_event(snap.payload(record)).unwrap();
+//!     println!("{} {}", record.seq, event.message);
+//! }
+//! # std::fs::remove_dir_all(&dir).unwrap();
+//! # Ok::<(), reader::Error>(())
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+mod error;
+mod event;
+mod header;
+mod ring;
+
+pub use error::{Error, ErrorKind};
+pub use event::{decode_event, DecodeError, Event, FieldValue};
+pub use header::Header;
+pub use ring::{Gap, Record, Ring, Snapshot, State};

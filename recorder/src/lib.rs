@@ -1,0 +1,49 @@
+//! The writer side of blackbox: a flight recorder whose window survives the
+//! death of the process that writes it.
+//!
+//! A [`Recorder`] appends records to a file-backed shared mapping laid out as
+//! a ring (`shm-layout.md` at the repository root has every byte). An append
+//! is one atomic add, a copy and a release store: no lock, no system call,
+//! no allocation. The pages belong to the kernel's page cache, so when the
+//! process dies (panic, abort, segfault, SIGKILL, OOM kill) the records stay,
+//! and the `blackbox` reader recovers them from another process.
+//!
+//! # Examples
+//!
+//! ```
+//! use recorder::{Field, Level, Recorder};
+//!
+//! let dir = std::env::temp_dir().join(format!("lib-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir).unwrap();
+//! let rec = Recorder::builder(dir.join("app.ring"))
+//!     .capacity(1 << 20)
+//!     .app_version("1.4.2")
+//!     .create()
+//!     .expect("create ring");
+//! rec.log(Level::Warn, "app::db", "slow query", &[Field::new("ms", 250u64)]).unwrap();
+//! rec.close(); // or drop it: the ring is marked "exited"
+//! # std::fs::remove_dir_all(&dir).unwrap();
+//! ```
+//!
+//! # What it guarantees
+//!
+//! A record whose append returned `Ok` is in the ring until newer records
+//! overwrite it, whatever happens to the process afterwards. A record whose
+//! writer died before publishing it is recognised as torn and skipped; it
+//! costs that record only.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod event;
+pub mod layout;
+pub mod lock;
+mod mapping;
+mod ring;
+mod sys;
+
+pub use event::{Field, Level, Value, EVENT_FLAG_TRUNCATED};
+pub use ring::{
+    AppendError, CreateError, CreateErrorKind, Recorder, RecorderBuilder, Seq, DEFAULT_CAPACITY,
+    DEFAULT_HEARTBEAT,
+};
+pub use sys::realtime_ns;

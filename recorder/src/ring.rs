@@ -1,0 +1,750 @@
+//! The writer: create a ring file, append records without locks or system
+//! calls, keep the liveness lock and the heartbeat, close cleanly.
+//!
+//! # The append protocol (`shm-layout.md`, "Appending")
+//!
+//! 1. Reserve: `pos = TAIL.fetch_add(stride)`: the one atomic operation.
+//!    The bytes `[pos, pos + stride)` now belong to this append.
+//! 2. Copy the record after its COMMIT word (the bytes `[pos + 8, pos + stride)`),
+//!    checksum included, as plain stores.
+//! 3. If the ring lapped this append meanwhile (`TAIL - pos > capacity`),
+//!    give up: note it in the lap log and publish nothing.
+//! 4. Publish: store `COMMIT = commit_word(len, pos)` with Release ordering.
+//!
+//! A writer that dies anywhere before step 4 leaves a record the reader sees
+//! as unpublished (torn); it costs that record only, because every other
+//! record is found by its own position stamp.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::event::{
+    encode_field, field_len, truncate_str, Field, Level, Sink, EVENT_FLAG_TRUNCATED, MAX_FIELDS,
+    MAX_TARGET,
+};
+use crate::layout::*;
+use crate::mapping::RingMap;
+use crate::{lock, sys};
+
+/// Default capacity of the data region: 16 MiB.
+pub const DEFAULT_CAPACITY: u64 = 16 << 20;
+
+/// Default heartbeat period: one second.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// Why a ring could not be created.
+#[derive(Debug)]
+pub struct CreateError {
+    path: PathBuf,
+    kind: CreateErrorKind,
+}
+
+/// What went wrong while creating a ring.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CreateErrorKind {
+    /// The capacity is not a power of two in the allowed range.
+    BadCapacity(u64),
+    /// A live writer holds the lock on the existing file at this path.
+    InUse,
+    /// The file system could not reserve the ring's pages.
+    NoSpace {
+        /// Bytes the file needs.
+        needed: u64,
+        /// The error from `posix_fallocate`.
+        source: io::Error,
+    },
+    /// Another I/O step failed.
+    Io {
+        /// The step that failed.
+        step: &'static str,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+impl CreateError {
+    fn new(path: &Path, kind: CreateErrorKind) -> CreateError {
+        CreateError {
+            path: path.to_path_buf(),
+            kind,
+        }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> &CreateErrorKind {
+        &self.kind
+    }
+}
+
+impl std::fmt::Display for CreateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = self.path.display();
+        match &self.kind {
+            CreateErrorKind::BadCapacity(c) => write!(
+                f,
+                "cannot create ring {path}: capacity {c} bytes is not a power of two \
+                 between 4KiB and 4GiB (try 64KiB, 16MiB or 256MiB)"
+            ),
+            CreateErrorKind::InUse => write!(
+                f,
+                "cannot create ring {path}: a live writer holds it (stop that process \
+                 or choose another path)"
+            ),
+            CreateErrorKind::NoSpace { needed, source } => write!(
+                f,
+                "cannot create ring {path}: the file system cannot reserve {needed} bytes \
+                 ({source}; free space or choose a smaller capacity)"
+            ),
+            CreateErrorKind::Io { step, source } => {
+                write!(f, "cannot create ring {path}: {step}: {source}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CreateError {}
+
+/// Why one append did not publish its record. Both cases are counted in the
+/// ring's header, so the reader reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendError {
+    /// The record is larger than the ring accepts.
+    TooLarge {
+        /// The record's length in bytes.
+        len: usize,
+        /// The largest length this ring accepts.
+        max: usize,
+    },
+    /// Other appends wrapped the whole ring while this one was copying; its
+    /// bytes may already belong to newer records, so it was not published.
+    Lapped,
+}
+
+impl std::fmt::Display for AppendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AppendError::TooLarge { len, max } => {
+                write!(f, "record of {len} bytes exceeds this ring's limit of {max}")
+            }
+            AppendError::Lapped => write!(f, "the ring wrapped over this record while it was written (ring too small for the write rate)"),
+        }
+    }
+}
+
+impl std::error::Error for AppendError {}
+
+/// Where a record went: its sequence number, the record's absolute position
+/// in the ring divided by 8.
+pub type Seq = u64;
+
+/// Settings for a new ring; see [`Recorder::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RecorderBuilder {
+    path: PathBuf,
+    capacity: u64,
+    program: Option<String>,
+    app_version: String,
+    heartbeat: Option<Duration>,
+}
+
+impl RecorderBuilder {
+    /// Size of the data region in bytes: a power of two from 4 KiB to 4 GiB.
+    /// Default [`DEFAULT_CAPACITY`] (16 MiB).
+    pub fn capacity(mut self, bytes: u64) -> Self {
+        self.capacity = bytes;
+        self
+    }
+
+    /// Program name stored in the header. Default: the file name of `argv[0]`.
+    pub fn program(mut self, name: impl Into<String>) -> Self {
+        self.program = Some(name.into());
+        self
+    }
+
+    /// Application version or build id stored in the header. Default: empty.
+    pub fn app_version(mut self, version: impl Into<String>) -> Self {
+        self.app_version = version.into();
+        self
+    }
+
+    /// Heartbeat period, or `None` for no heartbeat thread. Default
+    /// [`DEFAULT_HEARTBEAT`] (one second). The heartbeat runs on its own
+    /// thread, off the append path.
+    pub fn heartbeat(mut self, period: Option<Duration>) -> Self {
+        self.heartbeat = period;
+        self
+    }
+
+    /// Creates the ring file and starts recording.
+    ///
+    /// The file is built under a temporary name in the same directory and
+    /// renamed into place, so a reader never sees a half-made header. An
+    /// existing file at the path is replaced, unless a live writer holds it.
+    ///
+    /// # Errors
+    ///
+    /// A bad capacity, a path held by a live writer, a file system that
+    /// cannot reserve the pages (full disk or tmpfs: the error comes now, not
+    /// as SIGBUS later), or any other I/O failure.
+    pub fn create(self) -> Result<Recorder, CreateError> {
+        Recorder::create_with(self)
+    }
+}
+
+struct Shared {
+    map: RingMap,
+    /// CRC-32C of the file's nonce: the start of every record checksum.
+    crc_seed: u32,
+    max_record_len: usize,
+}
+
+struct Heartbeat {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+/// The writer side of a ring file.
+///
+/// `Recorder` is `Send + Sync`: share it by reference (or in an `Arc`)
+/// between threads; every method takes `&self`. Dropping it closes the ring
+/// cleanly ([`Recorder::close`]), except while the thread is panicking.
+///
+/// # Examples
+///
+/// ```
+/// use recorder::{Field, Level, Recorder};
+/// let dir = std::env::temp_dir().join(format!("doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let rec = Recorder::builder(dir.join("app.ring")).capacity(64 << 10).create().unwrap();
+/// rec.log(Level::Info, "app", "started", &[Field::new("port", 8080u64)]).unwrap();
+/// rec.close();
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// ```
+pub struct Recorder {
+    shared: Arc<Shared>,
+    heartbeat: Option<Heartbeat>,
+    path: PathBuf,
+    /// Holds the liveness lock; closed last.
+    _file: File,
+}
+
+impl Recorder {
+    /// Settings for a ring at `path`, with the defaults.
+    pub fn builder(path: impl Into<PathBuf>) -> RecorderBuilder {
+        RecorderBuilder {
+            path: path.into(),
+            capacity: DEFAULT_CAPACITY,
+            program: None,
+            app_version: String::new(),
+            heartbeat: Some(DEFAULT_HEARTBEAT),
+        }
+    }
+
+    /// Creates a ring at `path` with `capacity` bytes of data and the other
+    /// defaults.
+    ///
+    /// # Errors
+    ///
+    /// As [`RecorderBuilder::create`].
+    pub fn create(path: impl Into<PathBuf>, capacity: u64) -> Result<Recorder, CreateError> {
+        Recorder::builder(path).capacity(capacity).create()
+    }
+
+    fn create_with(b: RecorderBuilder) -> Result<Recorder, CreateError> {
+        let path = b.path.as_path();
+        let fail = |kind| CreateError::new(path, kind);
+        if !b.capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&b.capacity) {
+            return Err(fail(CreateErrorKind::BadCapacity(b.capacity)));
+        }
+        if let Ok(existing) = File::open(path) {
+            if lock::is_locked(&existing).unwrap_or(false) {
+                return Err(fail(CreateErrorKind::InUse));
+            }
+        }
+        let io = |step| move |source| CreateError::new(path, CreateErrorKind::Io { step, source });
+        let nonce = sys::random_u64();
+        let file_name = path
+            .file_name()
+            .ok_or_else(|| {
+                io("path has no file name")(io::Error::from(io::ErrorKind::InvalidInput))
+            })?
+            .to_string_lossy();
+        let tmp = path.with_file_name(format!(
+            ".{file_name}.{}.{:08x}.tmp",
+            std::process::id(),
+            nonce as u32
+        ));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io("create file"))?;
+        let result = Recorder::build_file(&b, file, nonce);
+        match result {
+            Ok(rec) => match fs::rename(&tmp, path) {
+                Ok(()) => Ok(rec),
+                Err(e) => {
+                    let _ = fs::remove_file(&tmp);
+                    Err(io("rename into place")(e))
+                }
+            },
+            Err(kind) => {
+                let _ = fs::remove_file(&tmp);
+                Err(fail(kind))
+            }
+        }
+    }
+
+    /// Locks, sizes, maps and initialises the (still temporary) file.
+    fn build_file(
+        b: &RecorderBuilder,
+        file: File,
+        nonce: u64,
+    ) -> Result<Recorder, CreateErrorKind> {
+        let io = |step| move |source| CreateErrorKind::Io { step, source };
+        if !lock::try_lock_exclusive(&file).map_err(io("lock file"))? {
+            return Err(CreateErrorKind::InUse);
+        }
+        let total = HEADER_LEN as u64 + b.capacity;
+        // posix_fallocate reserves every block now: a full file system fails
+        // here with ENOSPC instead of raising SIGBUS on some later append.
+        nix::fcntl::posix_fallocate(&file, 0, total as libc::off_t).map_err(|e| {
+            CreateErrorKind::NoSpace {
+                needed: total,
+                source: e.into(),
+            }
+        })?;
+        let map = memmap2::MmapOptions::new()
+            .len(total as usize)
+            .map_raw(&file)
+            .map_err(io("map file"))?;
+        let map = RingMap::new(map, b.capacity);
+        map.touch_pages();
+
+        let program = b.program.clone().unwrap_or_else(default_program);
+        write_str(&map, H_PROGRAM, SHORT_STR_LEN, &program);
+        write_str(&map, H_APP_VERSION, SHORT_STR_LEN, &b.app_version);
+        let host = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        write_str(&map, H_HOSTNAME, SHORT_STR_LEN, &host);
+        for (offset, len, var) in [
+            (H_INVOCATION_ID, SHORT_STR_LEN, "INVOCATION_ID"),
+            (H_POD_UID, SHORT_STR_LEN, "POD_UID"),
+            (H_POD_NAMESPACE, SHORT_STR_LEN, "POD_NAMESPACE"),
+            (H_CONTAINER_NAME, SHORT_STR_LEN, "CONTAINER_NAME"),
+            (H_POD_NAME, LONG_STR_LEN, "POD_NAME"),
+        ] {
+            if let Ok(value) = std::env::var(var) {
+                write_str(&map, offset, len, &value);
+            }
+        }
+        let max_record_len = max_record_len(b.capacity);
+        map.write_header_bytes(H_VERSION, &VERSION.to_le_bytes());
+        map.write_header_bytes(H_ENDIAN, &ENDIAN_CHECK.to_le_bytes());
+        map.write_header_bytes(H_HEADER_LEN, &(HEADER_LEN as u32).to_le_bytes());
+        map.write_header_bytes(
+            H_RECORD_HEADER_LEN,
+            &(RECORD_HEADER_LEN as u32).to_le_bytes(),
+        );
+        map.write_header_bytes(H_DATA_OFFSET, &(HEADER_LEN as u64).to_le_bytes());
+        map.write_header_bytes(H_CAPACITY, &b.capacity.to_le_bytes());
+        map.write_header_bytes(H_NONCE, &nonce.to_le_bytes());
+        map.write_header_bytes(H_START_UNIX_NS, &sys::realtime_ns().to_le_bytes());
+        map.write_header_bytes(H_PID, &std::process::id().to_le_bytes());
+        map.write_header_bytes(H_MAX_RECORD_LEN, &(max_record_len as u32).to_le_bytes());
+        map.write_header_bytes(H_BOOT_ID, &boot_id());
+        let period_ms = b
+            .heartbeat
+            .map_or(0, |p| p.as_millis().clamp(1, u32::MAX as u128) as u32);
+        map.header_u32(H_HEARTBEAT_PERIOD_MS)
+            .store(period_ms, Ordering::Relaxed);
+        map.header_u64(H_HEARTBEAT_UNIX_NS)
+            .store(sys::realtime_ns(), Ordering::Relaxed);
+        map.header_u32(H_STATE)
+            .store(STATE_RUNNING, Ordering::Relaxed);
+        // MAGIC last: a file with the magic has a complete header. The
+        // rename that follows publishes it; the Release fence keeps the
+        // header stores before it for anyone who maps the file early.
+        std::sync::atomic::fence(Ordering::Release);
+        map.write_header_bytes(H_MAGIC, &MAGIC);
+
+        let shared = Arc::new(Shared {
+            crc_seed: crc_seed(nonce),
+            max_record_len,
+            map,
+        });
+        let heartbeat = b.heartbeat.map(|period| start_heartbeat(&shared, period));
+        Ok(Recorder {
+            shared,
+            heartbeat,
+            path: b.path.clone(),
+            _file: file,
+        })
+    }
+
+    /// The path the ring was created at.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Capacity of the data region in bytes.
+    pub fn capacity(&self) -> u64 {
+        self.shared.map.capacity()
+    }
+
+    /// The largest record (header + payload) this ring accepts.
+    pub fn max_record_len(&self) -> usize {
+        self.shared.max_record_len
+    }
+
+    /// Appends an event: level, target, message and typed fields.
+    ///
+    /// No lock, no system call (the clock is read through the vDSO), no
+    /// allocation. Parts too long for the ring are cut to fit, and the event
+    /// is flagged as truncated; it is never refused for its size.
+    ///
+    /// # Errors
+    ///
+    /// [`AppendError::Lapped`] if the ring wrapped over the record while it
+    /// was being written.
+    pub fn log(
+        &self,
+        level: Level,
+        target: &str,
+        message: &str,
+        fields: &[Field<'_>],
+    ) -> Result<Seq, AppendError> {
+        let max = self.shared.max_record_len;
+        let mut flags = 0u16;
+        let target = truncate_str(target, MAX_TARGET.min(max / 4));
+        let mut fields = &fields[..fields.len().min(MAX_FIELDS)];
+        let fixed = RECORD_HEADER_LEN + EVENT_FIXED_LEN + target.len();
+        let mut fields_len: usize = fields.iter().map(field_len).sum();
+        while fixed + fields_len > max {
+            let (last, rest) = fields.split_last().expect("fixed part fits");
+            fields_len -= field_len(last);
+            fields = rest;
+            flags |= EVENT_FLAG_TRUNCATED;
+        }
+        let room = (max - fixed - fields_len).min(u16::MAX as usize);
+        let message_cut = truncate_str(message, room);
+        if message_cut.len() < message.len() {
+            flags |= EVENT_FLAG_TRUNCATED;
+        }
+        let message = message_cut;
+        let len = fixed + message.len() + fields_len;
+        let tid = sys::thread_id();
+        self.publish(KIND_EVENT, len, |sink| {
+            let mut fixed = [0u8; EVENT_FIXED_LEN];
+            fixed[E_LEVEL] = level.code();
+            fixed[E_FIELD_COUNT] = fields.len() as u8;
+            fixed[E_TARGET_LEN..E_TARGET_LEN + 2]
+                .copy_from_slice(&(target.len() as u16).to_le_bytes());
+            fixed[E_MESSAGE_LEN..E_MESSAGE_LEN + 2]
+                .copy_from_slice(&(message.len() as u16).to_le_bytes());
+            fixed[E_FLAGS..E_FLAGS + 2].copy_from_slice(&flags.to_le_bytes());
+            fixed[E_THREAD_ID..E_THREAD_ID + 4].copy_from_slice(&tid.to_le_bytes());
+            sink.put(&fixed);
+            sink.put(target.as_bytes());
+            sink.put(message.as_bytes());
+            for field in fields {
+                encode_field(sink, field);
+            }
+        })
+    }
+
+    /// Appends opaque bytes as a record of kind `KIND_RAW`.
+    ///
+    /// # Errors
+    ///
+    /// [`AppendError::TooLarge`] if `payload` does not fit (see
+    /// [`Recorder::max_record_len`]); [`AppendError::Lapped`] as for
+    /// [`Recorder::log`]. Both are counted in the ring.
+    pub fn append(&self, payload: &[u8]) -> Result<Seq, AppendError> {
+        let len = RECORD_HEADER_LEN + payload.len();
+        if len > self.shared.max_record_len {
+            self.shared
+                .map
+                .header_u64(H_OVERSIZE_DROPS)
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(AppendError::TooLarge {
+                len,
+                max: self.shared.max_record_len,
+            });
+        }
+        self.publish(KIND_RAW, len, |sink| sink.put(payload))
+    }
+
+    /// Reserves, copies and publishes one record of `len` bytes whose
+    /// payload `write_payload` produces (exactly `len - RECORD_HEADER_LEN`
+    /// bytes).
+    #[inline]
+    fn publish(
+        &self,
+        kind: u16,
+        len: usize,
+        write_payload: impl FnOnce(&mut RecordSink<'_>),
+    ) -> Result<Seq, AppendError> {
+        let pos = self.reserve(len);
+        self.fill(pos, kind, len, write_payload);
+        self.commit(pos, len)
+    }
+
+    #[inline]
+    fn reserve(&self, len: usize) -> u64 {
+        debug_assert!(len <= self.shared.max_record_len);
+        // Relaxed: the reservation only needs the atomicity of the add (no
+        // two appends get overlapping bytes). What the reader may see is
+        // ordered by the Release store of COMMIT in `commit`.
+        self.shared
+            .map
+            .header_u64(H_TAIL)
+            .fetch_add(stride(len) as u64, Ordering::Relaxed)
+    }
+
+    #[inline]
+    fn fill(
+        &self,
+        pos: u64,
+        kind: u16,
+        len: usize,
+        write_payload: impl FnOnce(&mut RecordSink<'_>),
+    ) {
+        let map = &self.shared.map;
+        let ts = sys::realtime_ns();
+        let mut sink = RecordSink::new(
+            map,
+            pos + R_CRC_START as u64,
+            crc_start(self.shared.crc_seed, len as u32),
+        );
+        let mut head = [0u8; RECORD_HEADER_LEN - R_CRC_START];
+        let at = |field: usize| field - R_CRC_START;
+        head[at(R_KIND)..at(R_KIND) + 2].copy_from_slice(&kind.to_le_bytes());
+        head[at(R_POS)..at(R_POS) + 8].copy_from_slice(&pos.to_le_bytes());
+        head[at(R_TS)..at(R_TS) + 8].copy_from_slice(&ts.to_le_bytes());
+        sink.put(&head);
+        write_payload(&mut sink);
+        debug_assert_eq!(
+            sink.written() as usize,
+            len - R_CRC_START,
+            "payload length differs from the reserved length"
+        );
+        sink.put(&[0u8; RECORD_ALIGN][..stride(len) - len]);
+        let crc = sink.finish();
+        map.write_data(pos + R_CRC as u64, &crc.to_le_bytes());
+    }
+
+    #[inline]
+    fn commit(&self, pos: u64, len: usize) -> Result<Seq, AppendError> {
+        let map = &self.shared.map;
+        // Relaxed: a hint, not a guarantee. If a later reservation already
+        // covers our bytes' next lap, our copy may have mixed into newer
+        // records; publishing would then also overwrite a newer COMMIT.
+        let tail = map.header_u64(H_TAIL).load(Ordering::Relaxed);
+        if tail.wrapping_sub(pos) > map.capacity() {
+            self.note_lapped(pos, stride(len) as u64);
+            return Err(AppendError::Lapped);
+        }
+        // Release: pairs with the reader's Acquire load of COMMIT (and with
+        // the ordered copy of a snapshot): whoever sees this word also sees
+        // every byte of the record written above.
+        map.commit_word(pos)
+            .store(commit_word(len as u32, pos), Ordering::Release);
+        Ok(pos >> 3)
+    }
+
+    #[cold]
+    fn note_lapped(&self, pos: u64, stride: u64) {
+        let map = &self.shared.map;
+        // Relaxed throughout: a diagnostic the reader uses to explain
+        // damaged records; it needs no ordering with the data.
+        let k = map
+            .header_u64(H_LAPPED_WRITES)
+            .fetch_add(1, Ordering::Relaxed);
+        let entry = H_LAP_LOG + (k as usize % LAP_LOG_ENTRIES) * 16;
+        map.header_u64(entry).store(pos, Ordering::Relaxed);
+        map.header_u64(entry + 8).store(stride, Ordering::Relaxed);
+    }
+
+    /// Test hook: reserves and writes a record like [`Recorder::log`] but
+    /// never publishes it, as a writer killed between reserve and publish
+    /// would leave it.
+    #[doc(hidden)]
+    pub fn log_unpublished_for_test(&self, message: &str) -> u64 {
+        let len = RECORD_HEADER_LEN + EVENT_FIXED_LEN + message.len();
+        let pos = self.reserve(len);
+        self.fill(pos, KIND_EVENT, len, |sink| {
+            let mut fixed = [0u8; EVENT_FIXED_LEN];
+            fixed[E_LEVEL] = Level::Info.code();
+            fixed[E_MESSAGE_LEN..E_MESSAGE_LEN + 2]
+                .copy_from_slice(&(message.len() as u16).to_le_bytes());
+            sink.put(&fixed);
+            sink.put(message.as_bytes());
+        });
+        pos >> 3
+    }
+
+    /// Closes the ring cleanly: stops the heartbeat, marks the state word
+    /// `exited`, and releases the liveness lock. Dropping the `Recorder`
+    /// does the same.
+    pub fn close(self) {
+        drop(self);
+    }
+
+    fn mark_exited(&self) {
+        let map = &self.shared.map;
+        map.header_u64(H_CLOSE_UNIX_NS)
+            .store(sys::realtime_ns(), Ordering::Relaxed);
+        // Release: the reader that sees EXITED (after the lock is gone) sees
+        // every record published before. Only RUNNING becomes EXITED, so a
+        // crash recorded earlier is never overwritten.
+        let _ = map.header_u32(H_STATE).compare_exchange(
+            STATE_RUNNING,
+            STATE_EXITED,
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if let Some(hb) = self.heartbeat.take() {
+            hb.stop.store(true, Ordering::Relaxed);
+            hb.thread.thread().unpark();
+            let _ = hb.thread.join();
+        }
+        // A recorder dropped while its thread unwinds from a panic did not
+        // exit cleanly: leave the state word as it is.
+        if !std::thread::panicking() {
+            self.mark_exited();
+        }
+        // The file (and with it the lock) closes after this, field by field.
+    }
+}
+
+fn start_heartbeat(shared: &Arc<Shared>, period: Duration) -> Heartbeat {
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = {
+        let shared = Arc::clone(shared);
+        let stop = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("blackbox-heartbeat".into())
+            .spawn(move || {
+                // Relaxed: the stop flag is a request; join() orders the rest.
+                while !stop.load(Ordering::Relaxed) {
+                    shared
+                        .map
+                        .header_u64(H_HEARTBEAT_UNIX_NS)
+                        .store(sys::realtime_ns(), Ordering::Relaxed);
+                    std::thread::park_timeout(period);
+                }
+            })
+            .expect("spawn heartbeat thread")
+    };
+    Heartbeat { stop, thread }
+}
+
+/// Streams a record's bytes into the ring through a small stack buffer, so
+/// the checksum and the copy run over a few large chunks instead of many
+/// small pieces, with bounded stack use (safe on a signal stack).
+pub(crate) struct RecordSink<'a> {
+    map: &'a RingMap,
+    /// Absolute position of the next byte to copy into the ring.
+    cursor: u64,
+    crc: u32,
+    written: u64,
+    used: usize,
+    buf: [u8; SINK_BUF],
+}
+
+const SINK_BUF: usize = 256;
+
+impl<'a> RecordSink<'a> {
+    fn new(map: &'a RingMap, cursor: u64, crc: u32) -> Self {
+        RecordSink {
+            map,
+            cursor,
+            crc,
+            written: 0,
+            used: 0,
+            buf: [0; SINK_BUF],
+        }
+    }
+
+    fn written(&self) -> u64 {
+        self.written + self.used as u64
+    }
+
+    fn flush(&mut self) {
+        if self.used > 0 {
+            let chunk = &self.buf[..self.used];
+            self.crc = crc32c::crc32c_append(self.crc, chunk);
+            self.map.write_data(self.cursor, chunk);
+            self.cursor += self.used as u64;
+            self.written += self.used as u64;
+            self.used = 0;
+        }
+    }
+
+    fn finish(mut self) -> u32 {
+        self.flush();
+        self.crc
+    }
+}
+
+impl Sink for RecordSink<'_> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        if self.used + bytes.len() <= SINK_BUF {
+            self.buf[self.used..self.used + bytes.len()].copy_from_slice(bytes);
+            self.used += bytes.len();
+            return;
+        }
+        self.flush();
+        if bytes.len() <= SINK_BUF / 2 {
+            self.buf[..bytes.len()].copy_from_slice(bytes);
+            self.used = bytes.len();
+        } else {
+            self.crc = crc32c::crc32c_append(self.crc, bytes);
+            self.map.write_data(self.cursor, bytes);
+            self.cursor += bytes.len() as u64;
+            self.written += bytes.len() as u64;
+        }
+    }
+}
+
+fn write_str(map: &RingMap, offset: usize, size: usize, value: &str) {
+    map.write_header_bytes(offset, truncate_str(value, size).as_bytes());
+}
+
+fn default_program() -> String {
+    std::env::args_os()
+        .next()
+        .map(PathBuf::from)
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default()
+}
+
+fn boot_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    if let Ok(text) = fs::read_to_string("/proc/sys/kernel/random/boot_id") {
+        let hex: Vec<u8> = text.bytes().filter(u8::is_ascii_hexdigit).collect();
+        for (i, pair) in hex.chunks(2).take(16).enumerate() {
+            let s = std::str::from_utf8(pair).unwrap_or("0");
+            id[i] = u8::from_str_radix(s, 16).unwrap_or(0);
+        }
+    }
+    id
+}

@@ -1,0 +1,58 @@
+//! Small system calls the recorder needs and std does not offer.
+//!
+//! The second module of the recorder that uses `unsafe` (FFI to libc).
+//! Everything here is async-signal-safe: it may run inside a crash handler.
+
+use std::cell::Cell;
+
+/// Reads CLOCK_REALTIME in nanoseconds since the Unix epoch.
+///
+/// `clock_gettime` through the vDSO: no system call where the kernel's
+/// clocksource allows it (TSC here, ~27 ns). Returns 0 if the clock fails,
+/// which it cannot for CLOCK_REALTIME on Linux.
+#[inline]
+pub fn realtime_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid, writable timespec; clock_gettime only writes it.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    if rc != 0 || ts.tv_sec < 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+thread_local! {
+    // Const-initialised and without Drop: reading it never allocates or
+    // registers a destructor, so it is safe in a signal handler.
+    static THREAD_ID: Cell<u32> = const { Cell::new(0) };
+}
+
+/// The calling thread's Linux thread id (`gettid`), cached per thread.
+#[inline]
+pub fn thread_id() -> u32 {
+    THREAD_ID.with(|cached| {
+        let tid = cached.get();
+        if tid != 0 {
+            return tid;
+        }
+        let tid = nix::unistd::gettid().as_raw() as u32;
+        cached.set(tid);
+        tid
+    })
+}
+
+/// Eight random bytes from the kernel (`getrandom`), or a mix of the time and
+/// pid if the call fails.
+pub fn random_u64() -> u64 {
+    let mut buf = [0u8; 8];
+    // SAFETY: buf is valid for 8 bytes of writes.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n == 8 {
+        u64::from_le_bytes(buf)
+    } else {
+        realtime_ns() ^ ((std::process::id() as u64) << 32)
+    }
+}
