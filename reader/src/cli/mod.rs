@@ -1,1 +1,225 @@
-pub fn main() {}
+//! The `blackbox` command line: argument parsing, dispatch, and the mapping
+//! of errors to one line on stderr and an exit status.
+//!
+//! Exit status: 0 success; 1 `verify` found the ring inconsistent; 2 any
+//! error (bad flags, a missing, foreign or damaged file, a failed write).
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+mod demo;
+mod info;
+mod read;
+mod render;
+mod units;
+mod verify;
+
+/// Exit status for errors.
+pub const EXIT_ERROR: i32 = 2;
+/// Exit status of `verify` for an inconsistent ring.
+pub const EXIT_INCONSISTENT: i32 = 1;
+
+/// A failure to report: one line, then exit with `code`.
+#[derive(Debug)]
+pub struct Failure {
+    /// The line to print after `blackbox: `.
+    pub message: String,
+    /// Exit status.
+    pub code: i32,
+}
+
+impl Failure {
+    pub(crate) fn error(message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            code: EXIT_ERROR,
+        }
+    }
+
+    pub(crate) fn ring(path: &std::path::Path, err: &crate::Error) -> Failure {
+        Failure::error(format!("{}: {err}", path.display()))
+    }
+
+    /// Stdout went away (for example `blackbox read RING | head`): not an
+    /// error, stop quietly.
+    pub(crate) fn is_broken_pipe(&self) -> bool {
+        self.code == 0
+    }
+}
+
+impl From<io::Error> for Failure {
+    fn from(err: io::Error) -> Failure {
+        if err.kind() == io::ErrorKind::BrokenPipe {
+            return Failure {
+                message: String::new(),
+                code: 0,
+            };
+        }
+        Failure::error(format!("cannot write output: {err}"))
+    }
+}
+
+/// blackbox: recover the last window of a process that died, from its ring file.
+#[derive(Parser, Debug)]
+#[command(name = "blackbox", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show the writer's identity, its state or cause of death, and the window's extent.
+    Info(InfoArgs),
+    /// Print the window's records, oldest first.
+    Read(ReadArgs),
+    /// Check that the ring is consistent (exit 0) or say what is damaged (exit 1).
+    Verify(VerifyArgs),
+    /// Run a demo writer that records, then dies as asked (for trying the pipeline and for tests).
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Debug)]
+struct InfoArgs {
+    /// The ring file.
+    ring: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct ReadArgs {
+    /// The ring file.
+    ring: PathBuf,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+    /// Only the last N records (after the other filters).
+    #[arg(long, value_name = "N")]
+    last: Option<usize>,
+    /// Only records written within DURATION before now (e.g. 30s, 5m, 1h).
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    since: Option<std::time::Duration>,
+    /// Only events at LEVEL or more severe (trace, debug, info, warn, error).
+    #[arg(long, value_name = "LEVEL", value_parser = units::parse_level)]
+    level: Option<recorder::Level>,
+    /// Keep printing new records as they are written, until the writer ends.
+    #[arg(long)]
+    follow: bool,
+}
+
+#[derive(Args, Debug)]
+struct VerifyArgs {
+    /// The ring file.
+    ring: PathBuf,
+}
+
+/// How the demo writer ends.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Die {
+    /// Close the ring cleanly and exit 0.
+    Exit,
+    /// Panic (exit status 101).
+    Panic,
+    /// abort() (SIGABRT).
+    Abort,
+    /// A segmentation fault (SIGSEGV).
+    Segv,
+    /// SIGKILL to itself.
+    Kill,
+    /// Get OOM-killed inside a small memory cgroup of its own.
+    Oom,
+}
+
+#[derive(Args, Debug)]
+struct DemoArgs {
+    /// Where to create the ring (an existing ring there is replaced).
+    #[arg(long, value_name = "PATH")]
+    ring: PathBuf,
+    /// Ring capacity, a power of two with units (64KiB, 16MiB).
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = units::parse_size)]
+    capacity: u64,
+    /// Records per thread.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    records: u64,
+    /// Writer threads.
+    #[arg(long, value_name = "T", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    threads: u64,
+    /// Records per second per thread (0: as fast as possible).
+    #[arg(long, value_name = "PER_SEC", default_value_t = 0.0)]
+    rate: f64,
+    /// How to end after writing.
+    #[arg(long, value_name = "HOW", value_enum, default_value_t = Die::Exit)]
+    die: Die,
+    /// Test aid: after every K-th record of a thread, print "T N" on stdout
+    /// once its append returned.
+    #[arg(long, value_name = "K", hide = true)]
+    report_every: Option<u64>,
+}
+
+/// Runs the command line and returns the process exit status.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return clap_failure(err),
+    };
+    let result = match cli.command {
+        Command::Info(a) => info::run(&a.ring, a.json),
+        Command::Read(a) => read::run(read::Options {
+            path: a.ring,
+            json: a.json,
+            last: a.last,
+            since: a.since,
+            level: a.level,
+            follow: a.follow,
+        }),
+        Command::Verify(a) => verify::run(&a.ring),
+        Command::Demo(a) => demo::run(demo::Options {
+            ring: a.ring,
+            capacity: a.capacity,
+            records: a.records,
+            threads: a.threads,
+            rate: a.rate,
+            die: a.die,
+            report_every: a.report_every,
+        }),
+    };
+    match result {
+        Ok(code) => code,
+        Err(f) if f.is_broken_pipe() => 0,
+        Err(f) => {
+            let _ = writeln!(io::stderr(), "blackbox: {}", f.message);
+            f.code
+        }
+    }
+}
+
+/// Help and version go to stdout as usual; a usage error becomes one line.
+fn clap_failure(err: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    match err.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = err.print();
+            if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                EXIT_ERROR
+            } else {
+                0
+            }
+        }
+        _ => {
+            let text = err.to_string();
+            let first = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments");
+            let first = first.trim_start_matches("error: ").trim();
+            let _ = writeln!(io::stderr(), "blackbox: {first} (see blackbox --help)");
+            EXIT_ERROR
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! `blackbox read RING [--json] [--last N] [--since D] [--level L] [--follow]`.
+
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::render::{gap_text, json, show, text, Shown};
+use super::Failure;
+use crate::{Record, Ring};
+
+pub struct Options {
+    pub path: PathBuf,
+    pub json: bool,
+    pub last: Option<usize>,
+    pub since: Option<Duration>,
+    pub level: Option<recorder::Level>,
+    pub follow: bool,
+}
+
+/// How often `--follow` looks for new records.
+const FOLLOW_POLL: Duration = Duration::from_millis(100);
+
+/// How long `--follow` waits for a reserved but unpublished record before
+/// it counts it as torn and moves past it.
+const FOLLOW_GRACE: Duration = Duration::from_secs(1);
+
+struct Filter {
+    min_level: Option<recorder::Level>,
+    since_ns: Option<u64>,
+}
+
+impl Filter {
+    fn keeps(&self, record: &Record, shown: &Shown<'_>) -> bool {
+        if self.since_ns.is_some_and(|t| record.ts_unix_ns < t) {
+            return false;
+        }
+        match (self.min_level, shown) {
+            (None, _) => true,
+            (Some(min), Shown::Event(e)) => e.level().is_some_and(|l| l >= min),
+            (Some(_), Shown::Bytes { .. }) => false,
+        }
+    }
+}
+
+fn emit(
+    out: &mut impl Write,
+    opts: &Options,
+    record: &Record,
+    shown: &Shown<'_>,
+) -> std::io::Result<()> {
+    if opts.json {
+        writeln!(out, "{}", json(record, shown))
+    } else {
+        if let Some(gap) = &record.gap_before {
+            writeln!(out, "{}", gap_text(gap))?;
+        }
+        writeln!(out, "{}", text(record, shown))
+    }
+}
+
+pub fn run(opts: Options) -> Result<i32, Failure> {
+    let path = opts.path.clone();
+    let ring = Ring::open(&path).map_err(|e| Failure::ring(&path, &e))?;
+    let filter = Filter {
+        min_level: opts.level,
+        since_ns: opts.since.map(|d| {
+            recorder::realtime_ns().saturating_sub(d.as_nanos().min(u64::MAX as u128) as u64)
+        }),
+    };
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+
+    let snap = ring.snapshot().map_err(|e| Failure::ring(&path, &e))?;
+    let kept: Vec<(&Record, Shown<'_>)> = snap
+        .records
+        .iter()
+        .map(|r| (r, show(&snap, r)))
+        .filter(|(r, s)| filter.keeps(r, s))
+        .collect();
+    let skip = opts.last.map_or(0, |n| kept.len().saturating_sub(n));
+    for (record, shown) in &kept[skip..] {
+        emit(&mut out, &opts, record, shown)?;
+    }
+    out.flush()?;
+    if !opts.follow {
+        return Ok(0);
+    }
+    let next = snap.records.last().map_or(snap.window_start, Record::end);
+    drop(kept);
+    follow(&ring, &opts, &filter, &mut out, next)
+}
+
+/// Prints records as they are published, until the writer is no longer
+/// running. A reserved record that is not yet published holds the output
+/// back for up to [`FOLLOW_GRACE`], so a slow writer's record is printed in
+/// order instead of skipped.
+fn follow(
+    ring: &Ring,
+    opts: &Options,
+    filter: &Filter,
+    out: &mut impl Write,
+    mut next: u64,
+) -> Result<i32, Failure> {
+    let path = ring.path();
+    // The start of a gap we are waiting on, and since when.
+    let mut waiting: Option<(u64, Instant)> = None;
+    loop {
+        let running = ring.is_locked().map_err(|e| Failure::ring(path, &e))?;
+        let snap = ring
+            .snapshot_from(next)
+            .map_err(|e| Failure::ring(path, &e))?;
+        if snap.window_start > next {
+            writeln!(
+                out,
+                "{}",
+                if opts.json {
+                    format!(
+                        "{{\"lapped\":{{\"bytes\":{},\"message\":\"the writer overwrote records before they were read\"}}}}",
+                        snap.window_start - next
+                    )
+                } else {
+                    format!(
+                        "-- lapped: {} bytes overwritten before they were read --",
+                        snap.window_start - next
+                    )
+                }
+            )?;
+            next = snap.window_start;
+            waiting = None;
+        }
+        for record in &snap.records {
+            if record.pos() < next {
+                continue;
+            }
+            if record.pos() > next && running {
+                // Something before this record is not published yet.
+                let since = match waiting {
+                    Some((at, since)) if at == next => since,
+                    _ => {
+                        let now = Instant::now();
+                        waiting = Some((next, now));
+                        now
+                    }
+                };
+                if since.elapsed() < FOLLOW_GRACE {
+                    break;
+                }
+            }
+            waiting = None;
+            let shown = show(&snap, record);
+            if filter.keeps(record, &shown) {
+                emit(out, opts, record, &shown)?;
+            }
+            next = record.end();
+        }
+        out.flush()?;
+        if !running {
+            let state = ring.state().map_err(|e| Failure::ring(path, &e))?;
+            eprintln!(
+                "blackbox: {}: writer is no longer running ({})",
+                path.display(),
+                state.as_str()
+            );
+            return Ok(0);
+        }
+        std::thread::sleep(FOLLOW_POLL);
+    }
+}
