@@ -16,7 +16,7 @@
 //! - the raw append and the floor on two threads at once.
 //!
 //! Environment knobs: `BENCH_OPS` (operations per run and thread, default
-//! 4 000 000), `BENCH_RUNS` (runs per case, default 7), `BENCH_ONLY`
+//! 4 000 000), `BENCH_RUNS` (runs per case, default 9), `BENCH_ONLY`
 //! (`floor`, `append`, `log`, `floor2`, `append2`: run that case alone, for
 //! profiling).
 
@@ -163,6 +163,9 @@ struct Figure {
     /// Median nanoseconds per operation, per thread (wall time of a run
     /// divided by the operations one thread did).
     ns_per_op: f64,
+    /// Fastest and slowest run, ns per operation per thread.
+    min: f64,
+    max: f64,
     /// Median total throughput, million operations per second.
     mops: f64,
     failed: u64,
@@ -217,8 +220,12 @@ where
         per_op.push(ns / n as f64);
         mops.push((threads * n) as f64 / ns * 1e3);
     }
+    let min = per_op.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = per_op.iter().copied().fold(0.0, f64::max);
     Figure {
         threads,
+        min,
+        max,
         ns_per_op: median(&mut per_op),
         mops: median(&mut mops),
         failed,
@@ -251,7 +258,7 @@ fn check_sizes(rec: &Recorder) -> (usize, usize) {
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument is not supported.
     let n = env_usize("BENCH_OPS", 4_000_000);
-    let runs = env_usize("BENCH_RUNS", 7).max(1);
+    let runs = env_usize("BENCH_RUNS", 9).max(1);
     let only = std::env::var("BENCH_ONLY").ok();
     let want = |name: &str| only.as_deref().map_or(true, |o| o == name);
 
@@ -312,14 +319,19 @@ fn main() {
     });
 
     println!(
-        "{:<30} {:>7} {:>16} {:>14} {:>8}",
-        "case", "threads", "ns/op/thread", "M ops/s total", "failed"
+        "{:<30} {:>7} {:>12} {:>17} {:>13} {:>6}",
+        "case", "threads", "ns/op/thread", "(min - max)", "M ops/s total", "failed"
     );
-    println!("{}", "-".repeat(79));
+    println!("{}", "-".repeat(90));
     for (label, f) in &rows {
         println!(
-            "{:<30} {:>7} {:>16.2} {:>14.2} {:>8}",
-            label, f.threads, f.ns_per_op, f.mops, f.failed
+            "{:<30} {:>7} {:>12.2} {:>17} {:>13.2} {:>6}",
+            label,
+            f.threads,
+            f.ns_per_op,
+            format!("({:.1} - {:.1})", f.min, f.max),
+            f.mops,
+            f.failed
         );
     }
     println!();

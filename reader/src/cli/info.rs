@@ -121,6 +121,17 @@ fn empty_null(s: &str) -> Value {
     }
 }
 
+/// Seconds in a unit that fits: `850 µs`, `12.5 ms`, `3.20 s`.
+fn secs_text(secs: f64) -> String {
+    if secs < 1e-3 {
+        format!("{:.0} µs", secs * 1e6)
+    } else if secs < 1.0 {
+        format!("{:.1} ms", secs * 1e3)
+    } else {
+        format!("{secs:.2} s")
+    }
+}
+
 fn size_text(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut v = bytes as f64;
@@ -177,14 +188,15 @@ pub fn run(path: &Path, as_json: bool) -> Result<i32, Failure> {
             )?;
             let span = last.ts_unix_ns.saturating_sub(first.ts_unix_ns) as f64 / 1e9;
             let mut line = format!(
-                "window    {} .. {} ({span:.3} s)",
+                "window    {} .. {} ({})",
                 rfc3339(first.ts_unix_ns),
-                rfc3339(last.ts_unix_ns)
+                rfc3339(last.ts_unix_ns),
+                secs_text(span)
             );
             if let Some(rate) = summary.byte_rate() {
                 line.push_str(&format!(
-                    "; at this rate the ring holds {:.1} s",
-                    h.capacity as f64 / rate
+                    "; at this rate the ring holds {}",
+                    secs_text(h.capacity as f64 / rate)
                 ));
             }
             writeln!(out, "{line}")?;
