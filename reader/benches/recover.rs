@@ -110,8 +110,7 @@ fn main() {
 
     // The event: header + fixed part + target + message + one u64 field
     // (code, name length, name, value).
-    let record_len =
-        RECORD_HEADER_LEN + EVENT_FIXED_LEN + TARGET.len() + MESSAGE.len() + 2 + 1 + 8;
+    let record_len = RECORD_HEADER_LEN + EVENT_FIXED_LEN + TARGET.len() + MESSAGE.len() + 2 + 1 + 8;
     let record_stride = stride(record_len);
     assert_eq!(record_stride, 64, "the bench wants 64-byte records");
     let per_lap = CAPACITY / record_stride as u64;
@@ -131,7 +130,11 @@ fn main() {
         }
     }
     let fill = fill_start.elapsed();
-    assert_eq!((seqs[1] - seqs[0]) * 8, record_stride as u64, "record stride");
+    assert_eq!(
+        (seqs[1] - seqs[0]) * 8,
+        record_stride as u64,
+        "record stride"
+    );
     assert_eq!(lapped, 0, "appends failed while filling");
     rec.close();
 
@@ -274,11 +277,7 @@ fn main() {
             per_rec_ns(ms)
         );
     };
-    row(
-        "Ring::open + snapshot",
-        snap_ms,
-        Some((snap_min, snap_max)),
-    );
+    row("Ring::open + snapshot", snap_ms, Some((snap_min, snap_max)));
     row(
         "decode_event on every record",
         dec_ms,

@@ -252,21 +252,20 @@ pub fn crc_start(seed: u32, len: u32) -> u32 {
     crc32c::crc32c_append(seed, &len.to_le_bytes())
 }
 
+// The header's groups do not overlap, fit in the header, and the hot
+// counters sit on cache lines of their own (checked at compile time).
+const _: () = {
+    assert!(H_BOOT_ID + 16 <= H_PROGRAM);
+    assert!(H_POD_NAME + LONG_STR_LEN <= H_TAIL);
+    assert!(H_TAIL % 64 == 0 && H_STATE % 64 == 0 && H_LAPPED_WRITES % 64 == 0);
+    assert!(H_LAP_LOG + LAP_LOG_ENTRIES * 16 <= H_MEMORY_EVIDENCE);
+    assert!(H_DEATH < HEADER_LEN);
+    assert!(HEADER_LEN % 4096 == 0);
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn groups_do_not_overlap_and_fit_the_header() {
-        assert!(H_BOOT_ID + 16 <= H_PROGRAM);
-        assert!(H_POD_NAME + LONG_STR_LEN <= H_TAIL);
-        assert_eq!(H_TAIL % 64, 0);
-        assert_eq!(H_STATE % 64, 0);
-        assert_eq!(H_LAPPED_WRITES % 64, 0);
-        assert!(H_LAP_LOG + LAP_LOG_ENTRIES * 16 <= H_MEMORY_EVIDENCE);
-        assert!(H_DEATH < HEADER_LEN);
-        assert_eq!(HEADER_LEN % 4096, 0);
-    }
 
     #[test]
     fn commit_word_differs_across_laps() {
