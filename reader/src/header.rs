@@ -7,6 +7,9 @@ use recorder::layout::*;
 
 use crate::error::Error;
 
+/// Largest TAIL a reader accepts: 2^62.
+const MAX_TAIL: u64 = 1 << 62;
+
 /// A validated copy of a ring file's header, as read at one instant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
@@ -96,17 +99,17 @@ impl Header {
                     .to_string(),
             ));
         }
-        let version = u32_at(bytes, H_VERSION);
-        if version != VERSION {
-            return Err(Error::unsupported(format!(
-                "ring layout version {version} is not supported (this blackbox reads version {VERSION}; use a matching blackbox)"
-            )));
-        }
         if u32_at(bytes, H_ENDIAN) != ENDIAN_CHECK {
             return Err(Error::format(
                 "ring was written with another byte order or its endianness mark is damaged"
                     .to_string(),
             ));
+        }
+        let version = u32_at(bytes, H_VERSION);
+        if version != VERSION {
+            return Err(Error::unsupported(format!(
+                "ring layout version {version} is not supported (this blackbox reads version {VERSION}; use a matching blackbox)"
+            )));
         }
         let header_len = u32_at(bytes, H_HEADER_LEN);
         let record_header_len = u32_at(bytes, H_RECORD_HEADER_LEN);
@@ -138,18 +141,22 @@ impl Header {
             )));
         }
         let tail = u64_at(bytes, H_TAIL);
-        if tail % RECORD_ALIGN as u64 != 0 {
+        // No real writer gets near 2^62 bytes (4 EiB); a larger TAIL is
+        // damage, and refusing it keeps every position sum below overflow.
+        if tail % RECORD_ALIGN as u64 != 0 || tail > MAX_TAIL {
             return Err(Error::format(format!(
-                "write position {tail} is not a multiple of {RECORD_ALIGN}; header damaged"
+                "write position {tail} is not a multiple of {RECORD_ALIGN} below 2^62; header damaged"
             )));
         }
         let lapped_writes = u64_at(bytes, H_LAPPED_WRITES);
         let kept = (lapped_writes as usize).min(LAP_LOG_ENTRIES);
+        // Entries that no writer could have made are ignored.
         let lap_log = (0..kept)
             .map(|i| {
                 let e = H_LAP_LOG + i * 16;
                 (u64_at(bytes, e), u64_at(bytes, e + 8))
             })
+            .filter(|&(pos, stride)| pos <= MAX_TAIL && stride <= MAX_RECORD_LEN as u64)
             .collect();
         let mut boot_id = [0u8; 16];
         boot_id.copy_from_slice(&bytes[H_BOOT_ID..H_BOOT_ID + 16]);

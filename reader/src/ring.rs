@@ -6,9 +6,10 @@
 //! byte of the file is ever looked at in place.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use recorder::checksum::record_crc;
 use recorder::layout::*;
 
 use crate::error::Error;
@@ -63,8 +64,6 @@ pub struct Record {
     pub kind: u16,
     /// Record flags.
     pub flags: u16,
-    /// What was lost right before this record, if anything.
-    pub gap_before: Option<Gap>,
     payload_at: usize,
 }
 
@@ -109,13 +108,71 @@ pub struct Snapshot {
     /// Bytes at the end of the window after the last valid record (records
     /// being written, or torn by the writer's death).
     pub trailing: Gap,
-    data: Vec<u8>,
+    /// Gaps, each keyed by the `seq` of the record that follows it (sparse:
+    /// most records have none).
+    pub gaps: Vec<(u64, Gap)>,
+    data: Buffer,
+}
+
+/// The snapshot's copy of the window. Large copies go to an anonymous
+/// mapping with transparent huge pages: filling 64 MiB of fresh 4 KiB pages
+/// costs more page faults than the copy itself.
+#[derive(Debug)]
+enum Buffer {
+    Heap(Vec<u8>),
+    Mapped(memmap2::MmapMut),
+}
+
+const MAPPED_BUFFER_MIN: usize = 2 << 20;
+
+impl Buffer {
+    fn zeroed(len: usize) -> Buffer {
+        if len >= MAPPED_BUFFER_MIN {
+            if let Ok(map) = memmap2::MmapMut::map_anon(len) {
+                // Advice only: without huge pages the copy is just slower.
+                let _ = map.advise(memmap2::Advice::HugePage);
+                return Buffer::Mapped(map);
+            }
+        }
+        Buffer::Heap(vec![0; len])
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Buffer::Heap(v) => v,
+            Buffer::Mapped(m) => m,
+        }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            Buffer::Heap(v) => v,
+            Buffer::Mapped(m) => m,
+        }
+    }
+}
+
+impl Clone for Buffer {
+    fn clone(&self) -> Buffer {
+        let mut copy = Buffer::zeroed(self.bytes().len());
+        copy.bytes_mut().copy_from_slice(self.bytes());
+        copy
+    }
 }
 
 impl Snapshot {
     /// The payload bytes of `record` (after its 32-byte header).
     pub fn payload(&self, record: &Record) -> &[u8] {
-        &self.data[record.payload_at..record.payload_at + record.len as usize - RECORD_HEADER_LEN]
+        &self.data.bytes()
+            [record.payload_at..record.payload_at + record.len as usize - RECORD_HEADER_LEN]
+    }
+
+    /// What was lost right before `record`, if anything.
+    pub fn gap_before(&self, record: &Record) -> Option<&Gap> {
+        self.gaps
+            .binary_search_by_key(&record.seq, |g| g.0)
+            .ok()
+            .map(|i| &self.gaps[i].1)
     }
 
     /// Records torn anywhere in the window (between records and at its end).
@@ -138,7 +195,13 @@ impl Ring {
     /// supported version.
     pub fn open(path: impl AsRef<Path>) -> Result<Ring, Error> {
         let path = path.as_ref();
-        let file = File::open(path).map_err(|e| Error::io("cannot open", &e))?;
+        // O_NONBLOCK: opening a FIFO must not wait for a writer (it is then
+        // refused as not a regular file); it changes nothing for pread.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| Error::io("cannot open", &e))?;
         let meta = file.metadata().map_err(|e| Error::io("cannot stat", &e))?;
         if !meta.is_file() {
             return Err(Error::format("not a regular file".to_string()));
@@ -238,14 +301,15 @@ impl Ring {
         let tail = header.tail;
         let start = tail.saturating_sub(capacity).max(from.min(tail));
         let len = (tail - start) as usize;
-        let mut data = vec![0u8; len];
+        let mut data = Buffer::zeroed(len);
         // Copy in position order (oldest byte first), so a record's COMMIT
         // word is read before its payload: with the writer's Release store
         // of COMMIT, a COMMIT seen here means its bytes are complete.
         let offset = (start & (capacity - 1)) as usize;
         let first = len.min(capacity as usize - offset);
-        self.read_exact_at(&mut data[..first], HEADER_LEN as u64 + offset as u64)?;
-        self.read_exact_at(&mut data[first..], HEADER_LEN as u64)?;
+        let bytes = data.bytes_mut();
+        self.read_exact_at(&mut bytes[..first], HEADER_LEN as u64 + offset as u64)?;
+        self.read_exact_at(&mut bytes[first..], HEADER_LEN as u64)?;
         // Seqlock check: whatever a writer reserved after `tail` may have
         // overwritten bytes below `tail_after - capacity` during the copy.
         let tail_after = self.read_tail()?.max(tail);
@@ -257,6 +321,7 @@ impl Ring {
             tail,
             totals: Gap::default(),
             trailing: Gap::default(),
+            gaps: Vec::new(),
             data,
         };
         walk(&mut snap, start, valid_from);
@@ -317,8 +382,11 @@ fn u16_at(b: &[u8], off: usize) -> u16 {
 
 /// Examines the candidate record at absolute position `pos`, whose bytes
 /// start at `data[at..]`.
-fn examine(snap: &Snapshot, seed: u32, pos: u64, at: usize) -> Found {
-    let data = &snap.data;
+///
+/// A COMMIT word counts as published only if its tag is this position's and
+/// its length is one a writer can produce; anything else (zeroes, stale
+/// bytes of an earlier lap, the middle of another record) is `Nothing`.
+fn examine(data: &[u8], header: &Header, seed: u32, pos: u64, at: usize) -> Found {
     if at + RECORD_HEADER_LEN > data.len() {
         return Found::Nothing;
     }
@@ -328,18 +396,13 @@ fn examine(snap: &Snapshot, seed: u32, pos: u64, at: usize) -> Found {
     }
     let len = commit as u32;
     let stride_len = stride(len as usize);
-    let plausible = len as usize >= RECORD_HEADER_LEN
-        && len as usize <= snap.header.max_record_len
-        && at + stride_len <= data.len();
-    if !plausible {
-        return Found::Damaged {
-            stride: RECORD_ALIGN as u64,
-        };
+    if (len as usize) < RECORD_HEADER_LEN
+        || len as usize > header.max_record_len
+        || at + stride_len > data.len()
+    {
+        return Found::Nothing;
     }
-    let crc = crc32c::crc32c_append(
-        crc_start(seed, len),
-        &data[at + R_CRC_START..at + stride_len],
-    );
+    let crc = record_crc(seed, len, &data[at + R_CRC_START..at + stride_len]);
     if u64_at(data, at + R_POS) != pos || u32_at(data, at + R_CRC) != crc {
         return Found::Damaged {
             stride: stride_len as u64,
@@ -358,26 +421,34 @@ fn walk(snap: &mut Snapshot, start: u64, valid_from: u64) {
     // (the bytes before it are the window's overwritten edge).
     let mut expected: Option<u64> = None;
     let mut pending = Gap::default();
-    let mut records = Vec::new();
+    let mut totals = Gap::default();
+    // Every record is at least 32 bytes: reserve for the typical 64.
+    let mut records = Vec::with_capacity(((end - valid_from) / 64) as usize);
+    let mut gaps = Vec::new();
+    let data = snap.data.bytes();
     while pos + RECORD_HEADER_LEN as u64 <= end {
         let at = (pos - start) as usize;
-        match examine(snap, seed, pos, at) {
+        match examine(data, &snap.header, seed, pos, at) {
             Found::Valid { len } => {
-                let gap = match expected {
+                match expected {
                     Some(e) if e != pos => {
                         pending.bytes = pos - e;
-                        Some(std::mem::take(&mut pending))
+                        gaps.push((pos >> 3, pending));
                     }
-                    _ => None,
-                };
-                let data = &snap.data;
+                    // Damage before the first valid record: report it with
+                    // the first record rather than lose it.
+                    None if pending != Gap::default() => {
+                        pending.bytes = pos - valid_from;
+                        gaps.push((pos >> 3, pending));
+                    }
+                    _ => {}
+                }
                 records.push(Record {
                     seq: pos >> 3,
                     len,
                     ts_unix_ns: u64_at(data, at + R_TS),
                     kind: u16_at(data, at + R_KIND),
                     flags: u16_at(data, at + R_FLAGS),
-                    gap_before: gap,
                     payload_at: at + RECORD_HEADER_LEN,
                 });
                 pending = Gap::default();
@@ -388,10 +459,10 @@ fn walk(snap: &mut Snapshot, start: u64, valid_from: u64) {
             Found::Damaged { stride } => {
                 if snap.header.explained_by_lapped_write(pos, stride) {
                     pending.overwritten += 1;
-                    snap.totals.overwritten += 1;
+                    totals.overwritten += 1;
                 } else {
                     pending.corrupt += 1;
-                    snap.totals.corrupt += 1;
+                    totals.corrupt += 1;
                 }
                 // Do not trust its length: look for the next record from
                 // the next aligned position.
@@ -401,7 +472,7 @@ fn walk(snap: &mut Snapshot, start: u64, valid_from: u64) {
                 if expected == Some(pos) {
                     // A writer reserved this position and never published.
                     pending.torn += 1;
-                    snap.totals.torn += 1;
+                    totals.torn += 1;
                 }
                 pos += RECORD_ALIGN as u64;
             }
@@ -414,8 +485,10 @@ fn walk(snap: &mut Snapshot, start: u64, valid_from: u64) {
     } else if end > valid_from {
         pending.bytes = end - valid_from;
     }
+    snap.totals = totals;
     snap.trailing = pending;
     snap.records = records;
+    snap.gaps = gaps;
 }
 
 #[cfg(test)]
@@ -499,7 +572,7 @@ mod tests {
         let snap = Ring::open(&path).unwrap().snapshot().unwrap();
         assert_eq!(snap.records.len(), 10);
         assert_eq!(snap.torn(), 1);
-        assert_eq!(snap.records[5].gap_before.unwrap().torn, 1);
+        assert_eq!(snap.gap_before(&snap.records[5]).unwrap().torn, 1);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -170,16 +170,24 @@ pub(crate) fn truncate_str(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// Encoded size of a value, after the same cut that [`encode_field`] makes.
 pub(crate) fn value_len(value: &Value<'_>) -> usize {
     match value {
         Value::I64(_) | Value::U64(_) | Value::F64(_) => 8,
         Value::Bool(_) => 1,
-        Value::Str(s) | Value::Debug(s) => 2 + s.len().min(MAX_STR_VALUE),
+        Value::Str(s) | Value::Debug(s) => 2 + truncate_str(s, MAX_STR_VALUE).len(),
     }
 }
 
+/// Encoded size of a field, after the same cuts that [`encode_field`] makes.
 pub(crate) fn field_len(field: &Field<'_>) -> usize {
-    2 + field.name.len().min(MAX_NAME) + value_len(&field.value)
+    2 + truncate_str(field.name, MAX_NAME).len() + value_len(&field.value)
+}
+
+/// Whether [`encode_field`] cuts something of this field.
+pub(crate) fn field_is_cut(field: &Field<'_>) -> bool {
+    field.name.len() > MAX_NAME
+        || matches!(field.value, Value::Str(s) | Value::Debug(s) if s.len() > MAX_STR_VALUE)
 }
 
 /// Receives the bytes of a record in order.

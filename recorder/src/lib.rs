@@ -34,6 +34,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod checksum;
 mod event;
 pub mod layout;
 pub mod lock;

@@ -24,9 +24,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::checksum::record_crc;
 use crate::event::{
-    encode_field, field_len, truncate_str, Field, Level, Sink, EVENT_FLAG_TRUNCATED, MAX_FIELDS,
-    MAX_TARGET,
+    encode_field, field_is_cut, field_len, truncate_str, Field, Level, Sink, EVENT_FLAG_TRUNCATED,
+    MAX_FIELDS, MAX_TARGET,
 };
 use crate::layout::*;
 use crate::mapping::RingMap;
@@ -425,43 +426,8 @@ impl Recorder {
         message: &str,
         fields: &[Field<'_>],
     ) -> Result<Seq, AppendError> {
-        let max = self.shared.max_record_len;
-        let mut flags = 0u16;
-        let target = truncate_str(target, MAX_TARGET.min(max / 4));
-        let mut fields = &fields[..fields.len().min(MAX_FIELDS)];
-        let fixed = RECORD_HEADER_LEN + EVENT_FIXED_LEN + target.len();
-        let mut fields_len: usize = fields.iter().map(field_len).sum();
-        while fixed + fields_len > max {
-            let (last, rest) = fields.split_last().expect("fixed part fits");
-            fields_len -= field_len(last);
-            fields = rest;
-            flags |= EVENT_FLAG_TRUNCATED;
-        }
-        let room = (max - fixed - fields_len).min(u16::MAX as usize);
-        let message_cut = truncate_str(message, room);
-        if message_cut.len() < message.len() {
-            flags |= EVENT_FLAG_TRUNCATED;
-        }
-        let message = message_cut;
-        let len = fixed + message.len() + fields_len;
-        let tid = sys::thread_id();
-        self.publish(KIND_EVENT, len, |sink| {
-            let mut fixed = [0u8; EVENT_FIXED_LEN];
-            fixed[E_LEVEL] = level.code();
-            fixed[E_FIELD_COUNT] = fields.len() as u8;
-            fixed[E_TARGET_LEN..E_TARGET_LEN + 2]
-                .copy_from_slice(&(target.len() as u16).to_le_bytes());
-            fixed[E_MESSAGE_LEN..E_MESSAGE_LEN + 2]
-                .copy_from_slice(&(message.len() as u16).to_le_bytes());
-            fixed[E_FLAGS..E_FLAGS + 2].copy_from_slice(&flags.to_le_bytes());
-            fixed[E_THREAD_ID..E_THREAD_ID + 4].copy_from_slice(&tid.to_le_bytes());
-            sink.put(&fixed);
-            sink.put(target.as_bytes());
-            sink.put(message.as_bytes());
-            for field in fields {
-                encode_field(sink, field);
-            }
-        })
+        let event = EventPayload::fit(self.shared.max_record_len, level, target, message, fields);
+        self.publish(KIND_EVENT, &event)
     }
 
     /// Appends opaque bytes as a record of kind `KIND_RAW`.
@@ -483,21 +449,15 @@ impl Recorder {
                 max: self.shared.max_record_len,
             });
         }
-        self.publish(KIND_RAW, len, |sink| sink.put(payload))
+        self.publish(KIND_RAW, &RawPayload(payload))
     }
 
-    /// Reserves, copies and publishes one record of `len` bytes whose
-    /// payload `write_payload` produces (exactly `len - RECORD_HEADER_LEN`
-    /// bytes).
+    /// Reserves, copies and publishes one record.
     #[inline]
-    fn publish(
-        &self,
-        kind: u16,
-        len: usize,
-        write_payload: impl FnOnce(&mut RecordSink<'_>),
-    ) -> Result<Seq, AppendError> {
+    fn publish(&self, kind: u16, payload: &impl Payload) -> Result<Seq, AppendError> {
+        let len = RECORD_HEADER_LEN + payload.len();
         let pos = self.reserve(len);
-        self.fill(pos, kind, len, write_payload);
+        self.fill(pos, kind, len, payload);
         self.commit(pos, len)
     }
 
@@ -513,36 +473,49 @@ impl Recorder {
             .fetch_add(stride(len) as u64, Ordering::Relaxed)
     }
 
+    /// Writes bytes `[8, stride)` of the record at `pos`: everything but
+    /// its COMMIT word.
     #[inline]
-    fn fill(
-        &self,
-        pos: u64,
-        kind: u16,
-        len: usize,
-        write_payload: impl FnOnce(&mut RecordSink<'_>),
-    ) {
-        let map = &self.shared.map;
+    fn fill(&self, pos: u64, kind: u16, len: usize, payload: &impl Payload) {
         let ts = sys::realtime_ns();
-        let mut sink = RecordSink::new(
-            map,
-            pos + R_CRC_START as u64,
-            crc_start(self.shared.crc_seed, len as u32),
-        );
-        let mut head = [0u8; RECORD_HEADER_LEN - R_CRC_START];
-        let at = |field: usize| field - R_CRC_START;
-        head[at(R_KIND)..at(R_KIND) + 2].copy_from_slice(&kind.to_le_bytes());
-        head[at(R_POS)..at(R_POS) + 8].copy_from_slice(&pos.to_le_bytes());
-        head[at(R_TS)..at(R_TS) + 8].copy_from_slice(&ts.to_le_bytes());
-        sink.put(&head);
-        write_payload(&mut sink);
-        debug_assert_eq!(
-            sink.written() as usize,
-            len - R_CRC_START,
-            "payload length differs from the reserved length"
-        );
-        sink.put(&[0u8; RECORD_ALIGN][..stride(len) - len]);
-        let crc = sink.finish();
-        map.write_data(pos + R_CRC as u64, &crc.to_le_bytes());
+        let mut head = [0u8; RECORD_HEADER_LEN];
+        head[R_KIND..R_KIND + 2].copy_from_slice(&kind.to_le_bytes());
+        head[R_POS..R_POS + 8].copy_from_slice(&pos.to_le_bytes());
+        head[R_TS..R_TS + 8].copy_from_slice(&ts.to_le_bytes());
+        let stride = stride(len);
+        let map = &self.shared.map;
+        if stride <= INLINE_MAX {
+            // Common case: build the whole record on the stack, checksum
+            // it in one pass of 8-byte words, copy it into the ring once.
+            let mut rec = InlineRecord {
+                buf: [0; INLINE_MAX],
+                used: 0,
+            };
+            rec.put(&head);
+            payload.write(&mut rec);
+            debug_assert_eq!(rec.used, len, "payload length differs from the reservation");
+            let crc = record_crc(
+                self.shared.crc_seed,
+                len as u32,
+                &rec.buf[R_CRC_START..stride],
+            );
+            rec.buf[R_CRC..R_CRC + 4].copy_from_slice(&crc.to_le_bytes());
+            map.write_data(pos + R_CRC as u64, &rec.buf[R_CRC..stride]);
+        } else {
+            // Large record: stream it through a small buffer, checksumming
+            // chunk by chunk (same checksum, computed incrementally).
+            let mut sink = RecordSink::new(
+                map,
+                pos + R_CRC_START as u64,
+                crc_start(self.shared.crc_seed, len as u32),
+            );
+            sink.put(&head[R_CRC_START..]);
+            payload.write(&mut sink);
+            debug_assert_eq!(sink.written() as usize, len - R_CRC_START);
+            sink.put(&[0u8; RECORD_ALIGN][..stride - len]);
+            let crc = sink.finish();
+            map.write_data(pos + R_CRC as u64, &crc.to_le_bytes());
+        }
     }
 
     #[inline]
@@ -577,21 +550,15 @@ impl Recorder {
         map.header_u64(entry + 8).store(stride, Ordering::Relaxed);
     }
 
-    /// Test hook: reserves and writes a record like [`Recorder::log`] but
+    /// Test hook: reserves and writes an event like [`Recorder::log`] but
     /// never publishes it, as a writer killed between reserve and publish
-    /// would leave it.
+    /// would leave it. Returns the sequence number it would have had.
     #[doc(hidden)]
-    pub fn log_unpublished_for_test(&self, message: &str) -> u64 {
-        let len = RECORD_HEADER_LEN + EVENT_FIXED_LEN + message.len();
+    pub fn log_unpublished_for_test(&self, message: &str) -> Seq {
+        let event = EventPayload::fit(self.shared.max_record_len, Level::Info, "", message, &[]);
+        let len = RECORD_HEADER_LEN + event.len();
         let pos = self.reserve(len);
-        self.fill(pos, KIND_EVENT, len, |sink| {
-            let mut fixed = [0u8; EVENT_FIXED_LEN];
-            fixed[E_LEVEL] = Level::Info.code();
-            fixed[E_MESSAGE_LEN..E_MESSAGE_LEN + 2]
-                .copy_from_slice(&(message.len() as u16).to_le_bytes());
-            sink.put(&fixed);
-            sink.put(message.as_bytes());
-        });
+        self.fill(pos, KIND_EVENT, len, &event);
         pos >> 3
     }
 
@@ -654,6 +621,125 @@ fn start_heartbeat(shared: &Arc<Shared>, period: Duration) -> Heartbeat {
             .expect("spawn heartbeat thread")
     };
     Heartbeat { stop, thread }
+}
+
+/// Records up to this stride are built on the stack and copied once.
+const INLINE_MAX: usize = 256;
+
+/// A record's payload: its length, and how to write it.
+trait Payload {
+    fn len(&self) -> usize;
+    fn write(&self, sink: &mut impl Sink);
+}
+
+struct RawPayload<'a>(&'a [u8]);
+
+impl Payload for RawPayload<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    #[inline]
+    fn write(&self, sink: &mut impl Sink) {
+        sink.put(self.0);
+    }
+}
+
+/// An event cut to fit a ring's record limit.
+struct EventPayload<'a, 'f> {
+    level: Level,
+    flags: u16,
+    target: &'a str,
+    message: &'a str,
+    fields: &'a [Field<'f>],
+    fields_len: usize,
+}
+
+impl<'a, 'f> EventPayload<'a, 'f> {
+    /// Fits the event into `max` bytes of record: the target is capped, then
+    /// trailing fields are dropped, then the message is cut (at a character
+    /// boundary); anything cut sets [`EVENT_FLAG_TRUNCATED`].
+    #[inline]
+    fn fit(
+        max: usize,
+        level: Level,
+        target: &'a str,
+        message: &'a str,
+        fields: &'a [Field<'f>],
+    ) -> Self {
+        let capped_target = truncate_str(target, MAX_TARGET.min(max / 4));
+        let given = fields.len();
+        let mut fields = &fields[..given.min(MAX_FIELDS)];
+        let mut flags = if capped_target.len() < target.len()
+            || given > MAX_FIELDS
+            || fields.iter().any(field_is_cut)
+        {
+            EVENT_FLAG_TRUNCATED
+        } else {
+            0
+        };
+        let fixed = RECORD_HEADER_LEN + EVENT_FIXED_LEN + capped_target.len();
+        let mut fields_len: usize = fields.iter().map(field_len).sum();
+        while fixed + fields_len > max {
+            // The fixed part alone always fits: max >= 1024 > 44 + max / 4.
+            let (last, rest) = fields.split_last().expect("the fixed part fits");
+            fields_len -= field_len(last);
+            fields = rest;
+            flags |= EVENT_FLAG_TRUNCATED;
+        }
+        let room = (max - fixed - fields_len).min(u16::MAX as usize);
+        let cut_message = truncate_str(message, room);
+        if cut_message.len() < message.len() {
+            flags |= EVENT_FLAG_TRUNCATED;
+        }
+        EventPayload {
+            level,
+            flags,
+            target: capped_target,
+            message: cut_message,
+            fields,
+            fields_len,
+        }
+    }
+}
+
+impl Payload for EventPayload<'_, '_> {
+    fn len(&self) -> usize {
+        EVENT_FIXED_LEN + self.target.len() + self.message.len() + self.fields_len
+    }
+
+    #[inline]
+    fn write(&self, sink: &mut impl Sink) {
+        let mut fixed = [0u8; EVENT_FIXED_LEN];
+        fixed[E_LEVEL] = self.level.code();
+        fixed[E_FIELD_COUNT] = self.fields.len() as u8;
+        fixed[E_TARGET_LEN..E_TARGET_LEN + 2]
+            .copy_from_slice(&(self.target.len() as u16).to_le_bytes());
+        fixed[E_MESSAGE_LEN..E_MESSAGE_LEN + 2]
+            .copy_from_slice(&(self.message.len() as u16).to_le_bytes());
+        fixed[E_FLAGS..E_FLAGS + 2].copy_from_slice(&self.flags.to_le_bytes());
+        fixed[E_THREAD_ID..E_THREAD_ID + 4].copy_from_slice(&sys::thread_id().to_le_bytes());
+        sink.put(&fixed);
+        sink.put(self.target.as_bytes());
+        sink.put(self.message.as_bytes());
+        for field in self.fields {
+            encode_field(sink, field);
+        }
+    }
+}
+
+/// A whole record (from offset 0) assembled on the stack.
+struct InlineRecord {
+    buf: [u8; INLINE_MAX],
+    used: usize,
+}
+
+impl Sink for InlineRecord {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.buf[self.used..self.used + bytes.len()].copy_from_slice(bytes);
+        self.used += bytes.len();
+    }
 }
 
 /// Streams a record's bytes into the ring through a small stack buffer, so

@@ -103,7 +103,13 @@ pub fn assert_contiguous(counters: &[(u64, u64)]) -> BTreeMap<u64, u64> {
     let mut last = BTreeMap::new();
     for (t, ns) in by_thread(counters) {
         for w in ns.windows(2) {
-            assert_eq!(w[1], w[0] + 1, "thread {t}: {} is followed by {}", w[0], w[1]);
+            assert_eq!(
+                w[1],
+                w[0] + 1,
+                "thread {t}: {} is followed by {}",
+                w[0],
+                w[1]
+            );
         }
         last.insert(t, *ns.last().unwrap());
     }

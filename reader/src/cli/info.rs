@@ -97,7 +97,7 @@ impl Summary {
             "torn": s.totals.torn,
             "corrupt": s.totals.corrupt,
             "overwritten": s.totals.overwritten,
-            "gaps": s.records.iter().filter(|r| r.gap_before.is_some()).count(),
+            "gaps": s.gaps.len(),
             "lapped_writes": h.lapped_writes,
             "oversize_drops": h.oversize_drops,
         })
@@ -209,7 +209,7 @@ pub fn run(path: &Path, as_json: bool) -> Result<i32, Failure> {
         s.totals.torn,
         s.totals.corrupt,
         s.totals.overwritten,
-        s.records.iter().filter(|r| r.gap_before.is_some()).count(),
+        s.gaps.len(),
         h.lapped_writes,
         h.oversize_drops
     )?;

@@ -212,13 +212,18 @@ fn clap_failure(err: clap::Error) -> i32 {
             }
         }
         _ => {
+            // clap's message is a paragraph (for a missing argument the
+            // names are on the lines after the first): join it into one line.
             let text = err.to_string();
-            let first = text
+            let paragraph: Vec<&str> = text
                 .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("invalid arguments");
-            let first = first.trim_start_matches("error: ").trim();
-            let _ = writeln!(io::stderr(), "blackbox: {first} (see blackbox --help)");
+                .skip_while(|l| l.trim().is_empty())
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let line = paragraph.join(" ");
+            let line = line.trim_start_matches("error: ");
+            let _ = writeln!(io::stderr(), "blackbox: {line} (see blackbox --help)");
             EXIT_ERROR
         }
     }

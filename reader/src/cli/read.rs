@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::render::{gap_text, json, show, text, Shown};
 use super::Failure;
-use crate::{Record, Ring};
+use crate::{Record, Ring, Snapshot};
 
 pub struct Options {
     pub path: PathBuf,
@@ -45,13 +45,14 @@ impl Filter {
 fn emit(
     out: &mut impl Write,
     opts: &Options,
+    snap: &Snapshot,
     record: &Record,
     shown: &Shown<'_>,
 ) -> std::io::Result<()> {
     if opts.json {
-        writeln!(out, "{}", json(record, shown))
+        writeln!(out, "{}", json(record, snap.gap_before(record), shown))
     } else {
-        if let Some(gap) = &record.gap_before {
+        if let Some(gap) = snap.gap_before(record) {
             writeln!(out, "{}", gap_text(gap))?;
         }
         writeln!(out, "{}", text(record, shown))
@@ -79,7 +80,7 @@ pub fn run(opts: Options) -> Result<i32, Failure> {
         .collect();
     let skip = opts.last.map_or(0, |n| kept.len().saturating_sub(n));
     for (record, shown) in &kept[skip..] {
-        emit(&mut out, &opts, record, shown)?;
+        emit(&mut out, &opts, &snap, record, shown)?;
     }
     out.flush()?;
     if !opts.follow {
@@ -149,7 +150,7 @@ fn follow(
             waiting = None;
             let shown = show(&snap, record);
             if filter.keeps(record, &shown) {
-                emit(out, opts, record, &shown)?;
+                emit(out, opts, &snap, record, &shown)?;
             }
             next = record.end();
         }

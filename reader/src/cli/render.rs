@@ -148,7 +148,7 @@ pub fn text(record: &Record, shown: &Shown<'_>) -> String {
 }
 
 /// The JSON object of a record (one line of `read --json`).
-pub fn json(record: &Record, shown: &Shown<'_>) -> Value {
+pub fn json(record: &Record, gap_before: Option<&Gap>, shown: &Shown<'_>) -> Value {
     let mut o = Map::new();
     o.insert("seq".into(), json!(record.seq));
     o.insert("ts".into(), json!(rfc3339(record.ts_unix_ns)));
@@ -184,7 +184,7 @@ pub fn json(record: &Record, shown: &Shown<'_>) -> Value {
         Shown::Bytes { kind, .. } => *kind,
     };
     o.insert("kind".into(), json!(kind_name(kind)));
-    if let Some(gap) = &record.gap_before {
+    if let Some(gap) = gap_before {
         o.insert("gap_before".into(), gap_json(gap));
     }
     Value::Object(o)

@@ -19,10 +19,10 @@ pub fn run(path: &Path) -> Result<i32, Failure> {
     let mut problems = Vec::new();
     if s.totals.corrupt > 0 {
         let first = s
-            .records
+            .gaps
             .iter()
-            .find(|r| r.gap_before.is_some_and(|g| g.corrupt > 0))
-            .map_or(String::new(), |r| format!(", first before seq {}", r.seq));
+            .find(|g| g.1.corrupt > 0)
+            .map_or(String::new(), |g| format!(", first before seq {}", g.0));
         problems.push(format!(
             "{} published record(s) fail their checksum or position stamp{first}",
             s.totals.corrupt
@@ -32,6 +32,26 @@ pub fn run(path: &Path) -> Result<i32, Failure> {
         problems.push(format!(
             "{} torn record(s) in a ring that was closed cleanly",
             s.totals.torn
+        ));
+    }
+    // The oldest record sits at most one record past the window's start:
+    // more means the bytes there are not records (damage, or a TAIL that
+    // does not belong to this data).
+    let first = s.records.first().map_or(s.tail, |r| r.pos());
+    let lead = first - s.window_start;
+    if summary.state != State::Running
+        && lead > s.header.max_record_len as u64
+        && !(s.window_start == 0 && lead == 0)
+    {
+        problems.push(format!(
+            "no valid record in the {lead} bytes at the start of the window"
+        ));
+    }
+    // A clean close leaves no append in flight: the last record ends at TAIL.
+    if summary.state == State::Exited && s.trailing.bytes > 0 {
+        problems.push(format!(
+            "{} bytes after the last record of a ring that was closed cleanly",
+            s.trailing.bytes
         ));
     }
     if !problems.is_empty() {
