@@ -61,6 +61,69 @@ pub struct Header {
     pub oversize_drops: u64,
     /// The retained lap log entries: `(pos, stride)` of lapped appends.
     pub lap_log: Vec<(u64, u64)>,
+    /// Minor layout version of the writer.
+    pub minor_version: u32,
+    /// Memory evidence from the writer's last heartbeat, if any.
+    pub memory: Option<MemoryEvidence>,
+    /// The cause of death the writer recorded, if any.
+    pub death: Option<Death>,
+}
+
+/// The writer's memory as last sampled (`shm-layout.md`, memory evidence).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryEvidence {
+    /// When it was sampled, Unix nanoseconds.
+    pub sampled_unix_ns: u64,
+    /// Resident set size in bytes.
+    pub rss_bytes: u64,
+    /// The cgroup's memory usage in bytes (0: unknown).
+    pub cgroup_usage: u64,
+    /// The cgroup's memory limit in bytes (0: none or unknown).
+    pub cgroup_limit: u64,
+}
+
+impl MemoryEvidence {
+    /// Usage as a fraction of the cgroup limit, when both are known.
+    pub fn cgroup_fraction(&self) -> Option<f64> {
+        (self.cgroup_limit > 0 && self.cgroup_usage > 0)
+            .then(|| self.cgroup_usage as f64 / self.cgroup_limit as f64)
+    }
+}
+
+/// The cause of death recorded by the writer's crash handlers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Death {
+    /// `DEATH_PANIC` or `DEATH_SIGNAL` (or an unknown code).
+    pub kind: u32,
+    /// Signal number (0: none).
+    pub signal: u32,
+    /// The signal's `si_code`.
+    pub si_code: i32,
+    /// Thread id of the crashing thread.
+    pub thread_id: u32,
+    /// Fault address (0: none).
+    pub fault_addr: u64,
+    /// Time of the crash, Unix nanoseconds.
+    pub unix_ns: u64,
+    /// The crashing thread's stack pointer at the fault (0: unknown).
+    pub stack_pointer: u64,
+    /// Name of the crashing thread.
+    pub thread_name: String,
+    /// Panic location.
+    pub location: String,
+    /// Panic message.
+    pub message: String,
+}
+
+impl Death {
+    /// Whether a SIGSEGV/SIGBUS looks like a stack overflow: the fault
+    /// address lies within 64 KiB of the thread's stack pointer.
+    pub fn likely_stack_overflow(&self) -> bool {
+        matches!(self.signal, 7 | 11)
+            && self.fault_addr != 0
+            && self.stack_pointer != 0
+            && self.fault_addr.abs_diff(self.stack_pointer) <= 64 * 1024
+    }
 }
 
 fn u32_at(b: &[u8], off: usize) -> u32 {
@@ -75,6 +138,32 @@ fn str_at(b: &[u8], off: usize, len: usize) -> String {
     let field = &b[off..off + len];
     let end = field.iter().position(|&c| c == 0).unwrap_or(len);
     String::from_utf8_lossy(&field[..end]).into_owned()
+}
+
+fn parse_memory(b: &[u8]) -> Option<MemoryEvidence> {
+    let sampled_unix_ns = u64_at(b, H_MEM_SAMPLED_UNIX_NS);
+    (sampled_unix_ns != 0).then(|| MemoryEvidence {
+        sampled_unix_ns,
+        rss_bytes: u64_at(b, H_MEM_RSS_BYTES),
+        cgroup_usage: u64_at(b, H_MEM_CGROUP_USAGE),
+        cgroup_limit: u64_at(b, H_MEM_CGROUP_LIMIT),
+    })
+}
+
+fn parse_death(b: &[u8]) -> Option<Death> {
+    let kind = u32_at(b, H_DEATH_KIND);
+    (kind != DEATH_NONE).then(|| Death {
+        kind,
+        signal: u32_at(b, H_DEATH_SIGNAL),
+        si_code: u32_at(b, H_DEATH_SI_CODE) as i32,
+        thread_id: u32_at(b, H_DEATH_THREAD_ID),
+        fault_addr: u64_at(b, H_DEATH_FAULT_ADDR),
+        unix_ns: u64_at(b, H_DEATH_UNIX_NS),
+        stack_pointer: u64_at(b, H_DEATH_STACK_POINTER),
+        thread_name: str_at(b, H_DEATH_THREAD_NAME, SHORT_STR_LEN),
+        location: str_at(b, H_DEATH_LOCATION, LONG_STR_LEN),
+        message: str_at(b, H_DEATH_MESSAGE, DEATH_MESSAGE_LEN),
+    })
 }
 
 impl Header {
@@ -189,6 +278,9 @@ impl Header {
             lapped_writes,
             oversize_drops: u64_at(bytes, H_OVERSIZE_DROPS),
             lap_log,
+            minor_version: u32_at(bytes, H_MINOR_VERSION),
+            memory: parse_memory(bytes),
+            death: parse_death(bytes),
         })
     }
 

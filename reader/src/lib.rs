@@ -39,5 +39,5 @@ mod ring;
 
 pub use error::{Error, ErrorKind};
 pub use event::{decode_event, DecodeError, Event, FieldValue};
-pub use header::Header;
+pub use header::{Death, Header, MemoryEvidence};
 pub use ring::{Gap, Record, Ring, Snapshot, State};

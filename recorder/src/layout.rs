@@ -15,6 +15,13 @@ pub const MAGIC: [u8; 8] = *b"BBOXRING";
 /// Layout version. A reader refuses a version it does not know.
 pub const VERSION: u32 = 1;
 
+/// Minor layout version: compatible additions within [`VERSION`] (meaning
+/// given to bytes that earlier minors kept zero). A reader accepts any minor
+/// and reads what it knows; zero bytes mean "not recorded".
+/// 0: the ring, identity, state and lap log. 1: adds the memory evidence
+/// and the cause of death.
+pub const MINOR_VERSION: u32 = 1;
+
 /// Written as a `u32` at [`H_ENDIAN`]; reads back as this value only on a
 /// little-endian machine.
 pub const ENDIAN_CHECK: u32 = 0x0102_0304;
@@ -73,7 +80,9 @@ pub const H_PID: usize = 64;
 pub const H_MAX_RECORD_LEN: usize = 68;
 /// `[u8; 16]` the kernel boot id (`/proc/sys/kernel/random/boot_id`) at create.
 pub const H_BOOT_ID: usize = 72;
-// 88..128 reserved, zero.
+/// `u32` [`MINOR_VERSION`] of the writer.
+pub const H_MINOR_VERSION: usize = 88;
+// 92..128 reserved, zero.
 
 // Identity strings: UTF-8, padded with NUL bytes; a field that is full has no NUL.
 
@@ -124,10 +133,52 @@ pub const H_SNAPSHOT_TRIGGER: usize = 1168;
 pub const H_LAP_LOG: usize = 1280;
 /// Number of lap log entries.
 pub const LAP_LOG_ENTRIES: usize = 16;
-/// Reserved, zero: memory evidence for OOM attribution (a later issue).
+/// Memory evidence for OOM attribution, sampled by the heartbeat (minor 1).
 pub const H_MEMORY_EVIDENCE: usize = 1536;
-/// Reserved, zero: the cause of death (a later issue).
+/// `u64` when the memory evidence was sampled, Unix nanoseconds (0: never).
+pub const H_MEM_SAMPLED_UNIX_NS: usize = 1536;
+/// `u64` the process's resident set size in bytes.
+pub const H_MEM_RSS_BYTES: usize = 1544;
+/// `u64` the memory usage of the process's cgroup in bytes (0: unknown).
+pub const H_MEM_CGROUP_USAGE: usize = 1552;
+/// `u64` the memory limit of the process's cgroup in bytes (0: none or unknown).
+pub const H_MEM_CGROUP_LIMIT: usize = 1560;
+// 1568..2048 reserved, zero.
+
+/// The cause of death, written once by the first crash handler (minor 1).
 pub const H_DEATH: usize = 2048;
+/// `u32` one of `DEATH_*`; claimed first (0 to the kind), the rest follows.
+pub const H_DEATH_KIND: usize = 2048;
+/// `u32` signal number (0 for a panic that was not followed by a signal).
+pub const H_DEATH_SIGNAL: usize = 2052;
+/// `i32` the signal's `si_code`.
+pub const H_DEATH_SI_CODE: usize = 2056;
+/// `u32` Linux thread id of the crashing thread.
+pub const H_DEATH_THREAD_ID: usize = 2060;
+/// `u64` fault address (`si_addr`) for SIGSEGV, SIGBUS, SIGILL, SIGFPE raised
+/// by a fault; 0 otherwise.
+pub const H_DEATH_FAULT_ADDR: usize = 2064;
+/// `u64` time of the crash, Unix nanoseconds.
+pub const H_DEATH_UNIX_NS: usize = 2072;
+/// `u64` the crashing thread's stack pointer at the fault (0: unknown).
+pub const H_DEATH_STACK_POINTER: usize = 2080;
+// 2088..2112 reserved, zero.
+/// `[u8; 64]` the crashing thread's name.
+pub const H_DEATH_THREAD_NAME: usize = 2112;
+/// `[u8; 256]` panic location, `file:line:column`.
+pub const H_DEATH_LOCATION: usize = 2176;
+/// `[u8; 1024]` panic message (cut to fit).
+pub const H_DEATH_MESSAGE: usize = 2432;
+/// Size of [`H_DEATH_MESSAGE`].
+pub const DEATH_MESSAGE_LEN: usize = 1024;
+// 3456..4096 reserved, zero.
+
+/// No cause recorded.
+pub const DEATH_NONE: u32 = 0;
+/// A panic (message and location recorded).
+pub const DEATH_PANIC: u32 = 1;
+/// A fatal signal.
+pub const DEATH_SIGNAL: u32 = 2;
 
 // STATE values.
 
@@ -259,7 +310,9 @@ const _: () = {
     assert!(H_POD_NAME + LONG_STR_LEN <= H_TAIL);
     assert!(H_TAIL % 64 == 0 && H_STATE % 64 == 0 && H_LAPPED_WRITES % 64 == 0);
     assert!(H_LAP_LOG + LAP_LOG_ENTRIES * 16 <= H_MEMORY_EVIDENCE);
-    assert!(H_DEATH < HEADER_LEN);
+    assert!(H_MEM_CGROUP_LIMIT + 8 <= H_DEATH);
+    assert!(H_DEATH_LOCATION + LONG_STR_LEN <= H_DEATH_MESSAGE);
+    assert!(H_DEATH_MESSAGE + DEATH_MESSAGE_LEN <= HEADER_LEN);
     assert!(HEADER_LEN % 4096 == 0);
 };
 

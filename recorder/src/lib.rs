@@ -35,10 +35,12 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod checksum;
+pub mod crash;
 mod event;
 pub mod layout;
 pub mod lock;
 mod mapping;
+mod memory;
 mod ring;
 mod sys;
 

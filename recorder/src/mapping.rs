@@ -83,12 +83,13 @@ impl RingMap {
         unsafe { AtomicU32::from_ptr(self.map.as_mut_ptr().add(offset).cast()) }
     }
 
-    /// Copies `bytes` into the header at `offset`. Only used while the file
-    /// is being created, before anyone else can open it.
+    /// Copies `bytes` into the header at `offset`: for fields only one
+    /// writer ever writes (while the file is created, or the death area
+    /// after its claim), which readers validate anyway.
     pub(crate) fn write_header_bytes(&self, offset: usize, bytes: &[u8]) {
         assert!(offset + bytes.len() <= HEADER_LEN);
-        // SAFETY: the range is inside the header (asserted); the file is not
-        // yet visible at its final path, so nothing else accesses it.
+        // SAFETY: the range is inside the header (asserted) and the mapping
+        // outlives &self; no other writer writes these bytes (see above).
         unsafe {
             std::ptr::copy_nonoverlapping(
                 bytes.as_ptr(),

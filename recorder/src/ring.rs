@@ -200,11 +200,165 @@ impl RecorderBuilder {
     }
 }
 
-struct Shared {
-    map: RingMap,
+pub(crate) struct Shared {
+    pub(crate) map: RingMap,
     /// CRC-32C of the file's nonce: the start of every record checksum.
     crc_seed: u32,
     max_record_len: usize,
+}
+
+impl Shared {
+    /// Appends an event: level, target, message and typed fields.
+    ///
+    /// No lock, no system call (the clock is read through the vDSO), no
+    /// allocation. Parts too long for the ring are cut to fit, and the event
+    /// is flagged as truncated; it is never refused for its size.
+    ///
+    /// # Errors
+    ///
+    /// [`AppendError::Lapped`] if the ring wrapped over the record while it
+    /// was being written.
+    pub(crate) fn log(
+        &self,
+        level: Level,
+        target: &str,
+        message: &str,
+        fields: &[Field<'_>],
+    ) -> Result<Seq, AppendError> {
+        let event = EventPayload::fit(self.max_record_len, level, target, message, fields);
+        self.publish(KIND_EVENT, &event)
+    }
+
+    /// Appends opaque bytes as a record of kind `KIND_RAW`.
+    ///
+    /// # Errors
+    ///
+    /// [`AppendError::TooLarge`] if `payload` does not fit (see
+    /// [`Recorder::max_record_len`]); [`AppendError::Lapped`] as for
+    /// [`Recorder::log`]. Both are counted in the ring.
+    pub(crate) fn append(&self, payload: &[u8]) -> Result<Seq, AppendError> {
+        let len = RECORD_HEADER_LEN + payload.len();
+        if len > self.max_record_len {
+            self.map
+                .header_u64(H_OVERSIZE_DROPS)
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(AppendError::TooLarge {
+                len,
+                max: self.max_record_len,
+            });
+        }
+        self.publish(KIND_RAW, &RawPayload(payload))
+    }
+
+    /// Reserves, copies and publishes one record.
+    #[inline]
+    fn publish(&self, kind: u16, payload: &impl Payload) -> Result<Seq, AppendError> {
+        let len = RECORD_HEADER_LEN + payload.len();
+        // The clock is read before the reservation: its ~25 ns then overlap
+        // the draining of the previous append's stores, which the locked
+        // add of `reserve` must wait for.
+        let ts = sys::realtime_ns();
+        let pos = self.reserve(len);
+        self.fill(pos, kind, len, ts, payload);
+        self.commit(pos, len)
+    }
+
+    #[inline]
+    fn reserve(&self, len: usize) -> u64 {
+        debug_assert!(len <= self.max_record_len);
+        // Relaxed: the reservation only needs the atomicity of the add (no
+        // two appends get overlapping bytes). What the reader may see is
+        // ordered by the Release store of COMMIT in `commit`.
+        self.map
+            .header_u64(H_TAIL)
+            .fetch_add(stride(len) as u64, Ordering::Relaxed)
+    }
+
+    /// Writes bytes `[8, stride)` of the record at `pos`: everything but
+    /// its COMMIT word.
+    #[inline]
+    fn fill(&self, pos: u64, kind: u16, len: usize, ts: u64, payload: &impl Payload) {
+        let mut head = [0u8; RECORD_HEADER_LEN];
+        head[R_KIND..R_KIND + 2].copy_from_slice(&kind.to_le_bytes());
+        head[R_POS..R_POS + 8].copy_from_slice(&pos.to_le_bytes());
+        head[R_TS..R_TS + 8].copy_from_slice(&ts.to_le_bytes());
+        let stride = stride(len);
+        let map = &self.map;
+        if stride <= INLINE_MAX {
+            // Common case: build the whole record on the stack, checksum
+            // it in one pass of 8-byte words, copy it into the ring once.
+            let mut rec = InlineRecord {
+                buf: [0; INLINE_MAX],
+                used: 0,
+            };
+            rec.put(&head);
+            payload.write(&mut rec);
+            debug_assert_eq!(rec.used, len, "payload length differs from the reservation");
+            // Copy first, checksum second: the two are independent, so the
+            // CPU overlaps the copy with the checksum's dependency chain.
+            let body = &rec.buf[R_CRC_START..stride];
+            map.write_data(pos + R_CRC_START as u64, body);
+            let crc = record_crc(self.crc_seed, len as u32, body);
+            map.write_data(pos + R_CRC as u64, &crc.to_le_bytes());
+        } else {
+            // Large record: stream it through a small buffer, checksumming
+            // chunk by chunk (same checksum, computed incrementally).
+            let mut sink = RecordSink::new(
+                map,
+                pos + R_CRC_START as u64,
+                crc_start(self.crc_seed, len as u32),
+            );
+            sink.put(&head[R_CRC_START..]);
+            payload.write(&mut sink);
+            debug_assert_eq!(sink.written() as usize, len - R_CRC_START);
+            sink.put(&[0u8; RECORD_ALIGN][..stride - len]);
+            let crc = sink.finish();
+            map.write_data(pos + R_CRC as u64, &crc.to_le_bytes());
+        }
+    }
+
+    #[inline]
+    fn commit(&self, pos: u64, len: usize) -> Result<Seq, AppendError> {
+        let map = &self.map;
+        // Relaxed: a hint, not a guarantee. If a later reservation already
+        // covers our bytes' next lap, our copy may have mixed into newer
+        // records; publishing would then also overwrite a newer COMMIT.
+        let tail = map.header_u64(H_TAIL).load(Ordering::Relaxed);
+        if tail.wrapping_sub(pos) > map.capacity() {
+            self.note_lapped(pos, stride(len) as u64);
+            return Err(AppendError::Lapped);
+        }
+        // Release: pairs with the reader's Acquire load of COMMIT (and with
+        // the ordered copy of a snapshot): whoever sees this word also sees
+        // every byte of the record written above.
+        map.commit_word(pos)
+            .store(commit_word(len as u32, pos), Ordering::Release);
+        Ok(pos >> 3)
+    }
+
+    #[cold]
+    fn note_lapped(&self, pos: u64, stride: u64) {
+        let map = &self.map;
+        // Relaxed throughout: a diagnostic the reader uses to explain
+        // damaged records; it needs no ordering with the data.
+        let k = map
+            .header_u64(H_LAPPED_WRITES)
+            .fetch_add(1, Ordering::Relaxed);
+        let entry = H_LAP_LOG + (k as usize % LAP_LOG_ENTRIES) * 16;
+        map.header_u64(entry).store(pos, Ordering::Relaxed);
+        map.header_u64(entry + 8).store(stride, Ordering::Relaxed);
+    }
+
+    /// Test hook: reserves and writes an event like [`Recorder::log`] but
+    /// never publishes it, as a writer killed between reserve and publish
+    /// would leave it. Returns the sequence number it would have had.
+    pub(crate) fn log_unpublished_for_test(&self, message: &str) -> Seq {
+        let event = EventPayload::fit(self.max_record_len, Level::Info, "", message, &[]);
+        let len = RECORD_HEADER_LEN + event.len();
+        let pos = self.reserve(len);
+        self.fill(pos, KIND_EVENT, len, sys::realtime_ns(), &event);
+        pos >> 3
+    }
 }
 
 struct Heartbeat {
@@ -365,6 +519,7 @@ impl Recorder {
         map.write_header_bytes(H_PID, &std::process::id().to_le_bytes());
         map.write_header_bytes(H_MAX_RECORD_LEN, &(max_record_len as u32).to_le_bytes());
         map.write_header_bytes(H_BOOT_ID, &boot_id());
+        map.write_header_bytes(H_MINOR_VERSION, &MINOR_VERSION.to_le_bytes());
         let period_ms = b
             .heartbeat
             .map_or(0, |p| p.as_millis().clamp(1, u32::MAX as u128) as u32);
@@ -419,6 +574,7 @@ impl Recorder {
     ///
     /// [`AppendError::Lapped`] if the ring wrapped over the record while it
     /// was being written.
+    #[inline]
     pub fn log(
         &self,
         level: Level,
@@ -426,8 +582,7 @@ impl Recorder {
         message: &str,
         fields: &[Field<'_>],
     ) -> Result<Seq, AppendError> {
-        let event = EventPayload::fit(self.shared.max_record_len, level, target, message, fields);
-        self.publish(KIND_EVENT, &event)
+        self.shared.log(level, target, message, fields)
     }
 
     /// Appends opaque bytes as a record of kind `KIND_RAW`.
@@ -437,119 +592,9 @@ impl Recorder {
     /// [`AppendError::TooLarge`] if `payload` does not fit (see
     /// [`Recorder::max_record_len`]); [`AppendError::Lapped`] as for
     /// [`Recorder::log`]. Both are counted in the ring.
+    #[inline]
     pub fn append(&self, payload: &[u8]) -> Result<Seq, AppendError> {
-        let len = RECORD_HEADER_LEN + payload.len();
-        if len > self.shared.max_record_len {
-            self.shared
-                .map
-                .header_u64(H_OVERSIZE_DROPS)
-                .fetch_add(1, Ordering::Relaxed);
-            return Err(AppendError::TooLarge {
-                len,
-                max: self.shared.max_record_len,
-            });
-        }
-        self.publish(KIND_RAW, &RawPayload(payload))
-    }
-
-    /// Reserves, copies and publishes one record.
-    #[inline]
-    fn publish(&self, kind: u16, payload: &impl Payload) -> Result<Seq, AppendError> {
-        let len = RECORD_HEADER_LEN + payload.len();
-        // The clock is read before the reservation: its ~25 ns then overlap
-        // the draining of the previous append's stores, which the locked
-        // add of `reserve` must wait for.
-        let ts = sys::realtime_ns();
-        let pos = self.reserve(len);
-        self.fill(pos, kind, len, ts, payload);
-        self.commit(pos, len)
-    }
-
-    #[inline]
-    fn reserve(&self, len: usize) -> u64 {
-        debug_assert!(len <= self.shared.max_record_len);
-        // Relaxed: the reservation only needs the atomicity of the add (no
-        // two appends get overlapping bytes). What the reader may see is
-        // ordered by the Release store of COMMIT in `commit`.
-        self.shared
-            .map
-            .header_u64(H_TAIL)
-            .fetch_add(stride(len) as u64, Ordering::Relaxed)
-    }
-
-    /// Writes bytes `[8, stride)` of the record at `pos`: everything but
-    /// its COMMIT word.
-    #[inline]
-    fn fill(&self, pos: u64, kind: u16, len: usize, ts: u64, payload: &impl Payload) {
-        let mut head = [0u8; RECORD_HEADER_LEN];
-        head[R_KIND..R_KIND + 2].copy_from_slice(&kind.to_le_bytes());
-        head[R_POS..R_POS + 8].copy_from_slice(&pos.to_le_bytes());
-        head[R_TS..R_TS + 8].copy_from_slice(&ts.to_le_bytes());
-        let stride = stride(len);
-        let map = &self.shared.map;
-        if stride <= INLINE_MAX {
-            // Common case: build the whole record on the stack, checksum
-            // it in one pass of 8-byte words, copy it into the ring once.
-            let mut rec = InlineRecord {
-                buf: [0; INLINE_MAX],
-                used: 0,
-            };
-            rec.put(&head);
-            payload.write(&mut rec);
-            debug_assert_eq!(rec.used, len, "payload length differs from the reservation");
-            // Copy first, checksum second: the two are independent, so the
-            // CPU overlaps the copy with the checksum's dependency chain.
-            let body = &rec.buf[R_CRC_START..stride];
-            map.write_data(pos + R_CRC_START as u64, body);
-            let crc = record_crc(self.shared.crc_seed, len as u32, body);
-            map.write_data(pos + R_CRC as u64, &crc.to_le_bytes());
-        } else {
-            // Large record: stream it through a small buffer, checksumming
-            // chunk by chunk (same checksum, computed incrementally).
-            let mut sink = RecordSink::new(
-                map,
-                pos + R_CRC_START as u64,
-                crc_start(self.shared.crc_seed, len as u32),
-            );
-            sink.put(&head[R_CRC_START..]);
-            payload.write(&mut sink);
-            debug_assert_eq!(sink.written() as usize, len - R_CRC_START);
-            sink.put(&[0u8; RECORD_ALIGN][..stride - len]);
-            let crc = sink.finish();
-            map.write_data(pos + R_CRC as u64, &crc.to_le_bytes());
-        }
-    }
-
-    #[inline]
-    fn commit(&self, pos: u64, len: usize) -> Result<Seq, AppendError> {
-        let map = &self.shared.map;
-        // Relaxed: a hint, not a guarantee. If a later reservation already
-        // covers our bytes' next lap, our copy may have mixed into newer
-        // records; publishing would then also overwrite a newer COMMIT.
-        let tail = map.header_u64(H_TAIL).load(Ordering::Relaxed);
-        if tail.wrapping_sub(pos) > map.capacity() {
-            self.note_lapped(pos, stride(len) as u64);
-            return Err(AppendError::Lapped);
-        }
-        // Release: pairs with the reader's Acquire load of COMMIT (and with
-        // the ordered copy of a snapshot): whoever sees this word also sees
-        // every byte of the record written above.
-        map.commit_word(pos)
-            .store(commit_word(len as u32, pos), Ordering::Release);
-        Ok(pos >> 3)
-    }
-
-    #[cold]
-    fn note_lapped(&self, pos: u64, stride: u64) {
-        let map = &self.shared.map;
-        // Relaxed throughout: a diagnostic the reader uses to explain
-        // damaged records; it needs no ordering with the data.
-        let k = map
-            .header_u64(H_LAPPED_WRITES)
-            .fetch_add(1, Ordering::Relaxed);
-        let entry = H_LAP_LOG + (k as usize % LAP_LOG_ENTRIES) * 16;
-        map.header_u64(entry).store(pos, Ordering::Relaxed);
-        map.header_u64(entry + 8).store(stride, Ordering::Relaxed);
+        self.shared.append(payload)
     }
 
     /// Test hook: reserves and writes an event like [`Recorder::log`] but
@@ -557,11 +602,15 @@ impl Recorder {
     /// would leave it. Returns the sequence number it would have had.
     #[doc(hidden)]
     pub fn log_unpublished_for_test(&self, message: &str) -> Seq {
-        let event = EventPayload::fit(self.shared.max_record_len, Level::Info, "", message, &[]);
-        let len = RECORD_HEADER_LEN + event.len();
-        let pos = self.reserve(len);
-        self.fill(pos, KIND_EVENT, len, sys::realtime_ns(), &event);
-        pos >> 3
+        self.shared.log_unpublished_for_test(message)
+    }
+
+    /// Records the cause of death when the process panics or receives a
+    /// fatal signal (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT); see
+    /// [`crate::crash`]. Installing again, or for another ring, points the
+    /// handlers at this ring; handlers installed before are chained.
+    pub fn install_crash_handlers(&self) {
+        crate::crash::install(&self.shared);
     }
 
     /// Closes the ring cleanly: stops the heartbeat, marks the state word
@@ -589,6 +638,7 @@ impl Recorder {
 
 impl Drop for Recorder {
     fn drop(&mut self) {
+        crate::crash::detach(&self.shared);
         if let Some(hb) = self.heartbeat.take() {
             hb.stop.store(true, Ordering::Relaxed);
             hb.thread.thread().unpark();
@@ -617,6 +667,7 @@ fn start_heartbeat(shared: &Arc<Shared>, period: Duration) -> Heartbeat {
                         .map
                         .header_u64(H_HEARTBEAT_UNIX_NS)
                         .store(sys::realtime_ns(), Ordering::Relaxed);
+                    crate::memory::sample(&shared.map);
                     std::thread::park_timeout(period);
                 }
             })

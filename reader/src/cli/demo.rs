@@ -1,11 +1,14 @@
 //! `blackbox demo`: a writer for trying the pipeline and for tests.
 //!
 //! Thread `t` writes `records` events (INFO, target `blackbox::demo`,
-//! message `demo record`, fields `t` and `n`), then the process ends as
-//! `--die` says.
+//! message `demo record`, fields `t` and `n`), then the process writes a
+//! last WARN event `demo: about to die` (field `how`) and ends as `--die`
+//! says. The crash handlers are installed, so a panic or a fatal signal is
+//! recorded with its cause.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use recorder::{Field, Level, Recorder};
@@ -20,66 +23,138 @@ pub struct Options {
     pub rate: f64,
     pub die: Die,
     pub report_every: Option<u64>,
+    pub die_after: Option<Duration>,
+    pub install_twice: bool,
+    pub foreign_handlers: bool,
+}
+
+/// The memory limit of the cgroup `--die oom` puts itself in.
+const OOM_LIMIT: u64 = 64 << 20;
+
+fn die_name(die: Die) -> String {
+    format!("{die:?}").to_lowercase()
 }
 
 pub fn run(opts: Options) -> Result<i32, Failure> {
-    if !matches!(opts.die, Die::Exit | Die::Kill) {
-        return Err(Failure::error(format!(
-            "--die {} is not available yet: this build supports exit and kill \
-             (panic, abort, segv and oom come with cause-of-death capture)",
-            format!("{:?}", opts.die).to_lowercase()
-        )));
-    }
     if !(opts.rate >= 0.0 && opts.rate.is_finite()) {
         return Err(Failure::error(format!(
             "--rate {} is not a number of records per second (use 0 for no limit)",
             opts.rate
         )));
     }
+    // --die oom samples memory often, so the last sample before the kill
+    // is close to the limit.
+    let heartbeat = if opts.die == Die::Oom {
+        Duration::from_millis(20)
+    } else {
+        recorder::DEFAULT_HEARTBEAT
+    };
     let rec = Recorder::builder(&opts.ring)
         .capacity(opts.capacity)
         .program("blackbox-demo")
         .app_version(env!("CARGO_PKG_VERSION"))
+        .heartbeat(Some(heartbeat))
         .create()
         .map_err(|e| Failure::error(e.to_string()))?;
+    if opts.foreign_handlers {
+        recorder::crash::install_foreign_handlers_for_test();
+    }
+    rec.install_crash_handlers();
+    if opts.install_twice {
+        rec.install_crash_handlers();
+    }
     let interval = (opts.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / opts.rate));
-    std::thread::scope(|s| {
+    let stop = AtomicBool::new(false);
+    let early = std::thread::scope(|s| {
         for t in 0..opts.threads {
-            let rec = &rec;
-            let opts = &opts;
+            let (rec, opts, stop) = (&rec, &opts, &stop);
             std::thread::Builder::new()
                 .name(format!("demo-{t}"))
-                .spawn_scoped(s, move || write_thread(rec, opts, t, interval))
+                .spawn_scoped(s, move || write_thread(rec, opts, stop, t, interval))
                 .expect("spawn demo thread");
         }
+        // --die-after-ms: die while the writer threads are still busy.
+        opts.die_after.map(|after| {
+            std::thread::sleep(after);
+            let result = die(&rec, &opts);
+            stop.store(true, Ordering::Relaxed);
+            result
+        })
     });
+    let result = match early {
+        Some(result) => result,
+        None => die(&rec, &opts),
+    };
+    let code = result?;
+    let path = rec.path().display().to_string();
+    rec.close();
+    eprintln!("blackbox demo: wrote records to {path} and closed it");
+    Ok(code)
+}
+
+/// Ends the process as `--die` says; only `exit` returns.
+fn die(rec: &Recorder, opts: &Options) -> Result<i32, Failure> {
+    let how = die_name(opts.die);
+    let _ = rec.log(
+        Level::Warn,
+        "blackbox::demo",
+        "demo: about to die",
+        &[Field::new("how", how.as_str())],
+    );
     match opts.die {
+        Die::Exit => Ok(0),
+        Die::Panic => panic!("demo panic"),
+        Die::Abort => std::process::abort(),
+        Die::Segv => recorder::crash::fault_segv_for_test(),
+        Die::Bus => {
+            recorder::crash::fault_sigbus_for_test(&opts.ring.with_extension("sigbus-scratch"))
+        }
+        Die::StackOverflow => {
+            let depth = recurse(std::hint::black_box(1));
+            unreachable!("recursion of depth {depth} ended")
+        }
         Die::Kill => {
             // Nothing is closed or flushed: the ring is all that remains.
             let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
-            unreachable!("SIGKILL cannot be caught");
+            unreachable!("SIGKILL cannot be caught")
         }
-        _ => {
-            let path = rec.path().display().to_string();
-            rec.close();
-            eprintln!(
-                "blackbox demo: wrote {} records to {path}",
-                opts.records * opts.threads
-            );
-            Ok(0)
-        }
+        Die::Oom => oom(rec),
     }
 }
 
-fn write_thread(rec: &Recorder, opts: &Options, t: u64, interval: Option<Duration>) {
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    let frame = [depth; 32];
+    std::hint::black_box(&frame);
+    recurse(depth + 1) + frame[7]
+}
+
+fn write_thread(
+    rec: &Recorder,
+    opts: &Options,
+    stop: &AtomicBool,
+    t: u64,
+    every: Option<Duration>,
+) {
     let start = Instant::now();
+    // While dying under load, the writers also allocate, so the crash may
+    // land while the allocator is mid-update.
+    let churn = opts.die_after.is_some();
     for n in 0..opts.records {
-        if let Some(every) = interval {
+        // Relaxed: a request to stop soon; nothing is published through it.
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some(every) = every {
             let due = start + every.mul_f64(n as f64);
             let now = Instant::now();
             if due > now {
                 std::thread::sleep(due - now);
             }
+        }
+        if churn {
+            let garbage = vec![n as u8; 64 + (n % 1024) as usize];
+            std::hint::black_box(&garbage);
         }
         let fields = [Field::new("t", t), Field::new("n", n)];
         let appended = rec.log(Level::Info, "blackbox::demo", "demo record", &fields);
@@ -91,6 +166,121 @@ fn write_thread(rec: &Recorder, opts: &Options, t: u64, interval: Option<Duratio
                     .lock()
                     .write_all(format!("{t} {n}\n").as_bytes());
             }
+        }
+    }
+}
+
+/// Moves the process into a new memory cgroup limited to [`OOM_LIMIT`] and
+/// allocates until the kernel's OOM killer ends it. Refuses (exit status 2)
+/// where no such cgroup can be made: it never allocates without the limit.
+fn oom(rec: &Recorder) -> Result<i32, Failure> {
+    let cgroup = enter_memory_cgroup(OOM_LIMIT).map_err(|why| Failure {
+        message: format!(
+            "--die oom needs a memory cgroup it can create and enter, and cannot: {why} (run as root on a host with a memory cgroup)"
+        ),
+        code: super::EXIT_ERROR,
+    })?;
+    eprintln!(
+        "blackbox demo: memory cgroup {} limit {OOM_LIMIT} bytes",
+        cgroup.display()
+    );
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    let chunk = 128 << 10;
+    loop {
+        // Written, not just reserved: every page is charged.
+        hoard.push(vec![1u8; chunk]);
+        let held = (hoard.len() * chunk) as u64;
+        if hoard.len() % 64 == 0 {
+            let _ = rec.log(
+                Level::Warn,
+                "blackbox::demo",
+                "demo: allocating",
+                &[Field::new("bytes", held)],
+            );
+        }
+        std::thread::sleep(Duration::from_millis(1));
+        if held > 4 * OOM_LIMIT {
+            return Err(Failure::error(format!(
+                "allocated {held} bytes in {} without an OOM kill; the limit did not hold",
+                cgroup.display()
+            )));
+        }
+    }
+}
+
+fn write_file(path: &Path, value: &str) -> Result<(), String> {
+    std::fs::write(path, value).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Creates a child of the process's memory cgroup (v1, or v2 with the
+/// memory controller), limits it to `limit` bytes without swap, and moves
+/// the whole process into it.
+fn enter_memory_cgroup(limit: u64) -> Result<PathBuf, String> {
+    let table = std::fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
+    let name = format!("blackbox-demo-oom-{}", std::process::id());
+    let v1 = table.lines().find_map(|l| {
+        let mut p = l.splitn(3, ':');
+        let (_, ctrl, path) = (p.next()?, p.next()?, p.next()?);
+        ctrl.split(',')
+            .any(|c| c == "memory")
+            .then(|| path.to_string())
+    });
+    let (dir, v2) = match v1 {
+        Some(rel) => (
+            Path::new("/sys/fs/cgroup/memory")
+                .join(rel.trim_start_matches('/'))
+                .join(&name),
+            false,
+        ),
+        None => {
+            let rel = table
+                .lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .ok_or("no memory cgroup in /proc/self/cgroup")?;
+            let parent = Path::new("/sys/fs/cgroup").join(rel.trim_start_matches('/'));
+            let controllers =
+                std::fs::read_to_string(parent.join("cgroup.controllers")).unwrap_or_default();
+            if !controllers.split_whitespace().any(|c| c == "memory") {
+                return Err("the cgroup v2 hierarchy has no memory controller here".into());
+            }
+            let _ = std::fs::write(parent.join("cgroup.subtree_control"), "+memory");
+            (parent.join(&name), true)
+        }
+    };
+    std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let setup = || -> Result<(), String> {
+        if v2 {
+            write_file(&dir.join("memory.max"), &limit.to_string())?;
+            let _ = std::fs::write(dir.join("memory.swap.max"), "0");
+            let set: u64 = std::fs::read_to_string(dir.join("memory.max"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .ok_or("memory.max did not take the limit")?;
+            if set > limit {
+                return Err(format!("memory.max reads {set}, above {limit}"));
+            }
+        } else {
+            write_file(&dir.join("memory.limit_in_bytes"), &limit.to_string())?;
+            let memsw = dir.join("memory.memsw.limit_in_bytes");
+            if memsw.exists() {
+                write_file(&memsw, &limit.to_string())?;
+            }
+            let set: u64 = std::fs::read_to_string(dir.join("memory.limit_in_bytes"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .ok_or("memory.limit_in_bytes did not take the limit")?;
+            if set > limit {
+                return Err(format!("memory.limit_in_bytes reads {set}, above {limit}"));
+            }
+        }
+        write_file(&dir.join("cgroup.procs"), &std::process::id().to_string())
+    };
+    match setup() {
+        Ok(()) => Ok(dir),
+        Err(e) => {
+            let _ = std::fs::remove_dir(&dir);
+            Err(e)
         }
     }
 }

@@ -25,18 +25,21 @@ impl Summary {
 
     /// The cause of death as DESIGN.md's `cause` object, or null.
     pub fn cause(&self) -> Value {
-        match self.state {
-            State::Killed => json!({
-                "kind": "killed",
-                "message": "killed without a word: the writer held no lock and left no cause \
-                            (SIGKILL, an OOM kill, or an exit that skipped closing the ring)",
-            }),
-            State::Crashed => json!({
-                "kind": "crashed",
-                "message": "the writer recorded a crash",
-            }),
-            State::Running | State::Exited => Value::Null,
-        }
+        super::cause::json(self.state, &self.snap.header)
+    }
+
+    /// The backtrace of the newest crash event in the window, if any.
+    pub fn crash_backtrace(&self) -> Option<String> {
+        self.snap.records.iter().rev().find_map(|r| {
+            let e = crate::decode_event(self.snap.payload(r)).ok()?;
+            if e.target != "blackbox::crash" {
+                return None;
+            }
+            e.fields.iter().find_map(|(name, value)| match value {
+                crate::FieldValue::Str(s) if name == "backtrace" => Some(s.to_string()),
+                _ => None,
+            })
+        })
     }
 
     fn span(&self) -> Option<(u64, u64)> {
@@ -104,12 +107,7 @@ impl Summary {
     }
 
     pub fn state_line(&self) -> String {
-        match self.state {
-            State::Running => "running (a live process holds the ring's lock)".into(),
-            State::Exited => "exited (closed cleanly)".into(),
-            State::Crashed => "crashed (the writer recorded a crash)".into(),
-            State::Killed => "killed without a word (SIGKILL, an OOM kill, or an exit that skipped closing the ring)".into(),
-        }
+        super::cause::text(self.state, &self.snap.header)
     }
 }
 
@@ -168,6 +166,14 @@ pub fn run(path: &Path, as_json: bool) -> Result<i32, Failure> {
     writeln!(out, "ring      {}", path.display())?;
     writeln!(out, "writer    {writer}")?;
     writeln!(out, "state     {}", summary.state_line())?;
+    if summary.state == crate::State::Crashed {
+        if let Some(bt) = summary.crash_backtrace() {
+            writeln!(out, "backtrace")?;
+            for line in bt.lines() {
+                writeln!(out, "  {line}")?;
+            }
+        }
+    }
     if h.heartbeat_unix_ns != 0 {
         writeln!(out, "heartbeat {}", rfc3339(h.heartbeat_unix_ns))?;
     }

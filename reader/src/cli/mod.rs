@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+mod cause;
 mod demo;
 mod info;
 mod read;
@@ -132,6 +133,12 @@ enum Die {
     Kill,
     /// Get OOM-killed inside a small memory cgroup of its own.
     Oom,
+    /// A real SIGBUS (test aid).
+    #[value(hide = true)]
+    Bus,
+    /// A stack overflow on the main thread (test aid).
+    #[value(hide = true)]
+    StackOverflow,
 }
 
 #[derive(Args, Debug)]
@@ -158,6 +165,16 @@ struct DemoArgs {
     /// once its append returned.
     #[arg(long, value_name = "K", hide = true)]
     report_every: Option<u64>,
+    /// Test aid: die M milliseconds after starting, while the writer
+    /// threads are still writing and allocating.
+    #[arg(long, value_name = "M", hide = true)]
+    die_after_ms: Option<u64>,
+    /// Test aid: install the crash handlers twice.
+    #[arg(long, hide = true)]
+    install_twice: bool,
+    /// Test aid: install another crash handler first, to check chaining.
+    #[arg(long, hide = true)]
+    foreign_handlers: bool,
 }
 
 /// Runs the command line and returns the process exit status.
@@ -185,6 +202,9 @@ pub fn main() -> i32 {
             rate: a.rate,
             die: a.die,
             report_every: a.report_every,
+            die_after: a.die_after_ms.map(std::time::Duration::from_millis),
+            install_twice: a.install_twice,
+            foreign_handlers: a.foreign_handlers,
         }),
     };
     match result {

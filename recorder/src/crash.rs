@@ -1,0 +1,427 @@
+//! Cause of death: a panic hook and fatal-signal handlers that write the
+//! cause into the ring's header and a crash event into the ring, then let
+//! the process die exactly as it would have without them.
+//!
+//! Installed by [`crate::Recorder::install_crash_handlers`]. An application
+//! that does not call it is not changed.
+//!
+//! # Fatal signals
+//!
+//! SIGSEGV, SIGBUS, SIGILL, SIGFPE and SIGABRT get a handler (installed with
+//! `sigaction`, `SA_SIGINFO | SA_ONSTACK`, so it runs on the alternate stack
+//! that Rust's runtime gives every thread, and a stack overflow is caught).
+//! The handler only does async-signal-safe work: atomics, plain stores into
+//! the mapping, `clock_gettime`, `gettid`, `prctl`. No allocation, no lock,
+//! nothing that can wait for a lock the crashing thread holds; an append is
+//! re-entrant (one `fetch_add`, then bytes only this append owns), so a
+//! crash in the middle of an append on the same thread is fine.
+//!
+//! Then it restores the disposition that was there before (Rust's stack
+//! overflow handler, another crash handler, or the default) and lets the
+//! signal happen again: a fault re-executes and faults into it; a signal
+//! that was sent (`kill`, `raise`, `abort`) is raised again, and delivered
+//! when the handler returns. Exit status, core dumps and Rust's "has
+//! overflowed its stack" message stay what they were.
+//!
+//! `signal-hook` is not used for these: its registry runs the previous
+//! handler *before* ours, and Rust's stack-overflow handler never returns.
+//!
+//! # Panics
+//!
+//! The panic hook (chained to the previous hook, which still runs) appends
+//! an ERROR event `panicked at FILE:LINE:COL: MESSAGE` with the thread name
+//! and a backtrace. A panic on the main thread (or under `panic = "abort"`)
+//! also records the cause and marks the ring crashed; a panic on another
+//! thread may be caught and survived, so it is logged only.
+//!
+//! This module and `mapping` are where the recorder uses `unsafe`.
+
+use std::cell::UnsafeCell;
+use std::fmt::Write as _;
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::{Arc, Once};
+
+use crate::event::{Field, Level};
+use crate::layout::*;
+use crate::ring::Shared;
+use crate::sys;
+
+/// The ring the handlers write to; null when none. Points into an `Arc`
+/// that is never released (see [`install`]).
+static TARGET: AtomicPtr<Shared> = AtomicPtr::new(std::ptr::null_mut());
+
+static INSTALL: Once = Once::new();
+
+/// The signals that get a handler.
+pub const FATAL_SIGNALS: [libc::c_int; 5] = [
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGILL,
+    libc::SIGFPE,
+    libc::SIGABRT,
+];
+
+/// The dispositions found at install time, one per [`FATAL_SIGNALS`] entry.
+struct Previous(UnsafeCell<[MaybeUninit<libc::sigaction>; 5]>);
+
+// SAFETY: each slot is written once, inside INSTALL, before the handler for
+// its signal is installed (the sigaction call that installs it orders the
+// write before any delivery); afterwards it is only read.
+unsafe impl Sync for Previous {}
+
+static PREVIOUS: Previous = Previous(UnsafeCell::new([MaybeUninit::uninit(); 5]));
+
+/// Points the handlers at `shared`, installing them on the first call.
+pub(crate) fn install(shared: &Arc<Shared>) {
+    // The previous target's Arc is leaked on purpose: a handler on another
+    // thread may be reading it at this moment, and it costs one mapping.
+    let raw = Arc::into_raw(Arc::clone(shared)).cast_mut();
+    // Release: a handler that loads the pointer (Acquire) sees the Shared.
+    TARGET.swap(raw, Ordering::AcqRel);
+    INSTALL.call_once(|| {
+        install_panic_hook();
+        install_signal_handlers();
+    });
+}
+
+/// Stops pointing the handlers at `shared` (its ring is being closed).
+pub(crate) fn detach(shared: &Arc<Shared>) {
+    let ours = Arc::as_ptr(shared).cast_mut();
+    let _ = TARGET.compare_exchange(
+        ours,
+        std::ptr::null_mut(),
+        Ordering::AcqRel,
+        Ordering::Relaxed,
+    );
+}
+
+fn target() -> Option<&'static Shared> {
+    // Acquire: pairs with the swap in `install`.
+    let ptr = TARGET.load(Ordering::Acquire);
+    // SAFETY: a non-null TARGET comes from Arc::into_raw and that Arc is
+    // never released, so the Shared lives for the rest of the process.
+    unsafe { ptr.as_ref() }
+}
+
+fn install_panic_hook() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        record_panic(info);
+        previous(info);
+    }));
+}
+
+fn record_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let Some(shared) = target() else { return };
+    let message = info
+        .payload()
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("Box<dyn Any>");
+    let location = info
+        .location()
+        .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+        .unwrap_or_default();
+    let current = std::thread::current();
+    let thread = current.name().unwrap_or("<unnamed>");
+    let backtrace = std::backtrace::Backtrace::force_capture().to_string();
+    let _ = shared.log(
+        Level::Error,
+        "blackbox::crash",
+        &format!("panicked at {location}: {message}"),
+        &[
+            Field::new("thread", thread),
+            Field::new("backtrace", backtrace.as_str()),
+        ],
+    );
+    let on_main_thread = sys::thread_id() == std::process::id();
+    if on_main_thread || cfg!(panic = "abort") {
+        let map = &shared.map;
+        if claim(shared, DEATH_PANIC) {
+            write_common(shared, sys::thread_id(), thread.as_bytes());
+            map.write_header_bytes(H_DEATH_LOCATION, cut(location.as_bytes(), LONG_STR_LEN));
+            map.write_header_bytes(H_DEATH_MESSAGE, cut(message.as_bytes(), DEATH_MESSAGE_LEN));
+        }
+        mark_crashed(shared);
+    }
+}
+
+fn cut(bytes: &[u8], max: usize) -> &[u8] {
+    let s = std::str::from_utf8(bytes).unwrap_or("");
+    crate::event::truncate_str(s, max - 1).as_bytes()
+}
+
+/// Claims the death area for `kind`; only the first crash gets it.
+fn claim(shared: &Shared, kind: u32) -> bool {
+    // AcqRel/Relaxed: only one claimant may win; the loser writes nothing.
+    shared
+        .map
+        .header_u32(H_DEATH_KIND)
+        .compare_exchange(DEATH_NONE, kind, Ordering::AcqRel, Ordering::Relaxed)
+        .is_ok()
+}
+
+fn write_common(shared: &Shared, tid: u32, thread_name: &[u8]) {
+    let map = &shared.map;
+    // Relaxed: the Release store of STATE in `mark_crashed` publishes these.
+    map.header_u32(H_DEATH_THREAD_ID)
+        .store(tid, Ordering::Relaxed);
+    map.header_u64(H_DEATH_UNIX_NS)
+        .store(sys::realtime_ns(), Ordering::Relaxed);
+    let name = &thread_name[..thread_name.len().min(SHORT_STR_LEN - 1)];
+    map.write_header_bytes(H_DEATH_THREAD_NAME, name);
+}
+
+fn mark_crashed(shared: &Shared) {
+    // Release: a reader that sees CRASHED sees the death fields above.
+    shared
+        .map
+        .header_u32(H_STATE)
+        .store(STATE_CRASHED, Ordering::Release);
+}
+
+fn install_signal_handlers() {
+    for (i, &signal) in FATAL_SIGNALS.iter().enumerate() {
+        // SAFETY: plain sigaction calls with valid pointers. The previous
+        // disposition is saved in its slot before our handler is installed,
+        // and nothing else writes the slot (we are inside INSTALL).
+        unsafe {
+            let slot = (*PREVIOUS.0.get())[i].as_mut_ptr();
+            if libc::sigaction(signal, std::ptr::null(), slot) != 0 {
+                // Could not read it: leave this signal alone.
+                continue;
+            }
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_fatal_signal as *const () as libc::sighandler_t;
+            action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+/// A fixed buffer for formatting without allocating.
+struct StackText<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> StackText<N> {
+    fn new() -> Self {
+        StackText {
+            buf: [0; N],
+            len: 0,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("fatal signal")
+    }
+}
+
+impl<const N: usize> std::fmt::Write for StackText<N> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let room = N - self.len;
+        let take = crate::event::truncate_str(s, room);
+        self.buf[self.len..self.len + take.len()].copy_from_slice(take.as_bytes());
+        self.len += take.len();
+        Ok(())
+    }
+}
+
+/// The name of a fatal signal, for the crash event.
+fn signal_name(signal: libc::c_int) -> &'static str {
+    match signal {
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGILL => "SIGILL",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGABRT => "SIGABRT",
+        _ => "signal",
+    }
+}
+
+extern "C" fn on_fatal_signal(
+    signal: libc::c_int,
+    info: *mut libc::siginfo_t,
+    context: *mut libc::c_void,
+) {
+    // SAFETY: the kernel passes a valid siginfo_t for SA_SIGINFO handlers.
+    let (code, addr) = unsafe {
+        match info.as_ref() {
+            Some(i) => (i.si_code, i.si_addr() as u64),
+            None => (0, 0),
+        }
+    };
+    // si_code > 0: raised by the kernel for a fault, si_addr is meaningful.
+    let from_fault = code > 0;
+    if let Some(shared) = target() {
+        // A second fatal signal (Rust's stack-overflow handler aborting
+        // after our SIGSEGV, say) runs nested on the alternate stack, with
+        // little room left: the first cause is recorded, so do nothing
+        // but pass the signal on.
+        let first = shared.map.header_u32(H_DEATH_KIND).load(Ordering::Acquire) != DEATH_SIGNAL;
+        let fault_addr = if from_fault && signal != libc::SIGABRT {
+            addr
+        } else {
+            0
+        };
+        if first {
+            record_signal(shared, signal, code, fault_addr, stack_pointer(context));
+        }
+    }
+    let index = FATAL_SIGNALS.iter().position(|&s| s == signal);
+    // SAFETY: the slot for an installed signal was written before its
+    // handler was installed; restoring it is a plain sigaction call.
+    unsafe {
+        match index {
+            Some(i) => {
+                let previous = (*PREVIOUS.0.get())[i].as_ptr();
+                libc::sigaction(signal, previous, std::ptr::null_mut());
+            }
+            None => {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+        }
+        if !from_fault {
+            // Sent, not a fault: send it again. It stays blocked while this
+            // handler runs and is delivered to the restored disposition
+            // when it returns.
+            libc::raise(signal);
+        }
+    }
+    // A fault returns here and re-executes the faulting instruction, which
+    // faults again into the restored disposition.
+}
+
+fn record_signal(shared: &Shared, signal: libc::c_int, code: i32, fault_addr: u64, sp: u64) {
+    let tid = sys::thread_id();
+    let mut name = [0u8; 17];
+    // SAFETY: PR_GET_NAME writes at most 16 bytes (NUL-terminated) to name.
+    unsafe { libc::prctl(libc::PR_GET_NAME, name.as_mut_ptr()) };
+    let name_len = name.iter().position(|&b| b == 0).unwrap_or(16);
+    // The main thread's kernel name is the program's; Rust calls it "main".
+    let thread_name: &[u8] = if tid == std::process::id() {
+        b"main"
+    } else {
+        &name[..name_len]
+    };
+    let map = &shared.map;
+    let kind = map.header_u32(H_DEATH_KIND);
+    // Relaxed: published by the Release store of STATE below.
+    let fill_signal = || {
+        map.header_u32(H_DEATH_SIGNAL)
+            .store(signal as u32, Ordering::Relaxed);
+        map.header_u32(H_DEATH_SI_CODE)
+            .store(code as u32, Ordering::Relaxed);
+        map.header_u64(H_DEATH_FAULT_ADDR)
+            .store(fault_addr, Ordering::Relaxed);
+        map.header_u64(H_DEATH_STACK_POINTER)
+            .store(sp, Ordering::Relaxed);
+    };
+    if claim(shared, DEATH_SIGNAL) {
+        write_common(shared, tid, thread_name);
+        fill_signal();
+    } else if kind.load(Ordering::Acquire) == DEATH_PANIC
+        && map.header_u32(H_DEATH_SIGNAL).load(Ordering::Relaxed) == 0
+    {
+        // A panic that ends in abort: keep the panic, add the signal.
+        fill_signal();
+    }
+    let mut text = StackText::<256>::new();
+    let _ = write!(text, "fatal signal {}", signal_name(signal));
+    if fault_addr != 0 {
+        let _ = write!(text, " at {fault_addr:#x}");
+    }
+    let _ = write!(
+        text,
+        " in thread '{}'",
+        std::str::from_utf8(thread_name).unwrap_or("?")
+    );
+    let _ = shared.log(
+        Level::Error,
+        "blackbox::crash",
+        text.as_str(),
+        &[
+            Field::new("signal", signal_name(signal)),
+            Field::new("si_code", i64::from(code)),
+        ],
+    );
+    mark_crashed(shared);
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn stack_pointer(context: *mut libc::c_void) -> u64 {
+    let uc = context.cast::<libc::ucontext_t>();
+    // SAFETY: for SA_SIGINFO handlers the third argument is the interrupted
+    // context, a valid ucontext_t (or null, checked).
+    unsafe { uc.as_ref() }.map_or(0, |uc| uc.uc_mcontext.gregs[libc::REG_RSP as usize] as u64)
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+fn stack_pointer(_context: *mut libc::c_void) -> u64 {
+    0
+}
+
+/// Test and demo aid: a real SIGSEGV, a write to address 0x10.
+#[doc(hidden)]
+pub fn fault_segv_for_test() -> ! {
+    // SAFETY: deliberately unsound: this write faults, which is the point;
+    // it never completes, and the process dies of SIGSEGV.
+    unsafe { std::ptr::write_volatile(0x10 as *mut u8, 1) };
+    unreachable!("the write to 0x10 faults")
+}
+
+/// Test and demo aid: a real SIGBUS, a read past the end of a mapped file
+/// that was truncated after mapping.
+#[doc(hidden)]
+pub fn fault_sigbus_for_test(scratch: &std::path::Path) -> ! {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(scratch)
+        .expect("scratch file");
+    file.set_len(8192).expect("size scratch file");
+    let map = memmap2::MmapOptions::new()
+        .len(8192)
+        .map_raw(&file)
+        .expect("map scratch file");
+    file.set_len(0).expect("truncate scratch file");
+    // SAFETY: deliberately faults: the page behind the mapping is gone, so
+    // this read raises SIGBUS and never completes.
+    let byte = unsafe { std::ptr::read_volatile(map.as_ptr().add(4096)) };
+    unreachable!("the read past the end of the file raises SIGBUS ({byte})")
+}
+
+/// Test aid: installs "someone else's" crash handlers (SIGSEGV, SIGBUS,
+/// SIGABRT and a panic hook) that write `foreign handler ran` to stderr, so
+/// a test can check that blackbox's handlers chain to them. The signal
+/// handler then restores the default disposition, as a well-behaved crash
+/// handler does, so the signal still ends the process.
+#[doc(hidden)]
+pub fn install_foreign_handlers_for_test() {
+    extern "C" fn foreign(signal: libc::c_int) {
+        const LINE: &[u8] = b"foreign handler ran\n";
+        // SAFETY: write(2) and signal(2) are async-signal-safe; LINE is valid.
+        unsafe {
+            libc::write(2, LINE.as_ptr().cast(), LINE.len());
+            libc::signal(signal, libc::SIG_DFL);
+            if signal == libc::SIGABRT {
+                libc::raise(signal);
+            }
+        }
+    }
+    for signal in [libc::SIGSEGV, libc::SIGBUS, libc::SIGABRT] {
+        // SAFETY: installs a plain handler function with signal(2).
+        unsafe { libc::signal(signal, foreign as *const () as libc::sighandler_t) };
+    }
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        eprintln!("foreign handler ran");
+        previous(info);
+    }));
+}
