@@ -72,11 +72,20 @@ pub fn read_json(ring: &Path, extra: &[&str]) -> Vec<Value> {
         .collect()
 }
 
-/// The demo's `(t, n)` counters of each record, in output order; panics if a
-/// record is not a well-formed demo record.
+/// Whether a record is one of the demo's own last words (`demo: about to
+/// die`, its OOM progress) or a crash event of the crash handlers: the
+/// records around the counters.
+pub fn is_demo_epilogue(r: &Value) -> bool {
+    (r["target"] == "blackbox::demo" && r["level"] == "WARN") || r["target"] == "blackbox::crash"
+}
+
+/// The demo's `(t, n)` counters of each record, in output order, skipping
+/// the epilogue records ([`is_demo_epilogue`]); panics if any other record
+/// is not a well-formed demo record.
 pub fn demo_counters(records: &[Value]) -> Vec<(u64, u64)> {
     records
         .iter()
+        .filter(|r| !is_demo_epilogue(r))
         .map(|r| {
             assert_eq!(r["message"], "demo record", "not a demo record: {r}");
             assert_eq!(r["level"], "INFO", "{r}");
