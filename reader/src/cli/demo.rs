@@ -9,6 +9,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use recorder::{Field, Level, Recorder};
@@ -32,7 +33,9 @@ pub struct Options {
 const OOM_LIMIT: u64 = 64 << 20;
 
 fn die_name(die: Die) -> String {
-    format!("{die:?}").to_lowercase()
+    use clap::ValueEnum;
+    die.to_possible_value()
+        .map_or_else(|| format!("{die:?}"), |v| v.get_name().to_string())
 }
 
 pub fn run(opts: Options) -> Result<i32, Failure> {
@@ -64,27 +67,41 @@ pub fn run(opts: Options) -> Result<i32, Failure> {
         rec.install_crash_handlers();
     }
     let interval = (opts.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / opts.rate));
-    let stop = AtomicBool::new(false);
-    let early = std::thread::scope(|s| {
-        for t in 0..opts.threads {
-            let (rec, opts, stop) = (&rec, &opts, &stop);
+    // The writer threads are detached, as an application's are: when the
+    // process dies (or main panics), they die with it, mid-append.
+    let rec = Arc::new(rec);
+    let opts = Arc::new(opts);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..opts.threads)
+        .map(|t| {
+            let (rec, opts, stop) = (Arc::clone(&rec), Arc::clone(&opts), Arc::clone(&stop));
             std::thread::Builder::new()
                 .name(format!("demo-{t}"))
-                .spawn_scoped(s, move || write_thread(rec, opts, stop, t, interval))
-                .expect("spawn demo thread");
-        }
+                .spawn(move || write_thread(&rec, &opts, &stop, t, interval))
+                .expect("spawn demo thread")
+        })
+        .collect();
+    let result = match opts.die_after {
         // --die-after-ms: die while the writer threads are still busy.
-        opts.die_after.map(|after| {
+        Some(after) => {
             std::thread::sleep(after);
             let result = die(&rec, &opts);
+            // Only `exit` gets here: stop the writers and close.
             stop.store(true, Ordering::Relaxed);
+            for w in writers {
+                let _ = w.join();
+            }
             result
-        })
-    });
-    let result = match early {
-        Some(result) => result,
-        None => die(&rec, &opts),
+        }
+        None => {
+            for w in writers {
+                let _ = w.join();
+            }
+            die(&rec, &opts)
+        }
     };
+    let rec =
+        Arc::try_unwrap(rec).map_err(|_| Failure::error("demo writers still hold the ring"))?;
     let code = result?;
     let path = rec.path().display().to_string();
     rec.close();
