@@ -7,8 +7,10 @@
 //! framing") or `E_NAME` ("Standard event payload"); a row whose first cell
 //! is a name in backticks is a constant (`| NAME | value | meaning |`),
 //! checked against the code's constant of that name. It also checks the
-//! spec's worked examples against the layout helpers and a real ring written
-//! by the recorder.
+//! spec's worked examples against the layout helpers, and real rings against
+//! the spec's offsets: one written and closed by the recorder, one with
+//! memory evidence from a heartbeat, and three whose writers (`blackbox demo
+//! --die`) crashed and recorded the cause.
 //!
 //! Rust cannot list a module's constants, so the lists below name each one;
 //! a scan of `recorder/src/layout.rs` makes sure no constant is missing from
@@ -40,6 +42,7 @@ const HEADER_FIELDS: &[(&str, usize)] = &[
     ("PID", l::H_PID),
     ("MAX_RECORD_LEN", l::H_MAX_RECORD_LEN),
     ("BOOT_ID", l::H_BOOT_ID),
+    ("MINOR_VERSION", l::H_MINOR_VERSION),
     ("PROGRAM", l::H_PROGRAM),
     ("APP_VERSION", l::H_APP_VERSION),
     ("HOSTNAME", l::H_HOSTNAME),
@@ -57,8 +60,28 @@ const HEADER_FIELDS: &[(&str, usize)] = &[
     ("OVERSIZE_DROPS", l::H_OVERSIZE_DROPS),
     ("SNAPSHOT_TRIGGER", l::H_SNAPSHOT_TRIGGER),
     ("LAP_LOG", l::H_LAP_LOG),
-    ("MEMORY_EVIDENCE", l::H_MEMORY_EVIDENCE),
-    ("DEATH", l::H_DEATH),
+    ("MEM_SAMPLED_UNIX_NS", l::H_MEM_SAMPLED_UNIX_NS),
+    ("MEM_RSS_BYTES", l::H_MEM_RSS_BYTES),
+    ("MEM_CGROUP_USAGE", l::H_MEM_CGROUP_USAGE),
+    ("MEM_CGROUP_LIMIT", l::H_MEM_CGROUP_LIMIT),
+    ("DEATH_KIND", l::H_DEATH_KIND),
+    ("DEATH_SIGNAL", l::H_DEATH_SIGNAL),
+    ("DEATH_SI_CODE", l::H_DEATH_SI_CODE),
+    ("DEATH_THREAD_ID", l::H_DEATH_THREAD_ID),
+    ("DEATH_FAULT_ADDR", l::H_DEATH_FAULT_ADDR),
+    ("DEATH_UNIX_NS", l::H_DEATH_UNIX_NS),
+    ("DEATH_STACK_POINTER", l::H_DEATH_STACK_POINTER),
+    ("DEATH_THREAD_NAME", l::H_DEATH_THREAD_NAME),
+    ("DEATH_LOCATION", l::H_DEATH_LOCATION),
+    ("DEATH_MESSAGE", l::H_DEATH_MESSAGE),
+];
+
+/// The header's areas: the constant that starts each (stated in the spec's
+/// constant tables), the constant that ends it, and the prefix of the names
+/// of the fields that must lie inside it.
+const HEADER_AREAS: &[(&str, &str, &str)] = &[
+    ("H_MEMORY_EVIDENCE", "H_DEATH", "MEM_"),
+    ("H_DEATH", "HEADER_LEN", "DEATH_"),
 ];
 
 /// Record header fields (`R_*`), offsets from the start of the record.
@@ -93,6 +116,9 @@ const HEADER_SIZES: &[(&str, usize, &str)] = &[
     ("CONTAINER_NAME", l::SHORT_STR_LEN, "SHORT_STR_LEN"),
     ("POD_NAME", l::LONG_STR_LEN, "LONG_STR_LEN"),
     ("LAP_LOG", l::LAP_LOG_ENTRIES * 16, "LAP_LOG_ENTRIES * 16"),
+    ("DEATH_THREAD_NAME", l::SHORT_STR_LEN, "SHORT_STR_LEN"),
+    ("DEATH_LOCATION", l::LONG_STR_LEN, "LONG_STR_LEN"),
+    ("DEATH_MESSAGE", l::DEATH_MESSAGE_LEN, "DEATH_MESSAGE_LEN"),
 ];
 
 /// A constant's value in the code.
@@ -106,6 +132,7 @@ enum Code {
 const CONSTANTS: &[(&str, Code)] = &[
     ("MAGIC", Code::Bytes(&l::MAGIC)),
     ("VERSION", Code::Int(l::VERSION as u128)),
+    ("MINOR_VERSION", Code::Int(l::MINOR_VERSION as u128)),
     ("ENDIAN_CHECK", Code::Int(l::ENDIAN_CHECK as u128)),
     ("HEADER_LEN", Code::Int(l::HEADER_LEN as u128)),
     ("RECORD_HEADER_LEN", Code::Int(l::RECORD_HEADER_LEN as u128)),
@@ -116,6 +143,12 @@ const CONSTANTS: &[(&str, Code)] = &[
     ("SHORT_STR_LEN", Code::Int(l::SHORT_STR_LEN as u128)),
     ("LONG_STR_LEN", Code::Int(l::LONG_STR_LEN as u128)),
     ("LAP_LOG_ENTRIES", Code::Int(l::LAP_LOG_ENTRIES as u128)),
+    ("H_MEMORY_EVIDENCE", Code::Int(l::H_MEMORY_EVIDENCE as u128)),
+    ("H_DEATH", Code::Int(l::H_DEATH as u128)),
+    ("DEATH_MESSAGE_LEN", Code::Int(l::DEATH_MESSAGE_LEN as u128)),
+    ("DEATH_NONE", Code::Int(l::DEATH_NONE as u128)),
+    ("DEATH_PANIC", Code::Int(l::DEATH_PANIC as u128)),
+    ("DEATH_SIGNAL", Code::Int(l::DEATH_SIGNAL as u128)),
     ("STATE_CREATING", Code::Int(l::STATE_CREATING as u128)),
     ("STATE_RUNNING", Code::Int(l::STATE_RUNNING as u128)),
     ("STATE_EXITED", Code::Int(l::STATE_EXITED as u128)),
@@ -468,14 +501,14 @@ fn parse_value(cell: &str) -> Result<SpecValue, String> {
         .map_err(|_| format!("cannot read the value {cell:?} (write a number, 0x.. or \"..\")"))
 }
 
-/// Size in bytes of `u8`..`u64`, `[T; N]` and `(T, U, ..)`.
+/// Size in bytes of `u8`..`u64`, `i8`..`i64`, `[T; N]` and `(T, U, ..)`.
 fn type_size(ty: &str) -> Option<usize> {
     let ty = ty.trim();
     match ty {
-        "u8" => return Some(1),
-        "u16" => return Some(2),
-        "u32" => return Some(4),
-        "u64" => return Some(8),
+        "u8" | "i8" => return Some(1),
+        "u16" | "i16" => return Some(2),
+        "u32" | "i32" => return Some(4),
+        "u64" | "i64" => return Some(8),
         _ => {}
     }
     if let Some(inner) = ty.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
@@ -609,7 +642,7 @@ fn field_tables_match_the_layout() {
             // The type and the size column agree.
             match type_size(&r.ty) {
                 None => errors.push(format!(
-                    "line {}: {} field {}: cannot size type {:?} (use u8..u64, [T; N] or (T, U))",
+                    "line {}: {} field {}: cannot size type {:?} (use u8..u64, i8..i64, [T; N] or (T, U))",
                     r.line,
                     group,
                     r.label(),
@@ -763,6 +796,71 @@ fn every_layout_constant_is_checked() {
                 "recorder/src/layout.rs declares `{name}`, which this test does not check: \
                  add it to the lists in tests/layout_spec.rs and its row to shm-layout.md"
             ));
+        }
+    }
+    assert_no_errors(&errors);
+}
+
+/// The memory evidence and the death area each hold their own fields, from
+/// the area's first byte on, and nothing else but reserved bytes.
+#[test]
+fn header_areas_hold_their_fields() {
+    let spec = Spec::load();
+    let code: BTreeMap<&str, Code> = CONSTANTS.iter().copied().collect();
+    let code_int = |name: &str| match code.get(name).map(|c| c.value()) {
+        Some(SpecValue::Int(v)) => v as usize,
+        _ => panic!("`{name}` is not a numeric constant of the lists in this test"),
+    };
+    let mut errors = Vec::new();
+    for &(start_name, end_name, prefix) in HEADER_AREAS {
+        // The spec: the area's rows.
+        let (start, end) = (spec.int(start_name) as usize, spec.int(end_name) as usize);
+        let mut first = None;
+        for r in spec.fields.iter().filter(|r| r.group == Group::Header) {
+            let ours = r.name.as_deref().is_some_and(|n| n.starts_with(prefix));
+            let inside = start <= r.offset && r.offset + r.size <= end;
+            if ours && !inside {
+                errors.push(format!(
+                    "line {}: `{}` (bytes {}..{}) lies outside its area {start_name}..{end_name} \
+                     ({start}..{end})",
+                    r.line,
+                    r.name.as_deref().unwrap_or_default(),
+                    r.offset,
+                    r.offset + r.size
+                ));
+            }
+            if inside && r.name.is_some() && !ours {
+                errors.push(format!(
+                    "line {}: {} lies in the area {start_name}..{end_name}, whose fields are \
+                     named {prefix}*",
+                    r.line,
+                    r.label()
+                ));
+            }
+            if r.offset == start {
+                first = Some(r);
+            }
+        }
+        match first {
+            Some(r) if r.name.as_deref().is_some_and(|n| n.starts_with(prefix)) => {}
+            Some(r) => errors.push(format!(
+                "line {}: the area {start_name} starts with {}, not with a {prefix}* field",
+                r.line,
+                r.label()
+            )),
+            None => errors.push(format!(
+                "no header row starts at {start_name} = {start} in shm-layout.md"
+            )),
+        }
+        // The code: its fields with the prefix lie in the code's area.
+        let (start, end) = (code_int(start_name), code_int(end_name));
+        for &(name, off) in HEADER_FIELDS.iter().filter(|(n, _)| n.starts_with(prefix)) {
+            if !(start..end).contains(&off) {
+                errors.push(format!(
+                    "recorder::layout::H_{name} = {off} lies outside {start_name}..{end_name} \
+                     ({start}..{end})"
+                ));
+            }
         }
     }
     assert_no_errors(&errors);
@@ -989,6 +1087,7 @@ fn a_real_ring_has_the_bytes_the_spec_describes() {
         ("LAPPED_WRITES", 0),
         ("OVERSIZE_DROPS", 0),
         ("SNAPSHOT_TRIGGER", 0),
+        ("MINOR_VERSION", spec.int("MINOR_VERSION")),
     ] {
         expect(
             &mut errors,
@@ -1030,13 +1129,15 @@ fn a_real_ring_has_the_bytes_the_spec_describes() {
             ));
         }
     }
-    // Reserved bytes, and the areas reserved in version 1, are zero.
+    // Reserved bytes are zero; so are the lap log (nothing was lapped), the
+    // memory evidence (no heartbeat, no sample) and the death area (no crash).
     for r in spec.fields.iter().filter(|r| r.group == Header) {
-        let reserved = r.name.is_none()
-            || matches!(
-                r.name.as_deref(),
-                Some("LAP_LOG" | "MEMORY_EVIDENCE" | "DEATH")
-            );
+        let reserved = match r.name.as_deref() {
+            None => true,
+            Some(name) => {
+                name == "LAP_LOG" || name.starts_with("MEM_") || name.starts_with("DEATH_")
+            }
+        };
         if reserved && file[r.offset..r.offset + r.size].iter().any(|&b| b != 0) {
             errors.push(format!(
                 "header {} (bytes {}..{}) is not zero",
@@ -1103,5 +1204,401 @@ fn a_real_ring_has_the_bytes_the_spec_describes() {
         let fields: Vec<&FieldRow> = spec.fields.iter().filter(|r| r.group == Event).collect();
         errors.extend(diff_bytes("event-example", &want, payload, &fields));
     }
+    assert_no_errors(&errors);
+}
+
+/// The memory cgroup's `(usage readable, limit)` found as section 8.2 of the
+/// spec says; `None` when no cgroup file can be read.
+fn spec_cgroup_memory() -> Option<(bool, u64)> {
+    let read = |p: &std::path::Path| -> Option<String> {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    let table = read(std::path::Path::new("/proc/self/cgroup"))?;
+    for line in table.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        if controllers.split(',').any(|c| c == "memory") {
+            let dir =
+                std::path::Path::new("/sys/fs/cgroup/memory").join(path.trim_start_matches('/'));
+            let usage = read(&dir.join("memory.usage_in_bytes"));
+            let limit = read(&dir.join("memory.limit_in_bytes"))?
+                .parse::<u64>()
+                .ok()?;
+            let limit = if limit >= 1 << 62 { 0 } else { limit };
+            return Some((usage.is_some(), limit));
+        }
+    }
+    let path = table.lines().find_map(|l| l.strip_prefix("0::"))?;
+    for base in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+        let dir = std::path::Path::new(base).join(path.trim_start_matches('/'));
+        if read(&dir.join("memory.current")).is_some() {
+            let limit = read(&dir.join("memory.max"))?;
+            return Some((true, limit.parse().unwrap_or(0)));
+        }
+    }
+    None
+}
+
+/// A writer with a heartbeat samples the memory evidence into the fields
+/// the spec names.
+#[test]
+fn a_real_ring_has_the_memory_evidence_the_spec_describes() {
+    use Group::Header;
+    let spec = Spec::load();
+    let dir = std::env::temp_dir().join(format!("layout-spec-mem-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("memory.ring");
+    let sampled_at = spec.offset(Header, "MEM_SAMPLED_UNIX_NS");
+
+    let before = recorder::realtime_ns();
+    let rec = Recorder::builder(&path)
+        .capacity(64 << 10)
+        .heartbeat(Some(std::time::Duration::from_millis(10)))
+        .create()
+        .expect("create a ring");
+    // The heartbeat thread samples when it starts; wait for the first one.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut sampled = false;
+    while !sampled && std::time::Instant::now() < deadline {
+        let header = std::fs::read(&path).unwrap();
+        sampled = le(&header, sampled_at, 8) != 0;
+        if !sampled {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+    let cgroup = spec_cgroup_memory();
+    rec.close();
+    let after = recorder::realtime_ns();
+    let file = std::fs::read(&path).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        sampled,
+        "the heartbeat wrote no MEM_SAMPLED_UNIX_NS within 10 s"
+    );
+
+    let field = |name: &str| {
+        let r = spec.field(Header, name);
+        le(&file, r.offset, r.size)
+    };
+    let mut errors = Vec::new();
+    let when = field("MEM_SAMPLED_UNIX_NS");
+    if !(u128::from(before) <= when && when <= u128::from(after)) {
+        errors.push(format!(
+            "MEM_SAMPLED_UNIX_NS: {when} is not a CLOCK_REALTIME time in ns between {before} \
+             and {after}"
+        ));
+    }
+    let rss = field("MEM_RSS_BYTES");
+    if !(4096..=1 << 40).contains(&rss) {
+        errors.push(format!(
+            "MEM_RSS_BYTES: {rss} is no resident set size of this test"
+        ));
+    }
+    if let Some((usage_known, limit)) = cgroup {
+        let usage = field("MEM_CGROUP_USAGE");
+        if usage_known && usage == 0 {
+            errors.push(
+                "MEM_CGROUP_USAGE: 0 (unknown), but the cgroup's usage is readable".to_string(),
+            );
+        }
+        let written = field("MEM_CGROUP_LIMIT");
+        if written != u128::from(limit) {
+            errors.push(format!(
+                "MEM_CGROUP_LIMIT: the recorder wrote {written}, the cgroup's limit read as \
+                 section 8.2 says is {limit}"
+            ));
+        }
+    }
+    for r in spec.fields.iter().filter(|r| r.group == Header) {
+        let zero = match r.name.as_deref() {
+            None => true,
+            Some(name) => name.starts_with("DEATH_"),
+        };
+        if zero && file[r.offset..r.offset + r.size].iter().any(|&b| b != 0) {
+            errors.push(format!(
+                "header {} (bytes {}..{}) is not zero",
+                r.label(),
+                r.offset,
+                r.offset + r.size
+            ));
+        }
+    }
+    assert_no_errors(&errors);
+}
+
+/// A field value of a decoded event.
+#[derive(Debug, Clone, PartialEq)]
+enum Value {
+    I64(i64),
+    Str(String),
+    Other(u8),
+}
+
+/// An event of a ring, decoded with the spec's offsets and codes.
+#[derive(Debug)]
+struct Event {
+    level: u128,
+    target: String,
+    message: String,
+    fields: Vec<(String, Value)>,
+}
+
+/// The events of an unwrapped ring (positions 0 to TAIL), decoded with the
+/// spec's offsets only.
+fn events_by_the_spec(spec: &Spec, file: &[u8]) -> Vec<Event> {
+    use Group::{Event as E, Header, Record};
+    let hfield = |name: &str| {
+        let r = spec.field(Header, name);
+        le(file, r.offset, r.size) as usize
+    };
+    let (data, tail) = (hfield("DATA_OFFSET"), hfield("TAIL"));
+    let rec_len = spec.int("RECORD_HEADER_LEN") as usize;
+    let align = spec.int("RECORD_ALIGN") as usize;
+    let fixed = spec.int("EVENT_FIXED_LEN") as usize;
+    let mut events = Vec::new();
+    let mut p = 0;
+    while p + rec_len <= tail {
+        let at = data + p;
+        let commit = le(file, at + spec.offset(Record, "COMMIT"), 8) as u64;
+        let len = (commit & 0xffff_ffff) as usize;
+        if commit >> 32 != (p as u64 / 8) % (1 << 32) || len < rec_len || p + len > tail {
+            p += align;
+            continue;
+        }
+        let kind = le(file, at + spec.offset(Record, "KIND"), 2);
+        let payload = &file[at + rec_len..at + len];
+        p += len.div_ceil(align) * align;
+        if kind != spec.int("KIND_EVENT") {
+            continue;
+        }
+        let get = |name: &str| {
+            let r = spec.field(E, name);
+            le(payload, r.offset, r.size) as usize
+        };
+        let (count, target_len, message_len) =
+            (get("FIELD_COUNT"), get("TARGET_LEN"), get("MESSAGE_LEN"));
+        let text =
+            |from: usize, n: usize| String::from_utf8_lossy(&payload[from..from + n]).into_owned();
+        let target = text(fixed, target_len);
+        let message = text(fixed + target_len, message_len);
+        let mut q = fixed + target_len + message_len;
+        let mut fields = Vec::new();
+        for _ in 0..count {
+            let ty = u128::from(payload[q]);
+            let name_len = payload[q + 1] as usize;
+            let name = text(q + 2, name_len);
+            q += 2 + name_len;
+            let value = if ty == spec.int("FIELD_I64") {
+                q += 8;
+                Value::I64(le(payload, q - 8, 8) as u64 as i64)
+            } else if ty == spec.int("FIELD_STR") || ty == spec.int("FIELD_DEBUG") {
+                let n = le(payload, q, 2) as usize;
+                q += 2 + n;
+                Value::Str(text(q - n, n))
+            } else if ty == spec.int("FIELD_BOOL") {
+                q += 1;
+                Value::Other(ty as u8)
+            } else {
+                q += 8;
+                Value::Other(ty as u8)
+            };
+            fields.push((name, value));
+        }
+        events.push(Event {
+            level: u128::from(payload[spec.offset(E, "LEVEL")]),
+            target,
+            message,
+            fields,
+        });
+    }
+    events
+}
+
+/// The text of a NUL-padded string field.
+fn c_str(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// Real writers (`blackbox demo --die HOW`) that crash on their main thread
+/// fill the death area and append the crash event as section 8.1 says.
+#[test]
+fn real_crashes_fill_the_death_area_as_the_spec_says() {
+    use Group::Header;
+    let spec = Spec::load();
+    let dir = std::env::temp_dir().join(format!("layout-spec-death-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut errors = Vec::new();
+    for how in ["segv", "abort", "panic"] {
+        let path = dir.join(format!("{how}.ring"));
+        let before = recorder::realtime_ns();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_blackbox"))
+            .args(["demo", "--ring"])
+            .arg(&path)
+            .args(["--capacity", "64KiB", "--records", "1", "--die", how])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run blackbox demo");
+        let pid = child.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while child.try_wait().expect("wait for the demo").is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("blackbox demo --die {how} did not die within 30 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let after = recorder::realtime_ns();
+        let file = std::fs::read(&path).expect("the demo's ring");
+        let bytes = |name: &str| {
+            let r = spec.field(Header, name);
+            &file[r.offset..r.offset + r.size]
+        };
+        let int = |name: &str| {
+            le(
+                &file,
+                spec.offset(Header, name),
+                spec.field(Header, name).size,
+            )
+        };
+        let mut expect = |name: &str, want: u128, got: u128| {
+            if want != got {
+                errors.push(format!(
+                    "--die {how}: {name}: expected {want} ({want:#x}), the recorder wrote {got} \
+                     ({got:#x})"
+                ));
+            }
+        };
+        let signal = how != "panic";
+        let (kind, signo, si_code, fault) = match how {
+            "segv" => (spec.int("DEATH_SIGNAL"), 11, 1i32, 0x10),
+            "abort" => (spec.int("DEATH_SIGNAL"), 6, -6i32, 0),
+            _ => (spec.int("DEATH_PANIC"), 0, 0i32, 0),
+        };
+        expect("STATE", spec.int("STATE_CRASHED"), int("STATE"));
+        expect(
+            "MINOR_VERSION",
+            spec.int("MINOR_VERSION"),
+            int("MINOR_VERSION"),
+        );
+        expect("DEATH_KIND", kind, int("DEATH_KIND"));
+        expect("DEATH_SIGNAL", signo, int("DEATH_SIGNAL"));
+        // i32, two's complement.
+        expect(
+            "DEATH_SI_CODE",
+            u128::from(si_code as u32),
+            int("DEATH_SI_CODE"),
+        );
+        expect(
+            "DEATH_THREAD_ID (the main thread)",
+            u128::from(pid),
+            int("DEATH_THREAD_ID"),
+        );
+        expect("DEATH_FAULT_ADDR", fault, int("DEATH_FAULT_ADDR"));
+        let when = int("DEATH_UNIX_NS");
+        if !(u128::from(before) <= when && when <= u128::from(after)) {
+            errors.push(format!(
+                "--die {how}: DEATH_UNIX_NS {when} is not a time between {before} and {after}"
+            ));
+        }
+        let sp = int("DEATH_STACK_POINTER");
+        if !signal && sp != 0 {
+            errors.push(format!(
+                "--die {how}: DEATH_STACK_POINTER {sp:#x} without a signal"
+            ));
+        }
+        if signal && cfg!(target_arch = "x86_64") && sp == 0 {
+            errors.push(format!("--die {how}: DEATH_STACK_POINTER is 0 on x86_64"));
+        }
+        let thread = c_str(bytes("DEATH_THREAD_NAME"));
+        if thread != "main" {
+            errors.push(format!(
+                "--die {how}: DEATH_THREAD_NAME {thread:?}, expected \"main\""
+            ));
+        }
+        let location = c_str(bytes("DEATH_LOCATION"));
+        let message = c_str(bytes("DEATH_MESSAGE"));
+        // FILE:LINE:COLUMN
+        let location_ok = {
+            let mut parts = location.rsplitn(3, ':');
+            let (col, line) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+            numeric(col) && numeric(line) && parts.next().is_some_and(|f| f.ends_with("demo.rs"))
+        };
+        if signal && (!location.is_empty() || !message.is_empty()) {
+            errors.push(format!(
+                "--die {how}: a signal wrote DEATH_LOCATION {location:?} / DEATH_MESSAGE {message:?}"
+            ));
+        }
+        if !signal && (!location_ok || message != "demo panic") {
+            errors.push(format!(
+                "--die {how}: DEATH_LOCATION {location:?} (want FILE:LINE:COLUMN in demo.rs), \
+                 DEATH_MESSAGE {message:?} (want \"demo panic\")"
+            ));
+        }
+        for r in spec
+            .fields
+            .iter()
+            .filter(|r| r.group == Header && r.name.is_none())
+        {
+            if file[r.offset..r.offset + r.size].iter().any(|&b| b != 0) {
+                errors.push(format!(
+                    "--die {how}: reserved header bytes {}..{} are not zero",
+                    r.offset,
+                    r.offset + r.size
+                ));
+            }
+        }
+
+        // The crash event.
+        let crash: Vec<Event> = events_by_the_spec(&spec, &file)
+            .into_iter()
+            .filter(|e| e.target == "blackbox::crash")
+            .collect();
+        let want_message = match how {
+            "segv" => "fatal signal SIGSEGV at 0x10 in thread 'main'".to_string(),
+            "abort" => "fatal signal SIGABRT in thread 'main'".to_string(),
+            _ => format!("panicked at {location}: demo panic"),
+        };
+        match &crash[..] {
+            [e] => {
+                if e.level != spec.int("LEVEL_ERROR") || e.message != want_message {
+                    errors.push(format!(
+                        "--die {how}: crash event level {} message {:?}, expected level \
+                         LEVEL_ERROR and {want_message:?}",
+                        e.level, e.message
+                    ));
+                }
+                let names: Vec<&str> = e.fields.iter().map(|(n, _)| n.as_str()).collect();
+                let fields_ok = if signal {
+                    let name = if how == "segv" { "SIGSEGV" } else { "SIGABRT" };
+                    e.fields
+                        == [
+                            ("signal".to_string(), Value::Str(name.to_string())),
+                            ("si_code".to_string(), Value::I64(i64::from(si_code))),
+                        ]
+                } else {
+                    names == ["thread", "backtrace"]
+                        && e.fields[0].1 == Value::Str("main".to_string())
+                        && matches!(e.fields[1].1, Value::Str(_))
+                };
+                if !fields_ok {
+                    errors.push(format!(
+                        "--die {how}: crash event fields {:?} are not the spec's",
+                        e.fields
+                    ));
+                }
+            }
+            other => errors.push(format!(
+                "--die {how}: expected one blackbox::crash event, found {}: {other:?}",
+                other.len()
+            )),
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
     assert_no_errors(&errors);
 }

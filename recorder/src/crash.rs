@@ -170,8 +170,7 @@ fn write_common(shared: &Shared, tid: u32, thread_name: &[u8]) {
         .store(tid, Ordering::Relaxed);
     map.header_u64(H_DEATH_UNIX_NS)
         .store(sys::realtime_ns(), Ordering::Relaxed);
-    let name = &thread_name[..thread_name.len().min(SHORT_STR_LEN - 1)];
-    map.write_header_bytes(H_DEATH_THREAD_NAME, name);
+    map.write_header_bytes(H_DEATH_THREAD_NAME, cut(thread_name, SHORT_STR_LEN));
 }
 
 fn mark_crashed(shared: &Shared) {

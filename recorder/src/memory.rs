@@ -69,7 +69,7 @@ fn rss_bytes() -> u64 {
         .nth(1)
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
-    pages * 4096
+    pages * sys::page_size()
 }
 
 /// Samples the evidence into the header.

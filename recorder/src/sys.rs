@@ -56,3 +56,14 @@ pub fn random_u64() -> u64 {
         realtime_ns() ^ ((std::process::id() as u64) << 32)
     }
 }
+
+/// The system's page size in bytes (`sysconf(_SC_PAGESIZE)`), 4096 if unknown.
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if size > 0 {
+        size as u64
+    } else {
+        4096
+    }
+}
