@@ -423,7 +423,8 @@ fn walk(snap: &mut Snapshot, start: u64, valid_from: u64) {
     let mut pending = Gap::default();
     let mut totals = Gap::default();
     // Every record is at least 32 bytes: reserve for the typical 64.
-    let mut records = Vec::with_capacity(((end - valid_from) / 64) as usize);
+    // (A fast writer can move valid_from past end during the copy.)
+    let mut records = Vec::with_capacity((end.saturating_sub(valid_from) / 64) as usize);
     let mut gaps = Vec::new();
     let data = snap.data.bytes();
     while pos + RECORD_HEADER_LEN as u64 <= end {
@@ -470,9 +471,18 @@ fn walk(snap: &mut Snapshot, start: u64, valid_from: u64) {
             }
             Found::Nothing => {
                 if expected == Some(pos) {
-                    // A writer reserved this position and never published.
-                    pending.torn += 1;
-                    totals.torn += 1;
+                    if snap
+                        .header
+                        .explained_by_lapped_write(pos, RECORD_ALIGN as u64)
+                    {
+                        // A lapped writer's late bytes hide this record.
+                        pending.overwritten += 1;
+                        totals.overwritten += 1;
+                    } else {
+                        // A writer reserved this position and never published.
+                        pending.torn += 1;
+                        totals.torn += 1;
+                    }
                 }
                 pos += RECORD_ALIGN as u64;
             }

@@ -333,6 +333,16 @@ impl Shared {
         // every byte of the record written above.
         map.commit_word(pos)
             .store(commit_word(len as u32, pos), Ordering::Release);
+        // Look again: a writer preempted between the check above and the
+        // store has just written its COMMIT word into a newer record's
+        // bytes. It cannot be undone; the lap log lets the reader report
+        // that damage as overwritten by a lapped writer instead of corrupt.
+        // (Relaxed, as above: a store still in flight when this load runs
+        // leaves a window of nanoseconds, see shm-layout.md, known limits.)
+        let tail = map.header_u64(H_TAIL).load(Ordering::Relaxed);
+        if tail.wrapping_sub(pos) > map.capacity() {
+            self.note_lapped(pos, stride(len) as u64);
+        }
         Ok(pos >> 3)
     }
 

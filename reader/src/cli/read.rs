@@ -72,8 +72,21 @@ pub fn run(opts: Options) -> Result<i32, Failure> {
     let mut out = BufWriter::new(stdout.lock());
 
     let snap = ring.snapshot().map_err(|e| Failure::ring(&path, &e))?;
-    let kept: Vec<(&Record, Shown<'_>)> = snap
-        .records
+    // Following a live ring: a hole where a record was reserved but not yet
+    // published may fill in a moment. Print up to the first such hole now
+    // and let the follow loop take it from there, so nothing in flight at
+    // the start is skipped.
+    let live = opts.follow && ring.is_locked().unwrap_or(false);
+    let upto = if live {
+        snap.records
+            .iter()
+            .position(|r| snap.gap_before(r).is_some_and(|g| g.torn > 0))
+            .unwrap_or(snap.records.len())
+    } else {
+        snap.records.len()
+    };
+    let initial = &snap.records[..upto];
+    let kept: Vec<(&Record, Shown<'_>)> = initial
         .iter()
         .map(|r| (r, show(&snap, r)))
         .filter(|(r, s)| filter.keeps(r, s))
@@ -86,7 +99,7 @@ pub fn run(opts: Options) -> Result<i32, Failure> {
     if !opts.follow {
         return Ok(0);
     }
-    let next = snap.records.last().map_or(snap.window_start, Record::end);
+    let next = initial.last().map_or(snap.window_start, Record::end);
     drop(kept);
     follow(&ring, &opts, &filter, &mut out, next)
 }

@@ -38,7 +38,7 @@ pub fn run(path: &Path) -> Result<i32, Failure> {
     // more means the bytes there are not records (damage, or a TAIL that
     // does not belong to this data).
     let first = s.records.first().map_or(s.tail, |r| r.pos());
-    let lead = first - s.window_start;
+    let lead = first.saturating_sub(s.window_start);
     if summary.state != State::Running
         && lead > s.header.max_record_len as u64
         && !(s.window_start == 0 && lead == 0)
