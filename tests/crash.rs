@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -18,8 +17,8 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_contiguous, assert_seq_increasing, by_thread, info_json, read_json, run, stderr, stdout,
-    TempDir,
+    assert_contiguous, assert_seq_increasing, by_thread, check_runs, counter, counters_of,
+    info_json, is_epilogue, lapped_gap_after, read_json, run, stderr, stdout, TempDir,
 };
 use recorder::{Field, Level, Recorder};
 use serde_json::Value;
@@ -475,126 +474,4 @@ fn torn_record_then_sigkill() {
     assert_eq!(info["program"], "torn-child", "{info}");
     // A torn record in a killed writer's ring is expected, not damage.
     verify_ok(&ring);
-}
-
-/// What [`check_runs`] found in a window of demo records.
-struct Runs {
-    /// Each thread's counters, in window order.
-    threads: BTreeMap<u64, Vec<u64>>,
-    /// Window index of each thread's last record.
-    last_index: BTreeMap<u64, usize>,
-    /// Breaks in a thread's run that the reader explains as records
-    /// destroyed by a lapped writer's late copy (see [`check_runs`]).
-    lapped_losses: Vec<String>,
-}
-
-/// Sums the `gap_before` objects of `records`:
-/// (bytes, torn, overwritten, corrupt).
-fn gap_sum(records: &[Value]) -> (u64, u64, u64, u64) {
-    let mut sum = (0, 0, 0, 0);
-    for g in records.iter().filter_map(|r| r.get("gap_before")) {
-        sum.0 += g["bytes"].as_u64().unwrap_or(0);
-        sum.1 += g["torn"].as_u64().unwrap_or(0);
-        sum.2 += g["overwritten"].as_u64().unwrap_or(0);
-        sum.3 += g["corrupt"].as_u64().unwrap_or(0);
-    }
-    sum
-}
-
-/// Whether the reader reports, after window index `at`, a gap a lapped
-/// writer explains (and no corrupt record).
-fn lapped_gap_after(records: &[Value], at: usize) -> bool {
-    let (_, _, overwritten, corrupt) = gap_sum(&records[at + 1..]);
-    overwritten > 0 && corrupt == 0
-}
-
-/// Checks a window of demo records: each is a well-formed demo record of a
-/// thread below `threads`, `seq` strictly increases, and each thread's
-/// counters increase by one. A thread's run may only break where the reader
-/// reports, between the two records, a gap of at least the missing
-/// records' size that a lapped append explains (`overwritten`) and no
-/// corrupt record: DESIGN.md ("A slow writer can be lapped") accepts that a
-/// writer lapped mid-copy damages newer records, as long as the damage is
-/// detected and reported. Such breaks are returned, not hidden; the strict
-/// test in `torture.rs` fails on them.
-fn check_runs(records: &[Value], threads: u64) -> Runs {
-    assert_seq_increasing(records);
-    let counters = counters_of(records);
-    let seq = |i: usize| records[i]["seq"].as_u64().unwrap();
-    // A demo record's stride, from neighbours with nothing between them.
-    let stride = (1..records.len())
-        .filter(|&i| records[i].get("gap_before").is_none())
-        .map(|i| (seq(i) - seq(i - 1)) * 8)
-        .min()
-        .unwrap_or(8);
-    let mut prev: BTreeMap<u64, (usize, u64)> = BTreeMap::new();
-    let mut lapped_losses = Vec::new();
-    for (i, &(t, n)) in counters.iter().enumerate() {
-        assert!(
-            t < threads,
-            "record of thread {t}, but only {threads} ran: {}",
-            records[i]
-        );
-        if let Some(&(j, m)) = prev.get(&t) {
-            assert!(
-                n > m,
-                "thread {t}: {m} (seq {}) is followed by {n} (seq {}): out of order or repeated",
-                seq(j),
-                seq(i)
-            );
-            if n > m + 1 {
-                let (bytes, torn, overwritten, corrupt) = gap_sum(&records[j + 1..=i]);
-                let text = format!(
-                    "thread {t}: committed records {}..={} lost between seq {} and seq {}; \
-                     gaps reported between: {bytes} bytes, {torn} torn, {overwritten} \
-                     overwritten by a lapped writer, {corrupt} corrupt",
-                    m + 1,
-                    n - 1,
-                    seq(j),
-                    seq(i)
-                );
-                assert!(
-                    overwritten > 0 && corrupt == 0 && (n - m - 1) * stride <= bytes,
-                    "{text}: nothing explains the loss"
-                );
-                lapped_losses.push(text);
-            }
-        }
-        prev.insert(t, (i, n));
-    }
-    Runs {
-        threads: by_thread(&counters),
-        last_index: prev.iter().map(|(&t, &(i, _))| (t, i)).collect(),
-        lapped_losses,
-    }
-}
-
-/// Whether `r` is the demo's last word before it dies as asked (WARN
-/// `demo: about to die`), written after every thread's counters.
-fn is_epilogue(r: &Value) -> bool {
-    r["message"] == "demo: about to die" && r["level"] == "WARN" && r["target"] == "blackbox::demo"
-}
-
-/// `(t, n)` of a demo counter record; panics if `r` is not one.
-fn counter(r: &Value) -> (u64, u64) {
-    assert_eq!(r["message"], "demo record", "not a demo record: {r}");
-    assert_eq!(r["level"], "INFO", "{r}");
-    assert_eq!(r["target"], "blackbox::demo", "{r}");
-    let t = r["fields"]["t"].as_u64().expect("integer field t");
-    let n = r["fields"]["n"].as_u64().expect("integer field n");
-    (t, n)
-}
-
-/// The counter records of a window: all of them, except that the last
-/// may be the epilogue ([`is_epilogue`]).
-fn body(records: &[Value]) -> &[Value] {
-    match records.split_last() {
-        Some((last, rest)) if is_epilogue(last) => rest,
-        _ => records,
-    }
-}
-
-/// `(t, n)` of every record of [`body`], in window order.
-fn counters_of(records: &[Value]) -> Vec<(u64, u64)> {
-    body(records).iter().map(counter).collect()
 }
