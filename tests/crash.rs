@@ -9,16 +9,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use common::{
     assert_contiguous, assert_seq_increasing, by_thread, check_runs, counter, counters_of,
-    info_json, is_epilogue, lapped_gap_after, read_json, run, stderr, stdout, TempDir,
+    forward_lines, info_json, is_epilogue, lapped_gap_after, parse_report, read_json, run, stderr,
+    stdout, wait_or_fail, Reaper, TempDir,
 };
 use recorder::{Field, Level, Recorder};
 use serde_json::Value;
@@ -28,59 +28,6 @@ use serde_json::Value;
 const PATIENCE: Duration = Duration::from_secs(60);
 
 const SIGKILL: i32 = 9;
-
-/// Kills the child when dropped, so a failing assertion never leaves a
-/// writer running.
-struct Reaper(Child);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-/// Waits for `child` to end, killing it and failing after `limit`.
-fn wait_or_fail(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not end within {limit:?}; killed it");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Forwards the child's stdout lines to a channel from a thread of its own,
-/// so the child never blocks on a full pipe.
-fn forward_lines(out: ChildStdout) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// Parses a `--report-every` line: "T N".
-fn parse_report(line: &str) -> (u64, u64) {
-    let mut it = line.split_whitespace().map(|w| w.parse::<u64>());
-    match (it.next(), it.next(), it.next()) {
-        (Some(Ok(t)), Some(Ok(n)), None) => (t, n),
-        _ => panic!("demo printed {line:?}, not a \"T N\" report"),
-    }
-}
 
 /// Receives every remaining line until the child's stdout closes.
 fn drain(rx: &Receiver<String>, into: &mut Vec<String>) {

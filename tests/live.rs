@@ -12,8 +12,8 @@ use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_seq_increasing, by_thread, check_runs, counters_of, info_json, is_epilogue, read_json,
-    run, stderr, stdout, TempDir,
+    assert_seq_increasing, by_thread, check_runs, counters_of, forward_lines, info_json,
+    is_epilogue, read_json, run, stderr, stdout, wait_or_fail, Reaper, TempDir,
 };
 use serde_json::Value;
 
@@ -25,34 +25,6 @@ const SIGKILL: i32 = 9;
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Kills the child when dropped, so a failing assertion never leaves a
-/// writer running.
-struct Reaper(Child);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-fn wait_or_fail(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not end within {limit:?}; killed it");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 fn wait_for_file(path: &Path, writer: &mut Child) {
@@ -408,22 +380,6 @@ fn follow_started_mid_stream_misses_nothing() {
          lost or repeated records:\n{}",
         failures.join("\n")
     );
-}
-
-/// Forwards the child's stdout lines to a channel from a thread of its own,
-/// so the child never blocks on a full pipe.
-fn forward_lines(out: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
-    use std::io::{BufRead, BufReader};
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 /// A writer far faster than the reader: TAIL advances by more than the

@@ -116,10 +116,10 @@ impl RingMap {
         debug_assert!(bytes.len() as u64 <= self.capacity);
         let offset = (pos & self.mask) as usize;
         let first = bytes.len().min(self.capacity as usize - offset);
-        // SAFETY: offset + first <= capacity and bytes.len() - first <=
-        // offset (the length is at most the capacity), so both copies stay
-        // inside the data region. The bytes belong to our reservation; see
-        // the module docs for the lapped-writer race.
+        // The bytes belong to our reservation (see the module docs for the
+        // lapped-writer race).
+        // SAFETY: offset + first <= capacity, and bytes.len() - first <=
+        // offset as the length is at most the capacity: both copies fit.
         unsafe {
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.data.add(offset), first);
             if first < bytes.len() {

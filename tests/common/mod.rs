@@ -3,8 +3,11 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Output};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -253,4 +256,56 @@ pub fn body(records: &[Value]) -> &[Value] {
 /// `(t, n)` of every record of [`body`], in window order.
 pub fn counters_of(records: &[Value]) -> Vec<(u64, u64)> {
     body(records).iter().map(counter).collect()
+}
+
+/// Kills the child when dropped, so a failing assertion never leaves a
+/// writer running.
+pub struct Reaper(pub Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+pub fn wait_or_fail(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not end within {limit:?}; killed it");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Forwards the child's stdout lines to a channel from a thread of its own,
+/// so the child never blocks on a full pipe.
+pub fn forward_lines(out: ChildStdout) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Parses a `--report-every` line: "T N".
+pub fn parse_report(line: &str) -> (u64, u64) {
+    let mut it = line.split_whitespace().map(|w| w.parse::<u64>());
+    match (it.next(), it.next(), it.next()) {
+        (Some(Ok(t)), Some(Ok(n)), None) => (t, n),
+        _ => panic!("demo printed {line:?}, not a \"T N\" report"),
+    }
 }
