@@ -328,9 +328,11 @@ impl Shared {
             self.note_lapped(pos, stride(len) as u64);
             return Err(AppendError::Lapped);
         }
-        // Release: pairs with the reader's Acquire load of COMMIT (and with
-        // the ordered copy of a snapshot): whoever sees this word also sees
-        // every byte of the record written above.
+        // Release: every byte written above is ordered before this word.
+        // A reader copies the ring with pread, in position order, so COMMIT
+        // is read before the body: on x86 (TSO) a copy that holds this word
+        // holds the whole record; on weakly ordered CPUs a torn copy fails
+        // the checksum and is read again (shm-layout.md, 7.4).
         map.commit_word(pos)
             .store(commit_word(len as u32, pos), Ordering::Release);
         // Look again: a writer preempted between the check above and the
