@@ -191,8 +191,6 @@ fn usage_errors_are_one_line_and_exit_2() {
         (&["demo", "--ring", f, "--rate", "NaN"], "rate"),
         (&["read", r, "--level", "loud"], "loud"),
         (&["read", r, "--since", "soon"], "soon"),
-        // Not in this build yet: refused before anything is created.
-        (&["demo", "--ring", f, "--die", "panic"], "panic"),
         (&["demo", "--ring", f, "--die", "explode"], "explode"),
     ];
     let mut failures = Vec::new();
@@ -576,7 +574,8 @@ fn demo_dies_as_asked() {
     let info = common::info_json(&killed);
     assert_eq!(info["state"], "killed", "{info}");
     assert_eq!(info["cause"]["kind"], "killed", "{info}");
-    assert_eq!(info["records"], 50, "{info}");
+    // 50 counter records, then the demo's "about to die" event.
+    assert_eq!(info["records"], 51, "{info}");
     let counters = common::demo_counters(&read_json(&killed, &[]));
     assert_eq!(counters, (0..50).map(|n| (0, n)).collect::<Vec<_>>());
 
@@ -598,7 +597,7 @@ fn demo_dies_as_asked() {
     let info = common::info_json(&exited);
     assert_eq!(info["state"], "exited", "{info}");
     assert_eq!(info["cause"], Value::Null, "{info}");
-    assert_eq!(info["records"], 60, "{info}");
+    assert_eq!(info["records"], 61, "{info}");
     let counters = common::demo_counters(&read_json(&exited, &[]));
     let last = common::assert_contiguous(&counters);
     assert_eq!(last.into_iter().collect::<Vec<_>>(), [(0, 29), (1, 29)]);

@@ -156,6 +156,15 @@ const CONSTANTS: &[(&str, Code)] = &[
     ("R_CRC_START", Code::Int(l::R_CRC_START as u128)),
     ("KIND_EVENT", Code::Int(l::KIND_EVENT as u128)),
     ("KIND_RAW", Code::Int(l::KIND_RAW as u128)),
+    ("KIND_TYPED", Code::Int(l::KIND_TYPED as u128)),
+    ("T_NAME_LEN", Code::Int(l::T_NAME_LEN as u128)),
+    ("T_CODEC", Code::Int(l::T_CODEC as u128)),
+    ("TYPED_FIXED_LEN", Code::Int(l::TYPED_FIXED_LEN as u128)),
+    ("MAX_TYPE_NAME", Code::Int(l::MAX_TYPE_NAME as u128)),
+    (
+        "TYPED_CODEC_BINCODE",
+        Code::Int(l::TYPED_CODEC_BINCODE as u128),
+    ),
     ("EVENT_FIXED_LEN", Code::Int(l::EVENT_FIXED_LEN as u128)),
     (
         "EVENT_FLAG_TRUNCATED",

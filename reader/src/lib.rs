@@ -36,6 +36,7 @@ mod error;
 mod event;
 mod header;
 mod ring;
+pub mod typed;
 
 pub use error::{Error, ErrorKind};
 pub use event::{decode_event, DecodeError, Event, FieldValue};

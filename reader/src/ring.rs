@@ -3,9 +3,12 @@
 //!
 //! The reader never maps the file: it copies with `pread`, so a file that is
 //! truncated under it gives a short read (an error), never SIGBUS, and no
-//! byte of the file is ever looked at in place.
+//! byte of the file is ever looked at in place. A ring can also be read
+//! from bytes in memory ([`Ring::from_bytes`]): the same validation and walk,
+//! with the copies taken from the buffer instead of the file.
 
 use std::fs::File;
+use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -18,9 +21,53 @@ use crate::header::Header;
 /// A ring file opened for reading.
 #[derive(Debug)]
 pub struct Ring {
-    file: File,
+    source: Source,
     path: PathBuf,
     header: Header,
+}
+
+/// Where a ring's bytes come from. Every read goes through
+/// [`Source::read_exact_at`], so both kinds share one recovery path.
+enum Source {
+    /// A ring file, read with `pread`.
+    File(File),
+    /// A ring file's bytes in memory; it has no writer and no lock.
+    Bytes(Box<[u8]>),
+}
+
+impl Source {
+    /// The length of the file (or buffer) in bytes.
+    fn len(&self) -> io::Result<u64> {
+        match self {
+            Source::File(f) => Ok(f.metadata()?.len()),
+            Source::Bytes(b) => Ok(b.len() as u64),
+        }
+    }
+
+    /// Fills `buf` from `offset`; a source that ends first is `UnexpectedEof`.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        match self {
+            Source::File(f) => f.read_exact_at(buf, offset),
+            Source::Bytes(b) => {
+                let from = usize::try_from(offset).unwrap_or(usize::MAX);
+                let bytes = from
+                    .checked_add(buf.len())
+                    .and_then(|end| b.get(from..end))
+                    .ok_or(io::ErrorKind::UnexpectedEof)?;
+                buf.copy_from_slice(bytes);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::File(file) => f.debug_tuple("File").field(file).finish(),
+            Source::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+        }
+    }
 }
 
 /// How the writer is (or ended), as far as the file and its lock tell.
@@ -206,10 +253,37 @@ impl Ring {
         if !meta.is_file() {
             return Err(Error::format("not a regular file".to_string()));
         }
-        let header = read_header(&file)?;
+        let source = Source::File(file);
+        let header = read_header(&source)?;
         Ok(Ring {
-            file,
+            source,
             path: path.to_path_buf(),
+            header,
+        })
+    }
+
+    /// Reads a ring from a copy of its file in memory, with the same
+    /// validation and recovery as [`Ring::open`]. Such a ring has no writer:
+    /// [`Ring::is_locked`] is `false`. Its [`Ring::path`] is `<memory>`.
+    /// For fuzzing, and for tools that hold a ring's bytes already.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = reader::Ring::from_bytes(vec![0u8; 100]).unwrap_err();
+    /// assert_eq!(err.kind(), reader::ErrorKind::Format);
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Ring::open`]: the bytes are not a valid ring of a supported
+    /// version.
+    pub fn from_bytes(bytes: impl Into<Box<[u8]>>) -> Result<Ring, Error> {
+        let source = Source::Bytes(bytes.into());
+        let header = read_header(&source)?;
+        Ok(Ring {
+            source,
+            path: PathBuf::from("<memory>"),
             header,
         })
     }
@@ -230,7 +304,7 @@ impl Ring {
     ///
     /// As [`Ring::open`], for a file that changed since.
     pub fn reread_header(&self) -> Result<Header, Error> {
-        let header = read_header(&self.file)?;
+        let header = read_header(&self.source)?;
         if header.nonce != self.header.nonce || header.capacity != self.header.capacity {
             return Err(Error::format(
                 "the ring file was replaced while being read".to_string(),
@@ -245,7 +319,12 @@ impl Ring {
     ///
     /// The lock cannot be queried (a file system without locks).
     pub fn is_locked(&self) -> Result<bool, Error> {
-        recorder::lock::is_locked(&self.file).map_err(|e| Error::io("cannot query the lock", &e))
+        match &self.source {
+            Source::File(file) => {
+                recorder::lock::is_locked(file).map_err(|e| Error::io("cannot query the lock", &e))
+            }
+            Source::Bytes(_) => Ok(false),
+        }
     }
 
     /// The writer's state: from the lock and the state word.
@@ -335,7 +414,7 @@ impl Ring {
     }
 
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<(), Error> {
-        self.file.read_exact_at(buf, offset).map_err(|e| {
+        self.source.read_exact_at(buf, offset).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
                 Error::format("file is truncated: it ended before its data region did".to_string())
             } else {
@@ -345,14 +424,12 @@ impl Ring {
     }
 }
 
-fn read_header(file: &File) -> Result<Header, Error> {
-    let len = file
-        .metadata()
-        .map_err(|e| Error::io("cannot stat", &e))?
-        .len();
+fn read_header(source: &Source) -> Result<Header, Error> {
+    let len = source.len().map_err(|e| Error::io("cannot stat", &e))?;
     let mut bytes = vec![0u8; HEADER_LEN];
     let want = (len as usize).min(HEADER_LEN);
-    file.read_exact_at(&mut bytes[..want], 0)
+    source
+        .read_exact_at(&mut bytes[..want], 0)
         .map_err(|e| Error::io("cannot read header", &e))?;
     Header::parse(&bytes, len)
 }
@@ -562,6 +639,31 @@ mod tests {
                 assert_eq!(w[1], w[0] + 1, "thread {t} not contiguous");
             }
         }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_ring_in_memory_reads_like_its_file() {
+        let (path, dir) = temp_ring("bytes");
+        let rec = Recorder::create(&path, 8192).unwrap();
+        for n in 0..300u64 {
+            rec.log(Level::Info, "unit", "wrap", &[Field::new("n", n)])
+                .unwrap();
+        }
+        drop(rec);
+        let file = Ring::open(&path).unwrap().snapshot().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let ring = Ring::from_bytes(bytes.clone()).unwrap();
+        assert!(!ring.is_locked().unwrap());
+        assert_eq!(ring.state().unwrap(), State::Exited);
+        let memory = ring.snapshot().unwrap();
+        assert_eq!(memory.records, file.records);
+        assert!(file.records.len() > 50);
+        for r in &file.records {
+            assert_eq!(memory.payload(r), file.payload(r));
+        }
+        let short = Ring::from_bytes(&bytes[..bytes.len() - 1]).unwrap_err();
+        assert_eq!(short.kind(), crate::ErrorKind::Format);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

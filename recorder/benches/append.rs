@@ -270,7 +270,7 @@ fn main() {
     let n = env_usize("BENCH_OPS", 4_000_000);
     let runs = env_usize("BENCH_RUNS", 9).max(1);
     let only = std::env::var("BENCH_ONLY").ok();
-    let want = |name: &str| only.as_deref().map_or(true, |o| o == name);
+    let want = |name: &str| only.as_deref().is_none_or(|o| o == name);
 
     let (rec, path) = create_ring(&ring_path());
     let (raw_len, log_len) = check_sizes(&rec);

@@ -222,6 +222,26 @@ pub const R_CRC_START: usize = 12;
 pub const KIND_EVENT: u16 = 1;
 /// Opaque bytes from [`crate::Recorder::append`].
 pub const KIND_RAW: u16 = 2;
+/// A typed value: a type name and the value's serde encoding (the typed
+/// payload below).
+pub const KIND_TYPED: u16 = 3;
+
+// Typed payload, right after the record header (offsets from the payload
+// start): the fixed part, the type name, then the encoded value up to the
+// end of the payload.
+
+/// `u16` type name length in bytes.
+pub const T_NAME_LEN: usize = 0;
+/// `u8` codec of the value, one of `TYPED_CODEC_*`.
+pub const T_CODEC: usize = 2;
+/// Size of the typed payload's fixed part (byte 3 is reserved, zero); the
+/// type name and the value follow.
+pub const TYPED_FIXED_LEN: usize = 4;
+/// Longest type name a writer stores (longer names are cut).
+pub const MAX_TYPE_NAME: usize = 1024;
+/// Codec: serde's data model in bincode 1's wire format (little-endian
+/// fixed-width integers, `u64` lengths, `u32` enum variant indexes).
+pub const TYPED_CODEC_BINCODE: u8 = 1;
 
 // Standard event payload, right after the record header (offsets from the
 // payload start).

@@ -39,10 +39,16 @@ pub mod crash;
 mod event;
 pub mod layout;
 pub mod lock;
+#[cfg(any(feature = "log", feature = "tracing"))]
+pub mod log_adapter;
 mod mapping;
 mod memory;
 mod ring;
 mod sys;
+#[cfg(feature = "tracing")]
+pub mod tracing_layer;
+#[cfg(feature = "typed-codec")]
+pub mod typed;
 
 pub use event::{Field, Level, Value, EVENT_FLAG_TRUNCATED};
 pub use ring::{
@@ -50,3 +56,8 @@ pub use ring::{
     DEFAULT_HEARTBEAT,
 };
 pub use sys::realtime_ns;
+
+#[cfg(feature = "log")]
+pub use log_adapter::BlackboxLogger;
+#[cfg(feature = "tracing")]
+pub use tracing_layer::BlackboxLayer;

@@ -132,6 +132,13 @@ impl RingMap {
         }
     }
 
+    /// Writes the whole mapping back to the file and waits for it
+    /// (`msync(MS_SYNC)`): for the optional periodic write-back of
+    /// disk-backed rings, on the heartbeat thread.
+    pub(crate) fn flush(&self) -> std::io::Result<()> {
+        self.map.flush()
+    }
+
     /// Writes to every page of the file once, so no later append takes a
     /// page fault or finds the page missing.
     pub(crate) fn touch_pages(&self) {

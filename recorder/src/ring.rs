@@ -17,12 +17,12 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::checksum::record_crc;
 use crate::event::{
@@ -52,6 +52,9 @@ pub struct CreateError {
 pub enum CreateErrorKind {
     /// The capacity is not a power of two in the allowed range.
     BadCapacity(u64),
+    /// The file mode has bits other than read and write permission, or
+    /// lets the group or others write (see [`RecorderBuilder::mode`]).
+    BadMode(u32),
     /// A live writer holds the lock on the existing file at this path.
     InUse,
     /// The file system could not reserve the ring's pages.
@@ -103,8 +106,25 @@ impl std::fmt::Display for CreateError {
                 "cannot create ring {path}: the file system cannot reserve {needed} bytes \
                  ({source}; free space or choose a smaller capacity)"
             ),
+            CreateErrorKind::BadMode(m) => write!(
+                f,
+                "cannot create ring {path}: file mode {m:#o} is not allowed (use read and \
+                 write bits for the owner and read bits for group and others, e.g. 0o600 \
+                 or 0o640: a ring others may write could be truncated under the writer)"
+            ),
             CreateErrorKind::Io { step, source } => {
-                write!(f, "cannot create ring {path}: {step}: {source}")
+                let hint = match source.raw_os_error() {
+                    Some(libc::EROFS) => " (the file system is read-only: choose a writable directory)",
+                    Some(libc::EACCES | libc::EPERM) => {
+                        " (no permission to create files there: choose another directory or run as its owner)"
+                    }
+                    Some(libc::ENOENT) => " (the directory does not exist: create it first)",
+                    Some(libc::ENOSPC | libc::EDQUOT) => {
+                        " (the file system is full: free space or choose another directory)"
+                    }
+                    _ => "",
+                };
+                write!(f, "cannot create ring {path}: {step}: {source}{hint}")
             }
         }
     }
@@ -154,6 +174,8 @@ pub struct RecorderBuilder {
     program: Option<String>,
     app_version: String,
     heartbeat: Option<Duration>,
+    mode: u32,
+    msync: Option<Duration>,
 }
 
 impl RecorderBuilder {
@@ -184,6 +206,66 @@ impl RecorderBuilder {
         self
     }
 
+    /// Permission bits of the ring file. Default `0o600` (owner only).
+    ///
+    /// `0o640` lets a collector running under the file's group read it:
+    /// give the ring that group by creating it in a directory with the
+    /// set-group-ID bit (`chmod g+s`), whose group new files inherit. The
+    /// mode is set exactly, whatever the process's umask. Only read and
+    /// write bits for the owner and read bits for group and others are
+    /// accepted ([`CreateErrorKind::BadMode`] otherwise): a process that can
+    /// write the file can also truncate it, and a truncated ring kills its
+    /// writer with SIGBUS.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::os::unix::fs::PermissionsExt;
+    /// let dir = std::env::temp_dir().join(format!("mode-doc-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir).unwrap();
+    /// let rec = recorder::Recorder::builder(dir.join("app.ring"))
+    ///     .capacity(64 << 10)
+    ///     .mode(0o640)
+    ///     .create()
+    ///     .unwrap();
+    /// let mode = std::fs::metadata(rec.path()).unwrap().permissions().mode();
+    /// assert_eq!(mode & 0o777, 0o640);
+    /// # drop(rec);
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// ```
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Writes the ring back to its file every `period` (`msync(MS_SYNC)` of
+    /// the whole mapping, on the heartbeat thread), or never with `None`.
+    /// Default `None`.
+    ///
+    /// A ring survives the death of its process without this: its pages
+    /// are in the kernel's page cache. Only a crash of the kernel or a power
+    /// loss loses what was not written back yet, and the kernel writes
+    /// dirty pages back on its own schedule (Linux: after about 30 s,
+    /// `vm.dirty_expire_centisecs`). With a period, a disk-backed ring
+    /// loses at most the records of the last period (plus the time the
+    /// write takes) to a power loss; on tmpfs (`/dev/shm`, a memory-backed
+    /// `emptyDir`) there is no disk and it does nothing useful.
+    ///
+    /// The trade-off: every period the whole dirty part of the ring is
+    /// written to disk (up to the capacity, a lap of records, each time),
+    /// and after the write the kernel write-protects those pages again, so
+    /// the next append to each page takes a page fault (a few µs), which on
+    /// file systems with stable pages can wait for that page's write to
+    /// finish. The append path itself makes no system call; the cost shows
+    /// as rare, slower appends and as disk bandwidth. Choose a period of
+    /// seconds, not milliseconds. A clean close is not synced: the
+    /// records of the last period and the `exited` state word reach the
+    /// disk when the kernel writes them back.
+    pub fn msync(mut self, period: Option<Duration>) -> Self {
+        self.msync = period;
+        self
+    }
+
     /// Creates the ring file and starts recording.
     ///
     /// The file is built under a temporary name in the same directory and
@@ -192,9 +274,10 @@ impl RecorderBuilder {
     ///
     /// # Errors
     ///
-    /// A bad capacity, a path held by a live writer, a file system that
-    /// cannot reserve the pages (full disk or tmpfs: the error comes now, not
-    /// as SIGBUS later), or any other I/O failure.
+    /// A bad capacity or mode, a path held by a live writer, a file system
+    /// that cannot reserve the pages (full disk or tmpfs: the error comes
+    /// now, not as SIGBUS later), a read-only file system or directory, or
+    /// any other I/O failure.
     pub fn create(self) -> Result<Recorder, CreateError> {
         Recorder::create_with(self)
     }
@@ -237,6 +320,20 @@ impl Shared {
     /// [`Recorder::max_record_len`]); [`AppendError::Lapped`] as for
     /// [`Recorder::log`]. Both are counted in the ring.
     pub(crate) fn append(&self, payload: &[u8]) -> Result<Seq, AppendError> {
+        self.append_payload(KIND_RAW, &RawPayload(payload))
+    }
+
+    /// Appends a record of `kind` whose bytes `payload` writes; one that
+    /// does not fit is refused and counted, as by [`Shared::append`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Recorder::append`].
+    pub(crate) fn append_payload(
+        &self,
+        kind: u16,
+        payload: &impl Payload,
+    ) -> Result<Seq, AppendError> {
         let len = RECORD_HEADER_LEN + payload.len();
         if len > self.max_record_len {
             self.map
@@ -247,7 +344,7 @@ impl Shared {
                 max: self.max_record_len,
             });
         }
-        self.publish(KIND_RAW, &RawPayload(payload))
+        self.publish(kind, payload)
     }
 
     /// Reserves, copies and publishes one record.
@@ -412,6 +509,8 @@ impl Recorder {
             program: None,
             app_version: String::new(),
             heartbeat: Some(DEFAULT_HEARTBEAT),
+            mode: 0o600,
+            msync: None,
         }
     }
 
@@ -430,6 +529,9 @@ impl Recorder {
         let fail = |kind| CreateError::new(path, kind);
         if !b.capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&b.capacity) {
             return Err(fail(CreateErrorKind::BadCapacity(b.capacity)));
+        }
+        if b.mode & !0o644 != 0 {
+            return Err(fail(CreateErrorKind::BadMode(b.mode)));
         }
         if let Ok(existing) = File::open(path) {
             if lock::is_locked(&existing).unwrap_or(false) {
@@ -456,7 +558,14 @@ impl Recorder {
             .mode(0o600)
             .open(&tmp)
             .map_err(io("create file"))?;
-        let result = Recorder::build_file(&b, file, nonce);
+        // fchmod: the exact mode, whatever the umask took from it.
+        let result = match file.set_permissions(fs::Permissions::from_mode(b.mode)) {
+            Ok(()) => Recorder::build_file(&b, file, nonce),
+            Err(e) => Err(CreateErrorKind::Io {
+                step: "set file mode",
+                source: e,
+            }),
+        };
         match result {
             Ok(rec) => match fs::rename(&tmp, path) {
                 Ok(()) => Ok(rec),
@@ -552,13 +661,19 @@ impl Recorder {
             max_record_len,
             map,
         });
-        let heartbeat = b.heartbeat.map(|period| start_heartbeat(&shared, period));
+        let heartbeat = start_heartbeat(&shared, b.heartbeat, b.msync);
         Ok(Recorder {
             shared,
             heartbeat,
             path: b.path.clone(),
             _file: file,
         })
+    }
+
+    /// The ring's shared state, for the crate's other append paths
+    /// (typed records).
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
     }
 
     /// The path the ring was created at.
@@ -665,7 +780,18 @@ impl Drop for Recorder {
     }
 }
 
-fn start_heartbeat(shared: &Arc<Shared>, period: Duration) -> Heartbeat {
+/// Starts the thread that keeps the heartbeat (every `heartbeat`) and
+/// writes the ring back (every `msync`); none if both are `None`. It writes
+/// only its own header words and makes the only `msync` calls: the append
+/// path never waits for it.
+fn start_heartbeat(
+    shared: &Arc<Shared>,
+    heartbeat: Option<Duration>,
+    msync: Option<Duration>,
+) -> Option<Heartbeat> {
+    if heartbeat.is_none() && msync.is_none() {
+        return None;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let thread = {
         let shared = Arc::clone(shared);
@@ -673,26 +799,44 @@ fn start_heartbeat(shared: &Arc<Shared>, period: Duration) -> Heartbeat {
         std::thread::Builder::new()
             .name("blackbox-heartbeat".into())
             .spawn(move || {
+                let start = Instant::now();
+                let mut next_beat = start;
+                let mut next_sync = start + msync.unwrap_or_default();
                 // Relaxed: the stop flag is a request; join() orders the rest.
                 while !stop.load(Ordering::Relaxed) {
-                    shared
-                        .map
-                        .header_u64(H_HEARTBEAT_UNIX_NS)
-                        .store(sys::realtime_ns(), Ordering::Relaxed);
-                    crate::memory::sample(&shared.map);
-                    std::thread::park_timeout(period);
+                    let now = Instant::now();
+                    if let Some(period) = heartbeat.filter(|_| now >= next_beat) {
+                        shared
+                            .map
+                            .header_u64(H_HEARTBEAT_UNIX_NS)
+                            .store(sys::realtime_ns(), Ordering::Relaxed);
+                        crate::memory::sample(&shared.map);
+                        next_beat = now + period;
+                    }
+                    if let Some(period) = msync.filter(|_| now >= next_sync) {
+                        // A failed write-back (EIO) is retried next period;
+                        // there is no one to tell on this thread.
+                        let _ = shared.map.flush();
+                        next_sync = Instant::now() + period;
+                    }
+                    let wake = match (heartbeat, msync) {
+                        (Some(_), Some(_)) => next_beat.min(next_sync),
+                        (Some(_), None) => next_beat,
+                        _ => next_sync,
+                    };
+                    std::thread::park_timeout(wake.saturating_duration_since(Instant::now()));
                 }
             })
             .expect("spawn heartbeat thread")
     };
-    Heartbeat { stop, thread }
+    Some(Heartbeat { stop, thread })
 }
 
 /// Records up to this stride are built on the stack and copied once.
 const INLINE_MAX: usize = 128;
 
 /// A record's payload: its length, and how to write it.
-trait Payload {
+pub(crate) trait Payload {
     fn len(&self) -> usize;
     fn write(&self, sink: &mut impl Sink);
 }

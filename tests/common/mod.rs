@@ -309,3 +309,74 @@ pub fn parse_report(line: &str) -> (u64, u64) {
         _ => panic!("demo printed {line:?}, not a \"T N\" report"),
     }
 }
+
+/// xorshift64*: small, deterministic for a seed (for randomized tests that
+/// print their seed so a failure can be replayed).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform-ish in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo + 1)
+    }
+
+    /// `n` random bytes.
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// A seed from the environment variable `name` (to replay a failure), or
+/// a fresh one from the clock and the pid.
+pub fn seed_from_env(name: &str) -> u64 {
+    match std::env::var(name) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={text:?} is not a number")),
+        Err(_) => {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap();
+            t.as_nanos() as u64 ^ u64::from(std::process::id()) << 32
+        }
+    }
+}
+
+/// Receives every remaining line until the child's stdout closes; panics
+/// if it stays open longer than `limit`.
+pub fn drain(rx: &Receiver<String>, into: &mut Vec<String>, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => into.push(line),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("the child's stdout did not close"),
+        }
+    }
+}
+
+/// `blackbox verify RING` must pass; panics with its output otherwise.
+pub fn verify_ok(ring: &Path) {
+    let o = run(&["verify", ring.to_str().unwrap()]);
+    assert!(
+        o.status.success(),
+        "verify exited {:?}: {}{}",
+        o.status,
+        stdout(&o),
+        stderr(&o)
+    );
+}

@@ -1,20 +1,31 @@
 //! `blackbox demo`: a writer for trying the pipeline and for tests.
 //!
 //! Thread `t` writes `records` events (INFO, target `blackbox::demo`,
-//! message `demo record`, fields `t` and `n`), then the process writes a
-//! last WARN event `demo: about to die` (field `how`) and ends as `--die`
-//! says. The crash handlers are installed, so a panic or a fatal signal is
-//! recorded with its cause.
+//! message `demo record`, integer fields `t` and `n`), then the process
+//! writes a last WARN event `demo: about to die` (field `how`) and ends as
+//! `--die` says. The crash handlers are installed, so a panic or a fatal
+//! signal is recorded with its cause.
+//!
+//! `--via` picks the path the records take: `raw` calls `Recorder::log`;
+//! `tracing` uses `tracing::info!` through [`recorder::BlackboxLayer`]
+//! (each thread runs under a scoped dispatcher, so the ring can still be
+//! closed at the end); `log` uses `log::info!` with key-values through
+//! [`recorder::BlackboxLogger`] (behind a forwarding logger the demo
+//! empties at the end, for the same reason). The same bytes arrive on
+//! every path: `t` and `n` are `u64` fields. The epilogue event is always
+//! written with `Recorder::log`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use recorder::{Field, Level, Recorder};
+use recorder::{BlackboxLayer, BlackboxLogger, Field, Level, Recorder, Value};
+use tracing_subscriber::prelude::*;
 
-use super::{Die, Failure};
+use super::{Die, Failure, Via};
+use crate::typed::JsonTypes;
 
 pub struct Options {
     pub ring: PathBuf,
@@ -23,6 +34,8 @@ pub struct Options {
     pub threads: u64,
     pub rate: f64,
     pub die: Die,
+    pub via: Via,
+    pub every_type: bool,
     pub report_every: Option<u64>,
     pub die_after: Option<Duration>,
     pub install_twice: bool,
@@ -70,14 +83,30 @@ pub fn run(opts: Options) -> Result<i32, Failure> {
     // The writer threads are detached, as an application's are: when the
     // process dies (or main panics), they die with it, mid-append.
     let rec = Arc::new(rec);
+    let dispatch = (opts.via == Via::Tracing).then(|| {
+        tracing::Dispatch::new(
+            tracing_subscriber::registry().with(BlackboxLayer::new(Arc::clone(&rec))),
+        )
+    });
+    if opts.via == Via::Log {
+        install_demo_logger(BlackboxLogger::new(Arc::clone(&rec)))?;
+    }
+    if opts.every_type {
+        under(dispatch.as_ref(), || every_type(&rec, opts.via));
+    }
     let opts = Arc::new(opts);
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..opts.threads)
         .map(|t| {
             let (rec, opts, stop) = (Arc::clone(&rec), Arc::clone(&opts), Arc::clone(&stop));
+            let dispatch = dispatch.clone();
             std::thread::Builder::new()
                 .name(format!("demo-{t}"))
-                .spawn(move || write_thread(&rec, &opts, &stop, t, interval))
+                .spawn(move || {
+                    under(dispatch.as_ref(), || {
+                        write_thread(&rec, &opts, &stop, t, interval);
+                    });
+                })
                 .expect("spawn demo thread")
         })
         .collect();
@@ -100,6 +129,11 @@ pub fn run(opts: Options) -> Result<i32, Failure> {
             die(&rec, &opts)
         }
     };
+    // Take the ring back from the layer and the logger, to close it.
+    drop(dispatch);
+    if let Ok(mut logger) = DEMO_LOGGER.0.write() {
+        logger.take();
+    }
     let rec =
         Arc::try_unwrap(rec).map_err(|_| Failure::error("demo writers still hold the ring"))?;
     let code = result?;
@@ -107,6 +141,150 @@ pub fn run(opts: Options) -> Result<i32, Failure> {
     rec.close();
     eprintln!("blackbox demo: wrote records to {path} and closed it");
     Ok(code)
+}
+
+/// Runs `f` with `dispatch` as the thread's tracing dispatcher, if any.
+fn under(dispatch: Option<&tracing::Dispatch>, f: impl FnOnce()) {
+    match dispatch {
+        Some(d) => tracing::dispatcher::with_default(d, f),
+        None => f(),
+    }
+}
+
+/// The process's `log` logger under `--via log`: forwards to the blackbox
+/// logger until [`run`] takes it out to close the ring.
+struct DemoLogger(RwLock<Option<BlackboxLogger>>);
+
+static DEMO_LOGGER: DemoLogger = DemoLogger(RwLock::new(None));
+
+impl log::Log for DemoLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        self.0
+            .read()
+            .map(|l| l.as_ref().is_some_and(|l| l.enabled(metadata)))
+            .unwrap_or(false)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if let Ok(l) = self.0.read() {
+            if let Some(l) = l.as_ref() {
+                log::Log::log(l, record);
+            }
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+fn install_demo_logger(logger: BlackboxLogger) -> Result<(), Failure> {
+    if let Ok(mut slot) = DEMO_LOGGER.0.write() {
+        *slot = Some(logger);
+    }
+    log::set_logger(&DEMO_LOGGER)
+        .map_err(|e| Failure::error(format!("cannot install the demo's logger: {e}")))?;
+    log::set_max_level(log::LevelFilter::Trace);
+    Ok(())
+}
+
+/// The name `--every-type` stores its typed record under.
+pub const SAMPLE_TYPE: &str = "blackbox::demo::Sample";
+
+/// The typed record `--every-type` writes (when built with typed records).
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// A signed integer.
+    pub i: i64,
+    /// A string.
+    pub label: String,
+    /// A float.
+    pub ratio: f64,
+    /// A list.
+    pub tags: Vec<String>,
+    /// An optional flag.
+    pub flag: Option<bool>,
+}
+
+impl Sample {
+    /// The sample `--every-type` writes.
+    #[cfg_attr(not(feature = "typed"), allow(dead_code))]
+    pub fn demo() -> Sample {
+        Sample {
+            i: -5,
+            label: "typed".into(),
+            ratio: 0.25,
+            tags: vec!["a".into(), "b".into()],
+            flag: Some(true),
+        }
+    }
+}
+
+/// Registers the demo's typed record types, so `blackbox read` shows them
+/// as JSON.
+pub fn register_types(types: &mut JsonTypes) {
+    types.register_as::<Sample>(SAMPLE_TYPE);
+}
+
+/// `--every-type`: one DEBUG event with a field of every type through the
+/// `--via` path, then (if built with typed records) a typed [`Sample`] and
+/// a typed value of a type the CLI does not know.
+fn every_type(rec: &Recorder, via: Via) {
+    const TARGET: &str = "blackbox::demo::types";
+    const MESSAGE: &str = "every field type";
+    let list = vec![1, 2];
+    match via {
+        Via::Raw => {
+            let rendered = format!("{list:?}");
+            let _ = rec.log(
+                Level::Debug,
+                TARGET,
+                MESSAGE,
+                &[
+                    Field::new("i", -5i64),
+                    Field::new("u", 7u64),
+                    Field::new("f", 2.5f64),
+                    Field::new("b", true),
+                    Field::new("s", "text"),
+                    Field {
+                        name: "d",
+                        value: Value::Debug(&rendered),
+                    },
+                ],
+            );
+        }
+        Via::Tracing => {
+            let outer = tracing::info_span!("outer");
+            let _outer = outer.enter();
+            let inner = tracing::info_span!("inner");
+            let _inner = inner.enter();
+            tracing::debug!(
+                target: TARGET,
+                i = -5i64,
+                u = 7u64,
+                f = 2.5f64,
+                b = true,
+                s = "text",
+                d = ?list,
+                "{MESSAGE}"
+            );
+        }
+        Via::Log => {
+            log::debug!(
+                target: TARGET,
+                i = -5i64,
+                u = 7u64,
+                f = 2.5f64,
+                b = true,
+                s = "text",
+                d:? = list;
+                "{MESSAGE}"
+            );
+        }
+    }
+    #[cfg(feature = "typed")]
+    {
+        let _ = rec.record_as(SAMPLE_TYPE, &Sample::demo());
+        let _ = rec.record(&(7u32, String::from("unknown to the CLI")));
+    }
 }
 
 /// Ends the process as `--die` says; only `exit` returns.
@@ -173,8 +351,23 @@ fn write_thread(
             let garbage = vec![n as u8; 64 + (n % 1024) as usize];
             std::hint::black_box(&garbage);
         }
-        let fields = [Field::new("t", t), Field::new("n", n)];
-        let appended = rec.log(Level::Info, "blackbox::demo", "demo record", &fields);
+        let appended = match opts.via {
+            Via::Raw => {
+                let fields = [Field::new("t", t), Field::new("n", n)];
+                rec.log(Level::Info, "blackbox::demo", "demo record", &fields)
+                    .map(drop)
+            }
+            // The layer and the logger return nothing: their append has
+            // returned when the macro has.
+            Via::Tracing => {
+                tracing::info!(target: "blackbox::demo", t, n, "demo record");
+                Ok(())
+            }
+            Via::Log => {
+                log::info!(target: "blackbox::demo", t = t, n = n; "demo record");
+                Ok(())
+            }
+        };
         if let (Some(k), Ok(_)) = (opts.report_every, appended) {
             if k > 0 && n % k == 0 {
                 // One write(2) per report, after the append returned: what

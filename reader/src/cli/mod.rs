@@ -107,6 +107,9 @@ struct ReadArgs {
     /// Only events at LEVEL or more severe (trace, debug, info, warn, error).
     #[arg(long, value_name = "LEVEL", value_parser = units::parse_level)]
     level: Option<recorder::Level>,
+    /// Only events whose target (and typed records whose type name) starts with PREFIX.
+    #[arg(long, value_name = "PREFIX")]
+    target: Option<String>,
     /// Keep printing new records as they are written, until the writer ends.
     #[arg(long)]
     follow: bool,
@@ -141,6 +144,17 @@ enum Die {
     StackOverflow,
 }
 
+/// The path the demo's records take into the ring.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Via {
+    /// `Recorder::log`, the recorder's own API.
+    Raw,
+    /// `tracing` macros through the blackbox `tracing_subscriber::Layer`.
+    Tracing,
+    /// `log` macros through the blackbox `log::Log`.
+    Log,
+}
+
 #[derive(Args, Debug)]
 struct DemoArgs {
     /// Where to create the ring (an existing ring there is replaced).
@@ -161,6 +175,15 @@ struct DemoArgs {
     /// How to end after writing.
     #[arg(long, value_name = "HOW", value_enum, default_value_t = Die::Exit)]
     die: Die,
+    /// The path the records take: raw (Recorder::log), tracing or log.
+    #[arg(long, value_name = "PATH", value_enum, default_value_t = Via::Raw)]
+    via: Via,
+    /// Test aid: first write one DEBUG event `every field type` (target
+    /// `blackbox::demo::types`) with a field of each type, through --via's
+    /// path (inside spans `outer:inner` with tracing), and typed records
+    /// where the binary is built with them.
+    #[arg(long, hide = true)]
+    every_type: bool,
     /// Test aid: after every K-th record of a thread, print "T N" on stdout
     /// once its append returned.
     #[arg(long, value_name = "K", hide = true)]
@@ -191,6 +214,7 @@ pub fn main() -> i32 {
             last: a.last,
             since: a.since,
             level: a.level,
+            target: a.target,
             follow: a.follow,
         }),
         Command::Verify(a) => verify::run(&a.ring),
@@ -201,6 +225,8 @@ pub fn main() -> i32 {
             threads: a.threads,
             rate: a.rate,
             die: a.die,
+            via: a.via,
+            every_type: a.every_type,
             report_every: a.report_every,
             die_after: a.die_after_ms.map(std::time::Duration::from_millis),
             install_twice: a.install_twice,

@@ -1,4 +1,4 @@
-//! `blackbox read RING [--json] [--last N] [--since D] [--level L] [--follow]`.
+//! `blackbox read RING [--json] [--last N] [--since D] [--level L] [--target PREFIX] [--follow]`.
 
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -14,6 +14,7 @@ pub struct Options {
     pub last: Option<usize>,
     pub since: Option<Duration>,
     pub level: Option<recorder::Level>,
+    pub target: Option<String>,
     pub follow: bool,
 }
 
@@ -27,17 +28,31 @@ const FOLLOW_GRACE: Duration = Duration::from_secs(1);
 struct Filter {
     min_level: Option<recorder::Level>,
     since_ns: Option<u64>,
+    target: Option<String>,
 }
 
 impl Filter {
+    /// `--since` applies to every record; `--level` keeps events only (other
+    /// records have no level); `--target` keeps events whose target, and
+    /// typed records whose type name, starts with the prefix.
     fn keeps(&self, record: &Record, shown: &Shown<'_>) -> bool {
         if self.since_ns.is_some_and(|t| record.ts_unix_ns < t) {
             return false;
         }
+        if let Some(prefix) = &self.target {
+            let name = match shown {
+                Shown::Event(e) => &e.target,
+                Shown::Typed { typed, .. } => &typed.type_name,
+                Shown::Bytes { .. } => return false,
+            };
+            if !name.starts_with(prefix.as_str()) {
+                return false;
+            }
+        }
         match (self.min_level, shown) {
             (None, _) => true,
             (Some(min), Shown::Event(e)) => e.level().is_some_and(|l| l >= min),
-            (Some(_), Shown::Bytes { .. }) => false,
+            (Some(_), Shown::Typed { .. } | Shown::Bytes { .. }) => false,
         }
     }
 }
@@ -64,6 +79,7 @@ pub fn run(opts: Options) -> Result<i32, Failure> {
     let ring = Ring::open(&path).map_err(|e| Failure::ring(&path, &e))?;
     let filter = Filter {
         min_level: opts.level,
+        target: opts.target.clone(),
         since_ns: opts.since.map(|d| {
             recorder::realtime_ns().saturating_sub(d.as_nanos().min(u64::MAX as u128) as u64)
         }),

@@ -3,9 +3,10 @@
 use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
-use recorder::layout::{KIND_EVENT, KIND_RAW};
+use recorder::layout::{KIND_EVENT, KIND_RAW, KIND_TYPED};
 use serde_json::{json, Map, Value};
 
+use crate::typed::{parse_typed, JsonTypes, Typed, TypedError};
 use crate::{decode_event, Event, FieldValue, Gap, Record, Snapshot};
 
 /// RFC 3339 in UTC with nanoseconds, e.g. `2026-11-23T19:49:29.123456789Z`.
@@ -18,8 +19,14 @@ pub fn rfc3339(unix_ns: u64) -> String {
 pub enum Shown<'a> {
     /// A well-formed event.
     Event(Event<'a>),
-    /// Anything else: raw bytes, an unknown kind, or an event that does
-    /// not decode (with the reason).
+    /// A typed record: its type name and bytes, and its value as JSON when
+    /// the CLI knows the type ([`cli_types`]).
+    Typed {
+        typed: Typed<'a>,
+        value: Option<Result<Value, TypedError>>,
+    },
+    /// Anything else: raw bytes, an unknown kind, or an event or typed
+    /// record that does not decode (with the reason).
     Bytes {
         kind: u16,
         bytes: &'a [u8],
@@ -39,6 +46,18 @@ pub fn show<'a>(snap: &'a Snapshot, record: &Record) -> Shown<'a> {
                 problem: Some(e.0),
             },
         }
+    } else if record.kind == KIND_TYPED {
+        match parse_typed(payload) {
+            Ok(typed) => {
+                let value = cli_types().to_json(&typed);
+                Shown::Typed { typed, value }
+            }
+            Err(e) => Shown::Bytes {
+                kind: record.kind,
+                bytes: payload,
+                problem: Some(e.0),
+            },
+        }
     } else {
         Shown::Bytes {
             kind: record.kind,
@@ -46,6 +65,17 @@ pub fn show<'a>(snap: &'a Snapshot, record: &Record) -> Shown<'a> {
             problem: None,
         }
     }
+}
+
+/// The types the CLI shows as JSON: the demo's own. Every other typed
+/// record is shown by its type name and its bytes in hex.
+pub fn cli_types() -> &'static JsonTypes {
+    static TYPES: std::sync::OnceLock<JsonTypes> = std::sync::OnceLock::new();
+    TYPES.get_or_init(|| {
+        let mut types = JsonTypes::new();
+        super::demo::register_types(&mut types);
+        types
+    })
 }
 
 fn hex(bytes: &[u8], max: usize) -> String {
@@ -63,6 +93,7 @@ fn kind_name(kind: u16) -> String {
     match kind {
         KIND_EVENT => "event".into(),
         KIND_RAW => "raw".into(),
+        KIND_TYPED => "typed".into(),
         k => format!("kind-{k}"),
     }
 }
@@ -75,6 +106,18 @@ fn field_text(v: &FieldValue<'_>) -> String {
         FieldValue::Bool(x) => x.to_string(),
         FieldValue::Str(s) => format!("{s:?}"),
         FieldValue::Debug(s) => s.to_string(),
+    }
+}
+
+/// The name of a field's type on disk, for `read --json`'s `field_types`.
+fn field_type(v: &FieldValue<'_>) -> &'static str {
+    match v {
+        FieldValue::I64(_) => "i64",
+        FieldValue::U64(_) => "u64",
+        FieldValue::F64(_) => "f64",
+        FieldValue::Bool(_) => "bool",
+        FieldValue::Str(_) => "str",
+        FieldValue::Debug(_) => "debug",
     }
 }
 
@@ -131,6 +174,18 @@ pub fn text(record: &Record, shown: &Shown<'_>) -> String {
             }
             line
         }
+        Shown::Typed { typed, value } => {
+            let shown = match value {
+                Some(Ok(v)) => v.to_string(),
+                Some(Err(e)) => format!("({e}) {}", hex(typed.bytes, 64)),
+                None => hex(typed.bytes, 64),
+            };
+            format!(
+                "{ts} TYPED {} {} bytes: {shown}",
+                typed.type_name,
+                typed.bytes.len()
+            )
+        }
         Shown::Bytes {
             kind,
             bytes,
@@ -163,9 +218,32 @@ pub fn json(record: &Record, gap_before: Option<&Gap>, shown: &Shown<'_>) -> Val
                 .map(|(n, v)| (n.to_string(), field_json(v)))
                 .collect();
             o.insert("fields".into(), Value::Object(fields));
+            let types: Map<String, Value> = e
+                .fields
+                .iter()
+                .map(|(n, v)| (n.to_string(), json!(field_type(v))))
+                .collect();
+            o.insert("field_types".into(), Value::Object(types));
             o.insert("thread_id".into(), json!(e.thread_id));
             if e.truncated() {
                 o.insert("truncated".into(), json!(true));
+            }
+        }
+        Shown::Typed { typed, value } => {
+            o.insert("level".into(), Value::Null);
+            o.insert("target".into(), Value::Null);
+            o.insert("message".into(), Value::Null);
+            o.insert("fields".into(), json!({}));
+            o.insert("type".into(), json!(typed.type_name));
+            o.insert("bytes_hex".into(), json!(hex(typed.bytes, usize::MAX)));
+            match value {
+                Some(Ok(v)) => {
+                    o.insert("value".into(), v.clone());
+                }
+                Some(Err(e)) => {
+                    o.insert("decode_error".into(), json!(e.to_string()));
+                }
+                None => {}
             }
         }
         Shown::Bytes { bytes, problem, .. } => {
@@ -181,6 +259,7 @@ pub fn json(record: &Record, gap_before: Option<&Gap>, shown: &Shown<'_>) -> Val
     }
     let kind = match shown {
         Shown::Event(_) => KIND_EVENT,
+        Shown::Typed { .. } => KIND_TYPED,
         Shown::Bytes { kind, .. } => *kind,
     };
     o.insert("kind".into(), json!(kind_name(kind)));

@@ -1,0 +1,493 @@
+//! What a `tracing` event costs through the blackbox Layer, against what
+//! Rust services use today, and what each loses to a SIGKILL. Plain `std`
+//! timing (no criterion).
+//!
+//! `cargo bench -p blackbox-recorder --bench tracing`
+//!
+//! The same event everywhere: `tracing::info!(target: "bench::svc", n = i,
+//! user = "alice", ok = true, "request handled")` (INFO, a target, a
+//! message, three fields: `u64`, `&str`, `bool`). The subscribers:
+//!
+//! - `blackbox Layer`: `registry().with(BlackboxLayer::new(rec))`, a 64 MiB
+//!   ring, no heartbeat;
+//! - `fmt + non_blocking`: `registry().with(fmt::layer().with_writer(nb))`
+//!   where `nb` is tracing-appender's `non_blocking` writer (default
+//!   settings: lossy, 128 000 buffered lines) to a file;
+//! - `fmt -> file`: the fmt layer writing straight to the file (one
+//!   `write(2)` per event);
+//! - two references: `Recorder::log` with the same content (no `tracing`),
+//!   and the `tracing` registry with no layer (the macro and dispatch alone).
+//!
+//! Each case runs on one thread and on two at once, as the median of
+//! several runs (after a warm-up run); ns/event is per thread (wall time of
+//! a run over the events one thread wrote). The non-blocking writer drops
+//! events when its queue is full: the drops while timing are reported.
+//!
+//! Then, for each subscriber, the bench re-executes itself as a child that
+//! writes `BENCH_KILL_EVENTS` events (default 10 000) and SIGKILLs itself
+//! right after the last one returned; the parent counts the events that
+//! reached the file or the ring and reports how many of the last ones were
+//! lost.
+//!
+//! Files and rings go to `BENCH_DIR` (default: the temp dir). Knobs:
+//! `BENCH_OPS` (events per run and thread, default 100 000), `BENCH_RUNS`
+//! (runs per case, default 5), `BENCH_ONLY` (`blackbox`, `nonblocking`,
+//! `fmtfile`, `raw`, `floor`: that case alone).
+
+use std::fs::{File, OpenOptions};
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use recorder::layout::{
+    commit_word, stride, HEADER_LEN, H_CAPACITY, H_TAIL, KIND_EVENT, RECORD_HEADER_LEN, R_KIND,
+};
+use recorder::{BlackboxLayer, Field, Level, Recorder};
+use tracing::Dispatch;
+use tracing_subscriber::prelude::*;
+
+const RING_CAPACITY: u64 = 64 << 20;
+const MESSAGE: &str = "request handled";
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Case {
+    Blackbox,
+    NonBlocking,
+    FmtFile,
+    Raw,
+    Floor,
+}
+
+impl Case {
+    const ALL: [Case; 5] = [
+        Case::Blackbox,
+        Case::NonBlocking,
+        Case::FmtFile,
+        Case::Raw,
+        Case::Floor,
+    ];
+
+    fn key(self) -> &'static str {
+        match self {
+            Case::Blackbox => "blackbox",
+            Case::NonBlocking => "nonblocking",
+            Case::FmtFile => "fmtfile",
+            Case::Raw => "raw",
+            Case::Floor => "floor",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Case::Blackbox => "blackbox Layer",
+            Case::NonBlocking => "fmt + non_blocking -> file",
+            Case::FmtFile => "fmt -> file",
+            Case::Raw => "(Recorder::log, no tracing)",
+            Case::Floor => "(registry, no layer)",
+        }
+    }
+
+    fn from_key(key: &str) -> Option<Case> {
+        Case::ALL.into_iter().find(|c| c.key() == key)
+    }
+
+    /// Whether the case writes somewhere a SIGKILL test can look.
+    fn keeps_records(self) -> bool {
+        matches!(self, Case::Blackbox | Case::NonBlocking | Case::FmtFile)
+    }
+
+    fn file_name(self) -> String {
+        let ext = if self == Case::Blackbox {
+            "ring"
+        } else {
+            "log"
+        };
+        format!("bench-tracing-{}-{}.{ext}", self.key(), std::process::id())
+    }
+}
+
+/// What a case writes through, and what must live as long as it does.
+struct Sink {
+    dispatch: Option<Dispatch>,
+    rec: Option<Arc<Recorder>>,
+    guard: Option<tracing_appender::non_blocking::WorkerGuard>,
+    dropped: Option<tracing_appender::non_blocking::ErrorCounter>,
+}
+
+fn open_log(path: &Path) -> File {
+    OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
+}
+
+fn sink(case: Case, path: &Path) -> Sink {
+    let mut s = Sink {
+        dispatch: None,
+        rec: None,
+        guard: None,
+        dropped: None,
+    };
+    let fmt = || tracing_subscriber::fmt::layer().with_ansi(false);
+    match case {
+        Case::Blackbox | Case::Raw => {
+            let rec = Arc::new(
+                Recorder::builder(path)
+                    .capacity(RING_CAPACITY)
+                    .heartbeat(None)
+                    .program("tracing-bench")
+                    .create()
+                    .unwrap_or_else(|e| panic!("create ring: {e}")),
+            );
+            if case == Case::Blackbox {
+                s.dispatch = Some(Dispatch::new(
+                    tracing_subscriber::registry().with(BlackboxLayer::new(Arc::clone(&rec))),
+                ));
+            }
+            s.rec = Some(rec);
+        }
+        Case::NonBlocking => {
+            let (nb, guard) = tracing_appender::non_blocking(open_log(path));
+            s.dropped = Some(nb.error_counter());
+            s.dispatch = Some(Dispatch::new(
+                tracing_subscriber::registry().with(fmt().with_writer(nb)),
+            ));
+            s.guard = Some(guard);
+        }
+        Case::FmtFile => {
+            s.dispatch = Some(Dispatch::new(
+                tracing_subscriber::registry().with(fmt().with_writer(open_log(path))),
+            ));
+        }
+        Case::Floor => {
+            s.dispatch = Some(Dispatch::new(tracing_subscriber::registry()));
+        }
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------
+// The measured loops.
+
+#[inline(never)]
+fn tracing_loop(n: usize) {
+    for i in 0..n {
+        tracing::info!(
+            target: "bench::svc",
+            n = i as u64,
+            user = "alice",
+            ok = true,
+            "request handled"
+        );
+    }
+}
+
+#[inline(never)]
+fn raw_loop(rec: &Recorder, n: usize) {
+    for i in 0..n {
+        let fields = [
+            Field::new("n", i as u64),
+            Field::new("user", "alice"),
+            Field::new("ok", true),
+        ];
+        black_box(rec.log(Level::Info, black_box("bench::svc"), MESSAGE, &fields)).ok();
+    }
+}
+
+fn run_case(s: &Sink, n: usize) {
+    match (&s.dispatch, &s.rec) {
+        (Some(d), _) => tracing::dispatcher::with_default(d, || tracing_loop(n)),
+        (None, Some(rec)) => raw_loop(rec, n),
+        (None, None) => unreachable!("a case writes somewhere"),
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Figure {
+    ns: f64,
+    min: f64,
+    max: f64,
+    mops: f64,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+/// Runs the case on `threads` threads at once, `runs` times after a
+/// warm-up run.
+fn measure(s: &Sink, threads: usize, n: usize, runs: usize) -> Figure {
+    let mut per_op = Vec::with_capacity(runs);
+    let mut mops = Vec::with_capacity(runs);
+    for run in 0..=runs {
+        let barrier = Barrier::new(threads);
+        let spans: Vec<(Instant, Instant)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        barrier.wait();
+                        let start = Instant::now();
+                        run_case(s, n);
+                        (start, Instant::now())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("bench thread"))
+                .collect()
+        });
+        if run == 0 {
+            continue;
+        }
+        let start = spans.iter().map(|s| s.0).min().expect("a thread");
+        let end = spans.iter().map(|s| s.1).max().expect("a thread");
+        let ns = (end - start).as_nanos() as f64;
+        per_op.push(ns / n as f64);
+        mops.push((threads * n) as f64 / ns * 1e3);
+    }
+    Figure {
+        min: per_op.iter().copied().fold(f64::INFINITY, f64::min),
+        max: per_op.iter().copied().fold(0.0, f64::max),
+        ns: median(&mut per_op),
+        mops: median(&mut mops),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The SIGKILL test.
+
+const CHILD_CASE: &str = "BENCH_KILL_CHILD";
+const CHILD_PATH: &str = "BENCH_KILL_PATH";
+const CHILD_EVENTS: &str = "BENCH_KILL_EVENTS";
+
+/// In the child: write the events, then SIGKILL ourselves at once.
+fn child(case: Case, path: &Path, events: usize) -> ! {
+    let s = sink(case, path);
+    run_case(&s, events);
+    // Nothing is flushed, dropped or closed: what is not in the file or
+    // the ring now is lost.
+    let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    unreachable!("SIGKILL cannot be caught")
+}
+
+/// Events with the bench's message in a fmt log file.
+fn count_lines(path: &Path) -> usize {
+    let text = std::fs::read(path).unwrap_or_default();
+    String::from_utf8_lossy(&text)
+        .lines()
+        .filter(|l| l.contains(MESSAGE))
+        .count()
+}
+
+/// Published `KIND_EVENT` records of a ring that has not wrapped, walked
+/// as `shm-layout.md` frames them (COMMIT word, stride).
+fn count_ring_events(path: &Path) -> usize {
+    let file = std::fs::read(path).unwrap_or_default();
+    let u64_at = |at: usize| u64::from_le_bytes(file[at..at + 8].try_into().expect("8 bytes"));
+    if file.len() < HEADER_LEN {
+        return 0;
+    }
+    let capacity = u64_at(H_CAPACITY);
+    let tail = u64_at(H_TAIL);
+    assert!(
+        tail <= capacity,
+        "the kill test's ring wrapped; make it larger"
+    );
+    let mut pos = 0u64;
+    let mut events = 0;
+    while pos < tail {
+        let at = HEADER_LEN + pos as usize;
+        let word = u64_at(at);
+        let len = word as u32;
+        if (len as usize) < RECORD_HEADER_LEN || word != commit_word(len, pos) {
+            break;
+        }
+        let kind = u16::from_le_bytes([file[at + R_KIND], file[at + R_KIND + 1]]);
+        if kind == KIND_EVENT {
+            events += 1;
+        }
+        pos += stride(len as usize) as u64;
+    }
+    events
+}
+
+/// Runs a child that writes `events` events and SIGKILLs itself; returns
+/// how many of them were lost.
+fn lost_to_sigkill(case: Case, dir: &Path, events: usize) -> usize {
+    let path = dir.join(format!("kill-{}", case.file_name()));
+    let status = Command::new(std::env::current_exe().expect("current exe"))
+        .env(CHILD_CASE, case.key())
+        .env(CHILD_PATH, &path)
+        .env(CHILD_EVENTS, events.to_string())
+        .status()
+        .expect("run the child");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "the {} child did not die of SIGKILL: {status:?}",
+        case.key()
+    );
+    // Let a kernel that is still closing the child's files settle.
+    std::thread::sleep(Duration::from_millis(50));
+    let arrived = if case == Case::Blackbox {
+        count_ring_events(&path)
+    } else {
+        count_lines(&path)
+    };
+    let _ = std::fs::remove_file(&path);
+    events.saturating_sub(arrived)
+}
+
+// ---------------------------------------------------------------------------
+
+fn main() {
+    if let Ok(key) = std::env::var(CHILD_CASE) {
+        let case = Case::from_key(&key).expect("a known case");
+        let path = PathBuf::from(std::env::var_os(CHILD_PATH).expect("a path"));
+        child(case, &path, env_usize(CHILD_EVENTS, 10_000));
+    }
+    let n = env_usize("BENCH_OPS", 100_000);
+    let runs = env_usize("BENCH_RUNS", 5).max(1);
+    let kill_events = env_usize(CHILD_EVENTS, 10_000);
+    let only = std::env::var("BENCH_ONLY").ok();
+    let dir = std::env::var_os("BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let began = Instant::now();
+    println!(
+        "blackbox tracing bench: files and rings in {}, {} events per run and thread, \
+         median of {} runs, {} CPUs; SIGKILL after {} events",
+        dir.display(),
+        n,
+        runs,
+        std::thread::available_parallelism().map_or(0, |p| p.get()),
+        kill_events,
+    );
+    println!("event: INFO, target \"bench::svc\", message {MESSAGE:?}, fields n (u64), user (str), ok (bool)");
+    println!();
+
+    struct Row {
+        case: Case,
+        one: Figure,
+        two: Figure,
+        dropped: Option<usize>,
+        lost: Option<usize>,
+    }
+    let mut rows = Vec::new();
+    for case in Case::ALL {
+        if only.as_deref().is_some_and(|o| o != case.key()) {
+            continue;
+        }
+        let path = dir.join(case.file_name());
+        let s = sink(case, &path);
+        let one = measure(&s, 1, n, runs);
+        let two = measure(&s, 2, n, runs);
+        let dropped = s.dropped.as_ref().map(|d| d.dropped_lines());
+        drop(s); // flushes the non-blocking writer, closes the ring
+        let _ = std::fs::remove_file(&path);
+        let lost = case
+            .keeps_records()
+            .then(|| lost_to_sigkill(case, &dir, kill_events));
+        rows.push(Row {
+            case,
+            one,
+            two,
+            dropped,
+            lost,
+        });
+    }
+
+    println!(
+        "{:<30} {:>10} {:>15} {:>10} {:>15} {:>9} {:>12}",
+        "subscriber",
+        "1 thread",
+        "(min - max)",
+        "2 threads",
+        "(min - max)",
+        "dropped",
+        "lost on kill"
+    );
+    println!(
+        "{:<30} {:>10} {:>15} {:>10} {:>15}",
+        "", "ns/event", "", "ns/event", ""
+    );
+    println!("{}", "-".repeat(107));
+    for r in &rows {
+        let range = |f: &Figure| format!("({:.0} - {:.0})", f.min, f.max);
+        println!(
+            "{:<30} {:>10.1} {:>15} {:>10.1} {:>15} {:>9} {:>12}",
+            r.case.label(),
+            r.one.ns,
+            range(&r.one),
+            r.two.ns,
+            range(&r.two),
+            r.dropped.map_or("-".to_string(), |d| d.to_string()),
+            r.lost
+                .map_or("-".to_string(), |l| format!("{l} of {kill_events}")),
+        );
+    }
+    println!();
+
+    let find = |c: Case| rows.iter().find(|r| r.case == c);
+    let verdict = |ok: bool| if ok { "ok" } else { "MISSED" };
+    println!("{:<48} {:>8} {:>10}", "target", "value", "");
+    println!("{}", "-".repeat(70));
+    if let Some(b) = find(Case::Blackbox) {
+        println!(
+            "{:<48} {:>8.1} {:>10} {}",
+            "blackbox Layer, ns/event, 1 thread",
+            b.one.ns,
+            "<= 150",
+            verdict(b.one.ns <= 150.0)
+        );
+        println!(
+            "{:<48} {:>8.1} {:>10}",
+            "blackbox Layer, M events/s, 2 threads", b.two.mops, "-"
+        );
+        if let Some(nb) = find(Case::NonBlocking) {
+            let r = nb.one.ns / b.one.ns;
+            println!(
+                "{:<48} {:>8.1} {:>10} {}",
+                "non_blocking / blackbox Layer, 1 thread",
+                r,
+                ">= 8",
+                verdict(r >= 8.0)
+            );
+            let r2 = nb.two.ns / b.two.ns;
+            println!(
+                "{:<48} {:>8.1} {:>10}",
+                "non_blocking / blackbox Layer, 2 threads", r2, "-"
+            );
+        }
+        if let Some(lost) = b.lost {
+            println!(
+                "{:<48} {:>8} {:>10} {}",
+                "blackbox Layer, events lost to SIGKILL",
+                lost,
+                "0",
+                verdict(lost == 0)
+            );
+        }
+    }
+    println!();
+    println!("measured in {:.1} s", began.elapsed().as_secs_f64());
+}

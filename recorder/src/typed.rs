@@ -1,0 +1,324 @@
+//! Typed records: any `T: Serialize`, stored as its type name and its
+//! bincode encoding in a `KIND_TYPED` record, and decoded back into `T` by
+//! the reader library.
+//!
+//! ```text
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! struct Order { id: u64, items: Vec<String>, total: f64 }
+//!
+//! rec.record(&Order { id: 7, items: vec!["tea".into()], total: 3.5 })?;
+//! // later, in another process (the reader library):
+//! let order: Order = reader::typed::decode_record(&snap, record)?;
+//! ```
+//!
+//! `Recorder::record` and `Recorder::record_as` come with the `typed`
+//! feature; the [`codec`] (all a reader needs) with `typed-codec`.
+//!
+//! # The bytes
+//!
+//! The payload is `shm-layout.md`'s typed payload: a 4-byte fixed part (the
+//! type name's length and the codec), the type name
+//! ([`std::any::type_name`] unless given, at most [`MAX_TYPE_NAME`] bytes),
+//! then the value as [`codec`] encodes it, up to the end of the payload.
+//! The codec is serde's data model in bincode 1's wire format, so any
+//! bincode-1-compatible decoder (bincode 1.3, bincode 2 with
+//! `config::legacy()`, wincode) reads it without this crate.
+//!
+//! # Cost
+//!
+//! No allocation: the value is serialized twice, once to count its bytes
+//! (so the record can be reserved at its exact size) and once straight into
+//! the ring. A record larger than [`Recorder::max_record_len`] is refused
+//! (and counted in the ring's header, like [`Recorder::append`]).
+//!
+//! [`Recorder::max_record_len`]: crate::Recorder::max_record_len
+//! [`Recorder::append`]: crate::Recorder::append
+
+use crate::layout::MAX_TYPE_NAME;
+
+/// Why a value could not be encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodecError(String);
+
+impl std::fmt::Display for CodecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CodecError {}
+
+/// The value codec: the one place that names bincode.
+///
+/// bincode 2.0.1 is pinned (`=2.0.1`): 3.0.0 is a tombstone release that
+/// does not compile, and the crate is unmaintained (RUSTSEC-2025-0141). It
+/// is used with `config::legacy()`: bincode 1's wire format, which
+/// maintained crates (wincode) also speak, so this module can change crates
+/// without changing a byte on disk.
+pub mod codec {
+    use bincode::enc::write::{SizeWriter, Writer};
+    use bincode::error::EncodeError;
+    use serde::de::DeserializeOwned;
+    use serde::Serialize;
+
+    use super::CodecError;
+
+    /// Most bytes a decode may claim for strings and containers: a hostile
+    /// length costs at most this much memory.
+    pub const DECODE_LIMIT: usize = 4 << 20;
+
+    /// Bytes `value` encodes to.
+    ///
+    /// # Errors
+    ///
+    /// The value's `Serialize` fails, or uses what bincode cannot encode (a
+    /// sequence of unknown length).
+    pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<usize, CodecError> {
+        let mut size = SizeWriter::default();
+        bincode::serde::encode_into_writer(value, &mut size, bincode::config::legacy())
+            .map_err(|e| CodecError(format!("cannot encode the value: {e}")))?;
+        Ok(size.bytes_written)
+    }
+
+    /// Encodes `value`, handing its bytes to `out` in order; at most
+    /// `limit` bytes are handed over, the rest is dropped (a value whose
+    /// `Serialize` is not deterministic cannot overrun its reservation).
+    /// Returns the bytes handed over.
+    pub fn encode_to<T: Serialize + ?Sized>(
+        value: &T,
+        limit: usize,
+        out: &mut impl FnMut(&[u8]),
+    ) -> usize {
+        struct To<'o, F> {
+            out: &'o mut F,
+            left: usize,
+        }
+        impl<F: FnMut(&[u8])> Writer for To<'_, F> {
+            #[inline]
+            fn write(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
+                let n = bytes.len().min(self.left);
+                (self.out)(&bytes[..n]);
+                self.left -= n;
+                if n < bytes.len() {
+                    return Err(EncodeError::UnexpectedEnd);
+                }
+                Ok(())
+            }
+        }
+        let mut to = To { out, left: limit };
+        let _ = bincode::serde::encode_into_writer(value, &mut to, bincode::config::legacy());
+        limit - to.left
+    }
+
+    /// Encodes `value` into a new vector (for tests and tools; the
+    /// recorder does not allocate).
+    ///
+    /// # Errors
+    ///
+    /// As [`encoded_len`].
+    pub fn encode_to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+        bincode::serde::encode_to_vec(value, bincode::config::legacy())
+            .map_err(|e| CodecError(format!("cannot encode the value: {e}")))
+    }
+
+    /// Decodes a `T` from exactly `bytes`.
+    ///
+    /// Bounded: strings and containers may claim at most [`DECODE_LIMIT`]
+    /// bytes, so hostile lengths cannot make it allocate without bound.
+    ///
+    /// # Errors
+    ///
+    /// The bytes end early, hold an invalid value for `T`, claim too much,
+    /// or have bytes left over after the value (not a `T`).
+    pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+        let config = bincode::config::legacy().with_limit::<DECODE_LIMIT>();
+        let (value, used) = bincode::serde::decode_from_slice(bytes, config)
+            .map_err(|e| CodecError(format!("cannot decode the value: {e}")))?;
+        if used != bytes.len() {
+            return Err(CodecError(format!(
+                "cannot decode the value: {} of its {} bytes are left over (another type?)",
+                bytes.len() - used,
+                bytes.len()
+            )));
+        }
+        Ok(value)
+    }
+}
+
+/// The type name a writer stores for `name`: cut to [`MAX_TYPE_NAME`]
+/// bytes on a character boundary.
+pub fn stored_type_name(name: &str) -> &str {
+    crate::event::truncate_str(name, MAX_TYPE_NAME)
+}
+
+#[cfg(feature = "typed")]
+mod writer {
+    use serde::Serialize;
+
+    use super::{codec, stored_type_name, CodecError};
+    use crate::event::Sink;
+    use crate::layout::{KIND_TYPED, TYPED_CODEC_BINCODE, TYPED_FIXED_LEN};
+    use crate::ring::Payload;
+    use crate::{AppendError, Recorder, Seq};
+
+    /// Why [`Recorder::record`] did not store a value.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    #[non_exhaustive]
+    pub enum RecordError {
+        /// The value could not be encoded (nothing was reserved).
+        Encode(CodecError),
+        /// The append failed (too large for the ring, or lapped); counted in
+        /// the ring.
+        Append(AppendError),
+    }
+
+    impl std::fmt::Display for RecordError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match self {
+                RecordError::Encode(e) => e.fmt(f),
+                RecordError::Append(e) => e.fmt(f),
+            }
+        }
+    }
+
+    impl std::error::Error for RecordError {}
+
+    /// A typed payload: the fixed part, the name, the encoded value.
+    struct TypedPayload<'a, T: ?Sized> {
+        name: &'a str,
+        value: &'a T,
+        value_len: usize,
+    }
+
+    impl<T: Serialize + ?Sized> Payload for TypedPayload<'_, T> {
+        fn len(&self) -> usize {
+            TYPED_FIXED_LEN + self.name.len() + self.value_len
+        }
+
+        fn write(&self, sink: &mut impl Sink) {
+            let mut fixed = [0u8; TYPED_FIXED_LEN];
+            fixed[..2].copy_from_slice(&(self.name.len() as u16).to_le_bytes());
+            fixed[2] = TYPED_CODEC_BINCODE;
+            sink.put(&fixed);
+            sink.put(self.name.as_bytes());
+            let written = codec::encode_to(self.value, self.value_len, &mut |b| sink.put(b));
+            // A Serialize that wrote less the second time: zeros keep the
+            // record at its reserved length (the reader fails to decode it).
+            let mut short = self.value_len - written;
+            while short > 0 {
+                let n = short.min(16);
+                sink.put(&[0u8; 16][..n]);
+                short -= n;
+            }
+        }
+    }
+
+    impl Recorder {
+        /// Appends `value` as a typed record named by its type
+        /// ([`std::any::type_name`]), encoded with [`codec`].
+        ///
+        /// No allocation, no lock, no system call (the value is serialized
+        /// twice: once to size the record, once into the ring).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// # let dir = std::env::temp_dir().join(format!("record-doc-{}", std::process::id()));
+        /// # std::fs::create_dir_all(&dir).unwrap();
+        /// use recorder::Recorder;
+        ///
+        /// #[derive(serde::Serialize)]
+        /// struct Order {
+        ///     id: u64,
+        ///     items: Vec<&'static str>,
+        ///     total: f64,
+        /// }
+        ///
+        /// let rec = Recorder::create(dir.join("app.ring"), 1 << 20).unwrap();
+        /// rec.record(&Order { id: 7, items: vec!["tea"], total: 3.5 }).unwrap();
+        /// # std::fs::remove_dir_all(&dir).unwrap();
+        /// ```
+        ///
+        /// # Errors
+        ///
+        /// [`RecordError::Encode`] if the value's `Serialize` fails;
+        /// [`RecordError::Append`] with [`AppendError::TooLarge`] if the
+        /// record exceeds [`Recorder::max_record_len`], or
+        /// [`AppendError::Lapped`] as for [`Recorder::log`].
+        pub fn record<T: Serialize + ?Sized>(&self, value: &T) -> Result<Seq, RecordError> {
+            self.record_as(std::any::type_name::<T>(), value)
+        }
+
+        /// Appends `value` as a typed record named `type_name` (a stable
+        /// name of your choosing, instead of the compiler's
+        /// [`std::any::type_name`], which may change between compiler
+        /// versions). Names longer than `MAX_TYPE_NAME` are cut.
+        ///
+        /// # Errors
+        ///
+        /// As [`Recorder::record`].
+        pub fn record_as<T: Serialize + ?Sized>(
+            &self,
+            type_name: &str,
+            value: &T,
+        ) -> Result<Seq, RecordError> {
+            let value_len = codec::encoded_len(value).map_err(RecordError::Encode)?;
+            let payload = TypedPayload {
+                name: stored_type_name(type_name),
+                value,
+                value_len,
+            };
+            self.shared()
+                .append_payload(KIND_TYPED, &payload)
+                .map_err(RecordError::Append)
+        }
+    }
+}
+
+#[cfg(feature = "typed")]
+pub use writer::RecordError;
+
+#[cfg(test)]
+mod tests {
+    use super::codec;
+
+    #[test]
+    fn the_codec_is_bincode_1s_wire_format() {
+        // u32 LE, then a string as u64 LE length + bytes, then Some(u8) as
+        // tag 1 + byte, then a unit enum variant as u32 LE index.
+        #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+        enum E {
+            A,
+            B,
+        }
+        let value = (7u32, "hi", Some(5u8), E::B);
+        let bytes = codec::encode_to_vec(&value).unwrap();
+        assert_eq!(
+            bytes,
+            [7, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, b'h', b'i', 1, 5, 1, 0, 0, 0]
+        );
+        assert_eq!(codec::encoded_len(&value).unwrap(), bytes.len());
+        let back: (u32, String, Option<u8>, E) = codec::decode(&bytes).unwrap();
+        assert_eq!(back, (7, "hi".to_string(), Some(5), E::B));
+    }
+
+    #[test]
+    fn decode_refuses_leftovers_short_input_and_huge_lengths() {
+        let bytes = codec::encode_to_vec(&(1u64, 2u64)).unwrap();
+        assert!(codec::decode::<u64>(&bytes).is_err(), "leftover bytes");
+        assert!(codec::decode::<(u64, u64)>(&bytes[..12]).is_err(), "short");
+        // A string claiming 2^40 bytes: refused by the limit, not allocated.
+        let mut hostile = (1u64 << 40).to_le_bytes().to_vec();
+        hostile.extend_from_slice(b"abc");
+        let err = codec::decode::<String>(&hostile).unwrap_err();
+        assert!(err.to_string().contains("decode"), "{err}");
+    }
+
+    #[test]
+    fn encode_to_stops_at_its_limit() {
+        let mut got = Vec::new();
+        let n = codec::encode_to(&[1u64, 2, 3], 10, &mut |b| got.extend_from_slice(b));
+        assert_eq!(n, 10);
+        assert_eq!(got.len(), 10);
+    }
+}
