@@ -127,10 +127,12 @@ fn record_panic(info: &std::panic::PanicHookInfo<'_>) {
     let current = std::thread::current();
     let thread = current.name().unwrap_or("<unnamed>");
     let backtrace = std::backtrace::Backtrace::force_capture().to_string();
+    let line = format!("panicked at {location}: {message}");
+    write_termination_log(shared, &line);
     let _ = shared.log(
         Level::Error,
         "blackbox::crash",
-        &format!("panicked at {location}: {message}"),
+        &line,
         &[
             Field::new("thread", thread),
             Field::new("backtrace", backtrace.as_str()),
@@ -145,6 +147,15 @@ fn record_panic(info: &std::panic::PanicHookInfo<'_>) {
             map.write_header_bytes(H_DEATH_MESSAGE, cut(message.as_bytes(), DEATH_MESSAGE_LEN));
         }
         mark_crashed(shared);
+    }
+}
+
+/// Writes `line` and a newline to the termination log, if one is set:
+/// plain `write(2)` calls on a file opened in advance (async-signal-safe).
+fn write_termination_log(shared: &Shared, line: &str) {
+    if let Some(file) = &shared.termination_log {
+        sys::write_all(file, line.as_bytes());
+        sys::write_all(file, b"\n");
     }
 }
 
@@ -339,6 +350,7 @@ fn record_signal(shared: &Shared, signal: libc::c_int, code: i32, fault_addr: u6
         " in thread '{}'",
         std::str::from_utf8(thread_name).unwrap_or("?")
     );
+    write_termination_log(shared, text.as_str());
     let _ = shared.log(
         Level::Error,
         "blackbox::crash",

@@ -176,9 +176,21 @@ pub struct RecorderBuilder {
     heartbeat: Option<Duration>,
     mode: u32,
     msync: Option<Duration>,
+    termination_log: Option<PathBuf>,
 }
 
 impl RecorderBuilder {
+    /// Also write the one-line cause of death to this file when the
+    /// process panics or dies of a fatal signal, once the crash handlers are
+    /// installed ([`Recorder::install_crash_handlers`]); for example
+    /// `/dev/termination-log`, so `kubectl describe pod` shows why the
+    /// container died. The file is opened (and emptied) when the ring is
+    /// created, so the crash path only calls `write(2)`. Default: none.
+    pub fn termination_log(mut self, path: impl Into<PathBuf>) -> Self {
+        self.termination_log = Some(path.into());
+        self
+    }
+
     /// Size of the data region in bytes: a power of two from 4 KiB to 4 GiB.
     /// Default [`DEFAULT_CAPACITY`] (16 MiB).
     pub fn capacity(mut self, bytes: u64) -> Self {
@@ -288,6 +300,8 @@ pub(crate) struct Shared {
     /// CRC-32C of the file's nonce: the start of every record checksum.
     crc_seed: u32,
     max_record_len: usize,
+    /// Where the crash handlers also write the cause, opened in advance.
+    pub(crate) termination_log: Option<File>,
 }
 
 impl Shared {
@@ -511,6 +525,7 @@ impl Recorder {
             heartbeat: Some(DEFAULT_HEARTBEAT),
             mode: 0o600,
             msync: None,
+            termination_log: None,
         }
     }
 
@@ -656,10 +671,22 @@ impl Recorder {
         std::sync::atomic::fence(Ordering::Release);
         map.write_header_bytes(H_MAGIC, &MAGIC);
 
+        let termination_log = match &b.termination_log {
+            Some(path) => Some(
+                OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(path)
+                    .map_err(io("open the termination log"))?,
+            ),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             crc_seed: crc_seed(nonce),
             max_record_len,
             map,
+            termination_log,
         });
         let heartbeat = start_heartbeat(&shared, b.heartbeat, b.msync);
         Ok(Recorder {

@@ -67,3 +67,23 @@ pub fn page_size() -> u64 {
         4096
     }
 }
+
+/// Writes all of `bytes` to `file` with `write(2)`, retrying short writes
+/// and EINTR; gives up silently on any other error. Async-signal-safe: no
+/// allocation, no lock, no buffering.
+pub fn write_all(file: &std::fs::File, mut bytes: &[u8]) {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    while !bytes.is_empty() {
+        // SAFETY: bytes is a valid slice; fd is an open descriptor owned by
+        // `file`, which outlives this call.
+        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        if n > 0 {
+            bytes = &bytes[n as usize..];
+        } else if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        } else {
+            return;
+        }
+    }
+}

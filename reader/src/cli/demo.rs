@@ -40,6 +40,7 @@ pub struct Options {
     pub die_after: Option<Duration>,
     pub install_twice: bool,
     pub foreign_handlers: bool,
+    pub termination_log: Option<PathBuf>,
 }
 
 /// The memory limit of the cgroup `--die oom` puts itself in.
@@ -65,11 +66,15 @@ pub fn run(opts: Options) -> Result<i32, Failure> {
     } else {
         recorder::DEFAULT_HEARTBEAT
     };
-    let rec = Recorder::builder(&opts.ring)
+    let mut builder = Recorder::builder(&opts.ring)
         .capacity(opts.capacity)
         .program("blackbox-demo")
         .app_version(env!("CARGO_PKG_VERSION"))
-        .heartbeat(Some(heartbeat))
+        .heartbeat(Some(heartbeat));
+    if let Some(path) = &opts.termination_log {
+        builder = builder.termination_log(path);
+    }
+    let rec = builder
         .create()
         .map_err(|e| Failure::error(e.to_string()))?;
     if opts.foreign_handlers {

@@ -198,6 +198,10 @@ struct DemoArgs {
     /// Test aid: install another crash handler first, to check chaining.
     #[arg(long, hide = true)]
     foreign_handlers: bool,
+    /// Also write the cause of death to this file (as to
+    /// /dev/termination-log on Kubernetes).
+    #[arg(long, value_name = "PATH")]
+    termination_log: Option<PathBuf>,
 }
 
 /// Runs the command line and returns the process exit status.
@@ -231,6 +235,7 @@ pub fn main() -> i32 {
             die_after: a.die_after_ms.map(std::time::Duration::from_millis),
             install_twice: a.install_twice,
             foreign_handlers: a.foreign_handlers,
+            termination_log: a.termination_log,
         }),
     };
     match result {
