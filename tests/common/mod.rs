@@ -315,10 +315,12 @@ pub fn parse_report(line: &str) -> (u64, u64) {
 pub struct Rng(pub u64);
 
 impl Rng {
+    /// A generator for `seed` (0 counts as 1: xorshift needs a nonzero state).
     pub fn new(seed: u64) -> Rng {
         Rng(seed.max(1))
     }
 
+    /// The next 64 random bits.
     pub fn next(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;

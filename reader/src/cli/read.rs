@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::render::{gap_text, json, show, text, Shown};
 use super::Failure;
-use crate::{Record, Ring, Snapshot};
+use crate::{Gap, Record, Ring};
 
 pub struct Options {
     pub path: PathBuf,
@@ -60,14 +60,14 @@ impl Filter {
 fn emit(
     out: &mut impl Write,
     opts: &Options,
-    snap: &Snapshot,
+    gap: Option<&Gap>,
     record: &Record,
     shown: &Shown<'_>,
 ) -> std::io::Result<()> {
     if opts.json {
-        writeln!(out, "{}", json(record, snap.gap_before(record), shown))
+        writeln!(out, "{}", json(record, gap, shown))
     } else {
-        if let Some(gap) = snap.gap_before(record) {
+        if let Some(gap) = gap {
             writeln!(out, "{}", gap_text(gap))?;
         }
         writeln!(out, "{}", text(record, shown))
@@ -109,7 +109,7 @@ pub fn run(opts: Options) -> Result<i32, Failure> {
         .collect();
     let skip = opts.last.map_or(0, |n| kept.len().saturating_sub(n));
     for (record, shown) in &kept[skip..] {
-        emit(&mut out, &opts, &snap, record, shown)?;
+        emit(&mut out, &opts, snap.gap_before(record), record, shown)?;
     }
     out.flush()?;
     if !opts.follow {
@@ -134,52 +134,58 @@ fn follow(
     let path = ring.path();
     // The start of a gap we are waiting on, and since when.
     let mut waiting: Option<(u64, Instant)> = None;
+    // True when `next` is the window's overwritten edge (after a lap),
+    // not the end of a record: the first record after it is no hole.
+    let mut at_edge = false;
     loop {
         let running = ring.is_locked().map_err(|e| Failure::ring(path, &e))?;
         let snap = ring
             .snapshot_from(next)
             .map_err(|e| Failure::ring(path, &e))?;
-        if snap.window_start > next {
-            writeln!(
-                out,
-                "{}",
-                if opts.json {
-                    format!(
-                        "{{\"lapped\":{{\"bytes\":{},\"message\":\"the writer overwrote records before they were read\"}}}}",
-                        snap.window_start - next
-                    )
-                } else {
-                    format!(
-                        "-- lapped: {} bytes overwritten before they were read --",
-                        snap.window_start - next
-                    )
-                }
-            )?;
-            next = snap.window_start;
+        if snap.window_start > next || at_edge {
+            // Lapped: what lay between `next` and the first record still
+            // in the window was overwritten before it could be read.
+            let resume = snap.records.first().map_or(snap.window_start, Record::pos);
+            if resume > next {
+                lapped_notice(out, opts.json, resume - next)?;
+            }
+            at_edge = snap.records.is_empty();
+            next = resume.max(next);
             waiting = None;
         }
         for record in &snap.records {
             if record.pos() < next {
                 continue;
             }
-            if record.pos() > next && running {
-                // Something before this record is not published yet.
-                let since = match waiting {
-                    Some((at, since)) if at == next => since,
-                    _ => {
-                        let now = Instant::now();
-                        waiting = Some((next, now));
-                        now
+            let mut gap = snap.gap_before(record).copied();
+            if record.pos() > next {
+                if running {
+                    // A record before this one is reserved but not yet
+                    // published: wait for it, up to the grace period.
+                    let since = match waiting {
+                        Some((at, since)) if at == next => since,
+                        _ => {
+                            let now = Instant::now();
+                            waiting = Some((next, now));
+                            now
+                        }
+                    };
+                    if since.elapsed() < FOLLOW_GRACE {
+                        break;
                     }
-                };
-                if since.elapsed() < FOLLOW_GRACE {
-                    break;
                 }
+                // Moving past it: report the hole (the snapshot started
+                // inside it, so its own gap list does not hold it).
+                gap = gap.or(Some(Gap {
+                    bytes: record.pos() - next,
+                    torn: 1,
+                    ..Gap::default()
+                }));
             }
             waiting = None;
             let shown = show(&snap, record);
             if filter.keeps(record, &shown) {
-                emit(out, opts, &snap, record, &shown)?;
+                emit(out, opts, gap.as_ref(), record, &shown)?;
             }
             next = record.end();
         }
@@ -194,5 +200,19 @@ fn follow(
             return Ok(0);
         }
         std::thread::sleep(FOLLOW_POLL);
+    }
+}
+
+fn lapped_notice(out: &mut impl Write, json: bool, bytes: u64) -> std::io::Result<()> {
+    if json {
+        writeln!(
+            out,
+            "{{\"lapped\":{{\"bytes\":{bytes},\"message\":\"the writer overwrote records before they were read\"}}}}"
+        )
+    } else {
+        writeln!(
+            out,
+            "-- lapped: {bytes} bytes overwritten before they were read --"
+        )
     }
 }

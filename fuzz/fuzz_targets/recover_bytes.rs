@@ -1,0 +1,14 @@
+//! Recovery from arbitrary bytes: the input is a whole ring file, header
+//! and data region. Most inputs are refused at the header; the seed corpus
+//! (`fuzz/seeds/recover_bytes`) holds small valid rings, so the mutations
+//! start from files the reader accepts and reach the walk. See `check.rs`
+//! for what is asserted.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+mod check;
+
+fuzz_target!(|file: &[u8]| {
+    let _ = check::recover_and_check(file);
+});

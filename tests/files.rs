@@ -1,0 +1,341 @@
+//! The ring file as a file: its mode (0600, or 0640 for a collector's
+//! group), creating it where that cannot work (a read-only or full file
+//! system) and the optional periodic `msync` for disk-backed rings.
+//!
+//! `hostile.rs` checks a ring larger than its tmpfs; here the tmpfs is full
+//! of other files, or read-only. Those tests need root and `unshare
+//! --mount`; the group test needs `setpriv`, the msync test `strace`.
+//! Where the machine lacks them the test prints "skipped: why" and passes.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::{stderr, stdout, TempDir};
+use recorder::{CreateErrorKind, Field, Level, Recorder};
+
+fn mode_of(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// Lists the directory: what creating a ring left behind.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Whether the effective user is root (the second `Uid:` of
+/// /proc/self/status).
+fn root() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        == Some("0")
+}
+
+/// A new ring is 0600 by default and 0640 with `.mode(0o640)`, exactly,
+/// even under a umask of 077; modes that let others write, or carry
+/// execute or special bits, are refused with a clear error and leave no
+/// file behind.
+#[test]
+fn ring_mode_is_0600_or_exactly_as_asked() {
+    let dir = TempDir::new("files-mode");
+    // The umask is per process; no other test of this binary creates files
+    // with a mode it could change (the others use 0600, or run children).
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    let default = Recorder::create(dir.path("default.ring"), 64 << 10);
+    let group = Recorder::builder(dir.path("group.ring"))
+        .capacity(64 << 10)
+        .mode(0o640)
+        .create();
+    nix::sys::stat::umask(old);
+    let (default, group) = (default.expect("create"), group.expect("create"));
+    assert_eq!(mode_of(default.path()), 0o600);
+    assert_eq!(mode_of(group.path()), 0o640);
+    drop((default, group));
+
+    for bad in [0o666, 0o660, 0o602, 0o700, 0o4600, 0o1644] {
+        let path = dir.path("bad.ring");
+        let err = Recorder::builder(&path)
+            .capacity(64 << 10)
+            .mode(bad)
+            .create()
+            .err()
+            .unwrap_or_else(|| panic!("mode {bad:#o} was accepted"));
+        assert!(
+            matches!(err.kind(), CreateErrorKind::BadMode(m) if *m == bad),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("{bad:#o}")) && text.contains("bad.ring"),
+            "{text}"
+        );
+        assert!(!path.exists(), "a refused ring left a file");
+    }
+    assert_eq!(names_in(&dir.0), ["default.ring", "group.ring"]);
+}
+
+/// The point of 0640: a collector that runs as another user in the ring's
+/// group can read it, and one that is not in a 0600 ring's group cannot
+/// (and says why). The ring takes the group of its directory, which has
+/// the set-group-ID bit.
+#[test]
+fn a_collector_in_the_rings_group_reads_a_0640_ring() {
+    if !root() {
+        println!("skipped: not root (running the reader as another user needs root)");
+        return;
+    }
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        println!("skipped: no setpriv (util-linux) to run the reader as another user");
+        return;
+    }
+    let (collector_uid, group) = (4343u32, 4242u32);
+    let dir = TempDir::new("files-group");
+    std::os::unix::fs::chown(&dir.0, None, Some(group)).unwrap();
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o2755)).unwrap();
+    let shared = Recorder::builder(dir.path("shared.ring"))
+        .capacity(64 << 10)
+        .mode(0o640)
+        .create()
+        .expect("create");
+    let private = Recorder::create(dir.path("private.ring"), 64 << 10).expect("create");
+    for rec in [&shared, &private] {
+        rec.log(Level::Info, "files", "hello", &[Field::new("n", 1u64)])
+            .unwrap();
+        let meta = std::fs::metadata(rec.path()).unwrap();
+        assert_eq!(
+            meta.gid(),
+            group,
+            "the ring should take its directory's group"
+        );
+    }
+    let as_collector = |ring: &Path| {
+        Command::new("setpriv")
+            .arg(format!("--reuid={collector_uid}"))
+            .arg(format!("--regid={group}"))
+            .arg("--clear-groups")
+            .arg(env!("CARGO_BIN_EXE_blackbox"))
+            .args([OsStr::new("info"), ring.as_os_str(), OsStr::new("--json")])
+            .output()
+            .expect("run setpriv")
+    };
+    let o = as_collector(shared.path());
+    assert!(
+        o.status.success(),
+        "the collector's group cannot read a 0640 ring: {}",
+        stderr(&o)
+    );
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(info["state"], "running", "{info}");
+    assert_eq!(info["records"], 1, "{info}");
+
+    let o = as_collector(private.path());
+    assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains("private.ring") && err.contains("ermission denied"),
+        "{err}"
+    );
+}
+
+/// Runs `sh -c SCRIPT sh ARGS...` in a private mount namespace (`unshare
+/// --mount`), where the script may mount file systems that vanish with it.
+/// `Err(why)` where this machine cannot.
+fn in_mount_namespace(script: &str, args: &[&OsStr]) -> Result<Output, String> {
+    if !root() {
+        return Err("not root (mounting a tmpfs needs root)".into());
+    }
+    let out = Command::new("unshare")
+        .args(["--mount", "sh", "-c", script, "sh"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("no unshare ({e})"))?;
+    match out.status.code() {
+        Some(97) => Err(format!(
+            "cannot mount a tmpfs here ({})",
+            stderr(&out).trim()
+        )),
+        _ => Ok(out),
+    }
+}
+
+/// Creating a ring where the file system is read-only, or full of other
+/// files, fails at once with one clear line and exit status 2, and leaves
+/// no file behind; the same ring fits once there is room.
+#[test]
+fn read_only_or_full_file_systems_fail_at_create_with_a_clear_error() {
+    let dir = TempDir::new("files-fs");
+    let mnt = dir.path("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    // $1 mount point, $2 blackbox. Prints each attempt's exit status and
+    // what it left ("ro: rc=2 left=[]"); blackbox's stderr passes through.
+    // 97: no tmpfs could be mounted.
+    let script = r#"set -u
+mnt=$1 bbx=$2
+try() { "$bbx" demo --ring "$mnt/$2.ring" --capacity 256KiB --records 10 >/dev/null
+        echo "$1: rc=$? left=[$(ls -A "$mnt" | tr '\n' ' ')]"; }
+mount -t tmpfs -o size=1m none "$mnt" || exit 97
+mount -o remount,ro "$mnt" || exit 97
+try ro x
+mount -o remount,rw "$mnt"
+head -c 900K /dev/zero > "$mnt/filler"
+try full x
+rm "$mnt/filler"
+try room x"#;
+    let o = match in_mount_namespace(script, &[mnt.as_os_str(), bbx()]) {
+        Ok(o) => o,
+        Err(why) => {
+            println!("skipped: {why}");
+            return;
+        }
+    };
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert!(o.status.success(), "script failed: {out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "ro: rc=2 left=[]",
+            "full: rc=2 left=[filler ]",
+            "room: rc=0 left=[x.ring ]"
+        ],
+        "stderr: {err}"
+    );
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("blackbox:")).collect();
+    assert_eq!(errors.len(), 2, "one line per failure: {err}");
+    for (line, needle) in errors.iter().zip(["read-only", "cannot reserve"]) {
+        assert!(
+            line.contains("x.ring") && line.contains(needle),
+            "expected a line naming the ring and saying {needle:?}: {line}"
+        );
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+fn bbx() -> &'static OsStr {
+    OsStr::new(env!("CARGO_BIN_EXE_blackbox"))
+}
+
+const MSYNC_WRITER_ENV: &str = "BLACKBOX_MSYNC_WRITER";
+
+/// The writer of the msync test, when this binary runs as it (see
+/// [`periodic_msync_runs_on_the_heartbeat_thread`]); a no-op otherwise.
+/// The value of `BLACKBOX_MSYNC_WRITER` is `PATH|PERIOD_MS` (0: no msync).
+#[test]
+fn msync_writer_process() {
+    let Ok(spec) = std::env::var(MSYNC_WRITER_ENV) else {
+        return;
+    };
+    let (path, ms) = spec.split_once('|').expect("PATH|PERIOD_MS");
+    let ms: u64 = ms.parse().unwrap();
+    let rec = Recorder::builder(path)
+        .capacity(1 << 20)
+        .heartbeat(Some(Duration::from_millis(10)))
+        .msync((ms > 0).then(|| Duration::from_millis(ms)))
+        .create()
+        .expect("create ring");
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("appender".into())
+            .spawn_scoped(s, || {
+                println!("appender {}", nix::unistd::gettid());
+                for n in 0..20_000u64 {
+                    rec.log(Level::Info, "files", "msync", &[Field::new("n", n)])
+                        .unwrap();
+                    if n % 1000 == 0 {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+            })
+            .unwrap();
+    });
+    // Idle, so the write-back catches up with every record.
+    std::thread::sleep(Duration::from_millis(5 * ms.max(10)));
+}
+
+/// `.msync(Some(period))` writes the whole mapping back (`msync(MS_SYNC)`)
+/// again and again, from the heartbeat thread and never from an appending
+/// thread; without it the recorder makes no msync call at all. Seen with
+/// strace on a disk-backed ring (under `CARGO_TARGET_TMPDIR`).
+#[test]
+fn periodic_msync_runs_on_the_heartbeat_thread() {
+    if Command::new("strace").arg("-V").output().is_err() {
+        println!("skipped: no strace to watch the msync calls");
+        return;
+    }
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("files-msync-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |period_ms: u64| {
+        let log = dir.join(format!("strace-{period_ms}.log"));
+        let ring = dir.join(format!("msync-{period_ms}.ring"));
+        let o = Command::new("strace")
+            .args(["-f", "-qq", "-e", "trace=msync", "-o"])
+            .arg(&log)
+            .arg(std::env::current_exe().unwrap())
+            .args(["msync_writer_process", "--exact", "--nocapture", "--quiet"])
+            .env(MSYNC_WRITER_ENV, format!("{}|{period_ms}", ring.display()))
+            .output()
+            .expect("run strace");
+        assert!(o.status.success(), "writer: {}{}", stdout(&o), stderr(&o));
+        let appender = stdout(&o)
+            .lines()
+            .find_map(|l| l.strip_prefix("appender "))
+            .map(|tid| tid.trim().to_string())
+            .expect("the writer names its appending thread");
+        let trace = std::fs::read_to_string(&log).unwrap();
+        // "TID msync(ADDR, LEN, MS_SYNC) = 0"
+        let calls: Vec<(String, String)> = trace
+            .lines()
+            .filter(|l| l.contains("msync("))
+            .map(|l| {
+                let (tid, call) = l.split_once(' ').unwrap();
+                (tid.to_string(), call.trim().to_string())
+            })
+            .collect();
+        let records = reader::Ring::open(&ring)
+            .unwrap()
+            .snapshot()
+            .unwrap()
+            .records
+            .len();
+        (appender, calls, records)
+    };
+
+    let (_, calls, records) = run(0);
+    assert!(calls.is_empty(), "msync without the option: {calls:?}");
+    assert!(records > 0);
+
+    let (appender, calls, records) = run(20);
+    assert!(records > 0);
+    let whole = format!(", {}, MS_SYNC) = 0", 4096 + (1 << 20));
+    assert!(
+        calls.len() >= 2,
+        "expected repeated msync calls of the ring: {calls:?}"
+    );
+    for (tid, call) in &calls {
+        assert!(
+            call.ends_with(&whole),
+            "not an msync of the whole ring: {call}"
+        );
+        assert_ne!(tid, &appender, "msync on the appending thread: {call}");
+    }
+    eprintln!(
+        "msync: {} calls of the whole 1 MiB ring, none on the appender",
+        calls.len()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
