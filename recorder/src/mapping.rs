@@ -17,8 +17,8 @@
 //! its checksum and position stamp (see `shm-layout.md`, "Concurrency").
 //!
 //! The file must not shrink while it is mapped (a shrunk file raises SIGBUS
-//! on access). The recorder never shrinks it; the ring file is mode 0600 so
-//! only its owner can.
+//! on access). The recorder never shrinks it, and the ring file is mode
+//! 0600 (0640 at most) so only its owner can.
 
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
