@@ -34,12 +34,14 @@ pub fn run(path: &Path) -> Result<i32, Failure> {
             s.totals.torn
         ));
     }
-    // The oldest record sits at most one record past the window's start:
-    // more means the bytes there are not records (damage, or a TAIL that
-    // does not belong to this data).
+    // In a cleanly closed ring the oldest record sits at most one record
+    // past the window's start: more means the bytes there are not records
+    // (damage, or a TAIL that does not belong to this data). A writer that
+    // died may have left appends in flight there (up to one per thread, each
+    // up to the largest record), so the check is for clean rings only.
     let first = s.records.first().map_or(s.tail, |r| r.pos());
     let lead = first.saturating_sub(s.window_start);
-    if summary.state != State::Running
+    if summary.state == State::Exited
         && lead > s.header.max_record_len as u64
         && !(s.window_start == 0 && lead == 0)
     {
