@@ -668,6 +668,21 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_recorder_can_mark_a_clean_exit() {
+        let (path, dir) = temp_ring("clean");
+        let rec = std::sync::Arc::new(Recorder::create(&path, 65536).unwrap());
+        rec.log(Level::Info, "unit", "last words", &[]).unwrap();
+        // While it runs, the lock says running whatever the state word.
+        assert_eq!(Ring::open(&path).unwrap().state().unwrap(), State::Running);
+        rec.mark_clean_exit();
+        // A process that exits now, with the recorder never dropped, leaves
+        // the ring exited (the state word outlives the lock).
+        assert_eq!(Ring::open(&path).unwrap().state().unwrap(), State::Exited);
+        drop(rec);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn unpublished_record_is_torn_and_later_records_survive() {
         let (path, dir) = temp_ring("torn");
         let rec = Recorder::create(&path, 65536).unwrap();

@@ -42,7 +42,8 @@
 //! the installed logger is never dropped and the ring is not closed when the
 //! program returns from `main`: the reader then reports the writer as
 //! `killed` (an exit that skipped the close). A program that wants `exited`
-//! installs the logger with a scope of its own (for example a forwarding
+//! calls [`Recorder::mark_clean_exit`](crate::Recorder::mark_clean_exit) as
+//! it ends, or installs the logger with a scope of its own (for example a forwarding
 //! logger that it can empty), drops every other handle, and closes the
 //! [`Recorder`](crate::Recorder) it gets back from `Arc::try_unwrap`.
 

@@ -774,6 +774,16 @@ impl Recorder {
         drop(self);
     }
 
+    /// Marks the ring `exited` now, without closing it: for a recorder
+    /// that is never dropped, such as one shared (in an `Arc`) with a global
+    /// `tracing` subscriber or `log` logger. Call it as the last thing
+    /// before a clean exit; otherwise the reader would find the state
+    /// still `running`, the lock gone, and say `killed`. Appends after it
+    /// still work. A crash recorded before is kept.
+    pub fn mark_clean_exit(&self) {
+        self.mark_exited();
+    }
+
     fn mark_exited(&self) {
         let map = &self.shared.map;
         map.header_u64(H_CLOSE_UNIX_NS)

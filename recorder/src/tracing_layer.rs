@@ -65,7 +65,9 @@
 //! The layer holds an `Arc<Recorder>`. A subscriber installed with
 //! `init()` / `set_global_default` lives until the process ends, so its
 //! ring is never closed and the reader reports the writer as `killed` after
-//! a normal exit. To end with `exited`, scope the subscriber
+//! a normal exit, unless the program calls
+//! [`Recorder::mark_clean_exit`](crate::Recorder::mark_clean_exit) (on any
+//! handle) as it ends. Alternatively scope the subscriber
 //! (`tracing::subscriber::with_default`, or a `Dispatch` per thread), drop
 //! it, and close the `Recorder` that `Arc::try_unwrap` returns.
 
