@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use common::{
     assert_contiguous, assert_seq_increasing, by_thread, check_runs, counter, counters_of,
-    forward_lines, info_json, is_epilogue, lapped_gap_after, parse_report, read_json, run, stderr,
-    stdout, wait_or_fail, Reaper, TempDir,
+    forward_lines, info_json, is_epilogue, lapped_gap_after, parse_report, read_json, verify_ok,
+    wait_or_fail, Reaper, TempDir,
 };
 use recorder::{Field, Level, Recorder};
 use serde_json::Value;
@@ -40,17 +40,6 @@ fn drain(rx: &Receiver<String>, into: &mut Vec<String>) {
             Err(RecvTimeoutError::Timeout) => panic!("child's stdout did not close"),
         }
     }
-}
-
-fn verify_ok(ring: &Path) {
-    let o = run(&["verify", ring.to_str().unwrap()]);
-    assert!(
-        o.status.success(),
-        "verify exited {:?}: {}{}",
-        o.status,
-        stdout(&o),
-        stderr(&o)
-    );
 }
 
 fn demo(ring: &Path, args: &[&str]) -> Command {

@@ -18,8 +18,8 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{
-    check_runs, forward_lines, info_json, lapped_gap_after, parse_report, read_json, run, stderr,
-    stdout, wait_or_fail, Reaper, TempDir,
+    check_runs, forward_lines, info_json, lapped_gap_after, parse_report, read_json, verify_ok,
+    wait_or_fail, Reaper, TempDir,
 };
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -123,14 +123,7 @@ fn torture_once(ring: &Path, case: &Case) -> Vec<String> {
 }
 
 fn check_killed_ring(ring: &Path, threads: u64, lines: &[String]) -> Vec<String> {
-    let v = run(&["verify", ring.to_str().unwrap()]);
-    assert!(
-        v.status.success(),
-        "verify exited {:?}: {}{}",
-        v.status,
-        stdout(&v),
-        stderr(&v)
-    );
+    verify_ok(ring);
     let records = read_json(ring, &[]);
     assert!(!records.is_empty(), "no record recovered");
     let runs = check_runs(&records, threads);
