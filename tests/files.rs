@@ -339,3 +339,85 @@ fn periodic_msync_runs_on_the_heartbeat_thread() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A ring made in a directory is named after its program, start time and
+/// pid, and never replaces a file: a restarted app leaves its dead
+/// predecessor's ring in place for the collector.
+#[test]
+fn rings_in_a_directory_are_named_per_run_and_never_replaced() {
+    let dir = TempDir::new("files-naming");
+    let first = Recorder::builder_in_dir(&dir.0)
+        .program("my app/1")
+        .capacity(64 << 10)
+        .heartbeat(None)
+        .create()
+        .unwrap();
+    first.log(Level::Info, "t", "first run", &[]).unwrap();
+    let first_path = first.path().to_path_buf();
+    // Dies without a close: the lock goes, the file stays.
+    std::mem::forget(first);
+    let second = Recorder::builder_in_dir(&dir.0)
+        .program("my app/1")
+        .capacity(64 << 10)
+        .heartbeat(None)
+        .create()
+        .unwrap();
+    assert_ne!(first_path, second.path());
+    for path in [first_path.as_path(), second.path()] {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let stem = name.strip_suffix(".ring").unwrap();
+        // Both runs may start within one millisecond: the second then
+        // takes the suffix "-1".
+        let first_stem = first_path.file_stem().unwrap().to_str().unwrap();
+        let stem = if stem == format!("{first_stem}-1") {
+            first_stem
+        } else {
+            stem
+        };
+        let parts: Vec<&str> = stem.rsplitn(3, '-').collect();
+        assert_eq!(parts.len(), 3, "{name}");
+        assert_eq!(parts[0], std::process::id().to_string(), "{name}");
+        let ms: u64 = parts[1].parse().unwrap();
+        let now_ms = recorder::realtime_ns() / 1_000_000;
+        assert!(now_ms - ms < 60_000, "{name}");
+        assert_eq!(parts[2], "my_app_1", "{name}");
+    }
+    let ring = reader::Ring::open(&first_path).unwrap();
+    let snap = ring.snapshot().unwrap();
+    assert_eq!(snap.records.len(), 1, "the first run's ring is intact");
+    assert_eq!(ring.header().program, "my app/1");
+    drop(second);
+    assert_eq!(names_in(&dir.0).len(), 2, "{:?}", names_in(&dir.0));
+}
+
+/// BLACKBOX_DIR moves a service's rings without a code change; the demo
+/// follows it when given neither --ring nor --dir.
+#[test]
+fn blackbox_dir_names_where_rings_go() {
+    let dir = TempDir::new("files-env-dir");
+    let out = Command::new(bbx())
+        .args(["demo", "--records", "5", "--capacity", "64KiB"])
+        .env("BLACKBOX_DIR", &dir.0)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let names = names_in(&dir.0);
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].starts_with("blackbox-demo-") && names[0].ends_with(".ring"));
+    assert!(
+        stderr(&out).contains(&format!("recording to {}", dir.path(&names[0]).display())),
+        "{}",
+        stderr(&out)
+    );
+    let out = Command::new(bbx())
+        .args(["demo", "--records", "5"])
+        .env_remove("BLACKBOX_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--ring PATH or --dir DIR"),
+        "{}",
+        stderr(&out)
+    );
+}

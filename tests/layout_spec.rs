@@ -59,6 +59,7 @@ const HEADER_FIELDS: &[(&str, usize)] = &[
     ("LAPPED_WRITES", l::H_LAPPED_WRITES),
     ("OVERSIZE_DROPS", l::H_OVERSIZE_DROPS),
     ("SNAPSHOT_TRIGGER", l::H_SNAPSHOT_TRIGGER),
+    ("SNAPSHOT_POS", l::H_SNAPSHOT_POS),
     ("LAP_LOG", l::H_LAP_LOG),
     ("MEM_SAMPLED_UNIX_NS", l::H_MEM_SAMPLED_UNIX_NS),
     ("MEM_RSS_BYTES", l::H_MEM_RSS_BYTES),
@@ -1096,6 +1097,7 @@ fn a_real_ring_has_the_bytes_the_spec_describes() {
         ("LAPPED_WRITES", 0),
         ("OVERSIZE_DROPS", 0),
         ("SNAPSHOT_TRIGGER", 0),
+        ("SNAPSHOT_POS", 0),
         ("MINOR_VERSION", spec.int("MINOR_VERSION")),
     ] {
         expect(

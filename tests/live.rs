@@ -470,3 +470,51 @@ fn reader_survives_tail_racing_past_its_copy() {
         problems.join("\n")
     );
 }
+
+/// `snapshot(reason)` and events at the snapshot level bump the trigger
+/// in the live ring's header; the reader finds the reason (shm-layout.md,
+/// 8.4). Events below the level, and every level without one, do not.
+#[test]
+fn snapshot_requests_bump_the_trigger_and_carry_a_reason() {
+    let dir = TempDir::new("live-snapshot");
+    let path = dir.path("snap.ring");
+    let rec = recorder::Recorder::builder(&path)
+        .capacity(64 << 10)
+        .heartbeat(None)
+        .snapshot_level(Some(recorder::Level::Error))
+        .create()
+        .unwrap();
+    let look = || {
+        let ring = reader::Ring::open(&path).unwrap();
+        let header = ring.header().clone();
+        let reason = ring.snapshot().unwrap().snapshot_reason(&header);
+        (header.snapshot_trigger, reason)
+    };
+    assert_eq!(look(), (0, None));
+    rec.log(recorder::Level::Warn, "db", "slowish", &[])
+        .unwrap();
+    assert_eq!(look(), (0, None), "WARN is below the snapshot level");
+    rec.snapshot("slow request").unwrap();
+    assert_eq!(look(), (1, Some("slow request".to_string())));
+    rec.log(recorder::Level::Error, "db", "timeout", &[])
+        .unwrap();
+    assert_eq!(look(), (2, Some("ERROR db: timeout".to_string())));
+    rec.log(recorder::Level::Info, "db", "fine", &[]).unwrap();
+    assert_eq!(look(), (2, Some("ERROR db: timeout".to_string())));
+    drop(rec);
+
+    let quiet = dir.path("quiet.ring");
+    let rec = recorder::Recorder::builder(&quiet)
+        .capacity(64 << 10)
+        .heartbeat(None)
+        .create()
+        .unwrap();
+    rec.log(recorder::Level::Error, "db", "timeout", &[])
+        .unwrap();
+    let ring = reader::Ring::open(&quiet).unwrap();
+    assert_eq!(
+        ring.header().snapshot_trigger,
+        0,
+        "no snapshot level: no request"
+    );
+}

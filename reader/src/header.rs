@@ -59,6 +59,10 @@ pub struct Header {
     pub lapped_writes: u64,
     /// Appends refused for their size.
     pub oversize_drops: u64,
+    /// Snapshot requests so far (minor 2; 0: none).
+    pub snapshot_trigger: u64,
+    /// Position of the latest snapshot request's record, if any (minor 2).
+    pub snapshot_pos: Option<u64>,
     /// The retained lap log entries: `(pos, stride)` of lapped appends.
     pub lap_log: Vec<(u64, u64)>,
     /// Minor layout version of the writer.
@@ -277,6 +281,8 @@ impl Header {
             heartbeat_period_ms: u32_at(bytes, H_HEARTBEAT_PERIOD_MS),
             lapped_writes,
             oversize_drops: u64_at(bytes, H_OVERSIZE_DROPS),
+            snapshot_trigger: u64_at(bytes, H_SNAPSHOT_TRIGGER),
+            snapshot_pos: u64_at(bytes, H_SNAPSHOT_POS).checked_sub(1),
             lap_log,
             minor_version: u32_at(bytes, H_MINOR_VERSION),
             memory: parse_memory(bytes),

@@ -231,6 +231,31 @@ impl Snapshot {
     pub fn corrupt(&self) -> u64 {
         self.totals.corrupt
     }
+
+    /// The record at absolute position `pos`, if it is in the window.
+    pub fn record_at(&self, pos: u64) -> Option<&Record> {
+        self.records
+            .binary_search_by_key(&pos, Record::pos)
+            .ok()
+            .map(|i| &self.records[i])
+    }
+
+    /// Why the writer last asked for a snapshot (shm-layout.md, 8.4): the
+    /// message of the record at `header`'s `SNAPSHOT_POS`, or for an event
+    /// that asked by its level, `LEVEL target: message`. `None` when no
+    /// snapshot was asked for or its record has left the window.
+    pub fn snapshot_reason(&self, header: &crate::Header) -> Option<String> {
+        let record = self.record_at(header.snapshot_pos?)?;
+        if record.kind != KIND_EVENT {
+            return None;
+        }
+        let event = crate::decode_event(self.payload(record)).ok()?;
+        if event.target == recorder::SNAPSHOT_TARGET {
+            return Some(event.message.into_owned());
+        }
+        let level = event.level().map_or("?", |l| l.as_str());
+        Some(format!("{level} {}: {}", event.target, event.message))
+    }
 }
 
 impl Ring {

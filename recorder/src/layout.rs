@@ -19,8 +19,8 @@ pub const VERSION: u32 = 1;
 /// given to bytes that earlier minors kept zero). A reader accepts any minor
 /// and reads what it knows; zero bytes mean "not recorded".
 /// 0: the ring, identity, state and lap log. 1: adds the memory evidence
-/// and the cause of death.
-pub const MINOR_VERSION: u32 = 1;
+/// and the cause of death. 2: adds the snapshot trigger.
+pub const MINOR_VERSION: u32 = 2;
 
 /// Written as a `u32` at [`H_ENDIAN`]; reads back as this value only on a
 /// little-endian machine.
@@ -126,8 +126,12 @@ pub const H_HEARTBEAT_PERIOD_MS: usize = 1112;
 pub const H_LAPPED_WRITES: usize = 1152;
 /// `u64` count of appends refused because the record was too large.
 pub const H_OVERSIZE_DROPS: usize = 1160;
-/// `u64` reserved for the snapshot trigger counter (a later issue); zero.
+/// `u64` count of snapshot requests (minor 2): bumped after the request's
+/// record is published.
 pub const H_SNAPSHOT_TRIGGER: usize = 1168;
+/// `u64` position of the record that carries the latest snapshot request's
+/// reason, plus one (0: none yet) (minor 2).
+pub const H_SNAPSHOT_POS: usize = 1176;
 /// Lap log: [`LAP_LOG_ENTRIES`] entries of `{ pos: u64, stride: u64 }`.
 /// Entry `k % LAP_LOG_ENTRIES` holds the k-th lapped write (k counted from 0).
 pub const H_LAP_LOG: usize = 1280;

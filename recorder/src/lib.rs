@@ -53,7 +53,7 @@ pub mod typed;
 pub use event::{Field, Level, Value, EVENT_FLAG_TRUNCATED};
 pub use ring::{
     AppendError, CreateError, CreateErrorKind, Recorder, RecorderBuilder, Seq, DEFAULT_CAPACITY,
-    DEFAULT_HEARTBEAT,
+    DEFAULT_HEARTBEAT, ENV_DIR, SNAPSHOT_TARGET,
 };
 pub use sys::realtime_ns;
 

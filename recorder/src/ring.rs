@@ -39,6 +39,37 @@ pub const DEFAULT_CAPACITY: u64 = 16 << 20;
 /// Default heartbeat period: one second.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
 
+/// The environment variable that names the directory for
+/// [`Recorder::builder_from_env`].
+pub const ENV_DIR: &str = "BLACKBOX_DIR";
+
+/// Target of the event [`Recorder::snapshot`] appends.
+pub const SNAPSHOT_TARGET: &str = "blackbox::snapshot";
+
+/// File name of a ring made by [`Recorder::builder_in_dir`]; `n` > 0 is a
+/// suffix for a name already taken.
+fn ring_file_name(program: &str, start_unix_ns: u64, pid: u32, n: u32) -> String {
+    let program: String = program
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    // A leading dot would hide the file (and look like a temporary one).
+    let program = program.trim_start_matches('.');
+    let program = if program.is_empty() { "ring" } else { program };
+    let ms = start_unix_ns / 1_000_000;
+    match n {
+        0 => format!("{program}-{ms}-{pid}.ring"),
+        n => format!("{program}-{ms}-{pid}-{n}.ring"),
+    }
+}
+
 /// Why a ring could not be created.
 #[derive(Debug)]
 pub struct CreateError {
@@ -177,9 +208,22 @@ pub struct RecorderBuilder {
     mode: u32,
     msync: Option<Duration>,
     termination_log: Option<PathBuf>,
+    /// `path` is a directory: name the ring in it (program, start, pid).
+    in_dir: bool,
+    snapshot_level: Option<Level>,
 }
 
 impl RecorderBuilder {
+    /// Events at `level` or more severe also ask for a snapshot: a
+    /// collector (`blackbox watch`) ships the live ring's window, as
+    /// [`Recorder::snapshot`] asks, with the event as the reason. `None`
+    /// (the default) turns it off. The request costs two more stores on
+    /// such events, no system call; the collector rate-limits shipments.
+    pub fn snapshot_level(mut self, level: Option<Level>) -> Self {
+        self.snapshot_level = level;
+        self
+    }
+
     /// Also write the one-line cause of death to this file when the
     /// process panics or dies of a fatal signal, once the crash handlers are
     /// installed ([`Recorder::install_crash_handlers`]); for example
@@ -302,6 +346,9 @@ pub(crate) struct Shared {
     max_record_len: usize,
     /// Where the crash handlers also write the cause, opened in advance.
     pub(crate) termination_log: Option<File>,
+    /// Level code at and above which an event asks for a snapshot;
+    /// `u8::MAX`: never.
+    snapshot_level: u8,
 }
 
 impl Shared {
@@ -323,7 +370,24 @@ impl Shared {
         fields: &[Field<'_>],
     ) -> Result<Seq, AppendError> {
         let event = EventPayload::fit(self.max_record_len, level, target, message, fields);
-        self.publish(KIND_EVENT, &event)
+        let seq = self.publish(KIND_EVENT, &event)?;
+        if level.code() >= self.snapshot_level {
+            self.request_snapshot(seq);
+        }
+        Ok(seq)
+    }
+
+    /// Asks a collector for a snapshot whose reason is the record `seq`
+    /// (shm-layout.md, 8.4).
+    pub(crate) fn request_snapshot(&self, seq: Seq) {
+        let map = &self.map;
+        // Relaxed: ordered before the reader's view by the Release below.
+        map.header_u64(H_SNAPSHOT_POS)
+            .store((seq << 3) + 1, Ordering::Relaxed);
+        // Release: a collector that reads the new count also reads the
+        // reason's record (published before) and SNAPSHOT_POS.
+        map.header_u64(H_SNAPSHOT_TRIGGER)
+            .fetch_add(1, Ordering::Release);
     }
 
     /// Appends opaque bytes as a record of kind `KIND_RAW`.
@@ -526,6 +590,36 @@ impl Recorder {
             mode: 0o600,
             msync: None,
             termination_log: None,
+            in_dir: false,
+            snapshot_level: None,
+        }
+    }
+
+    /// Settings for a new ring in the directory `dir`, named
+    /// `{program}-{start_unix_ms}-{pid}.ring` (the program name with any
+    /// character outside `[A-Za-z0-9._-]` replaced by `_`).
+    ///
+    /// A ring never replaces an existing file there: a restarted
+    /// application (which may get the same pid, as pid 1 of a container
+    /// does) leaves its dead predecessor's ring for the collector. A name
+    /// already taken (a second ring of the same program and pid within a
+    /// millisecond) gets a suffix: `{program}-{start_unix_ms}-{pid}-{n}.ring`.
+    /// [`Recorder::path`] tells the name chosen. Removing old rings is the
+    /// collector's job (`blackbox watch` keeps at most K of them).
+    pub fn builder_in_dir(dir: impl Into<PathBuf>) -> RecorderBuilder {
+        let mut b = Recorder::builder(dir);
+        b.in_dir = true;
+        b
+    }
+
+    /// As [`Recorder::builder_in_dir`], in the directory named by the
+    /// environment variable `BLACKBOX_DIR` if it is set and not empty, else
+    /// in `default_dir`: so where a service's rings go is deployment
+    /// configuration, not code.
+    pub fn builder_from_env(default_dir: impl Into<PathBuf>) -> RecorderBuilder {
+        match std::env::var_os(ENV_DIR) {
+            Some(dir) if !dir.is_empty() => Recorder::builder_in_dir(dir),
+            _ => Recorder::builder_in_dir(default_dir),
         }
     }
 
@@ -539,7 +633,18 @@ impl Recorder {
         Recorder::builder(path).capacity(capacity).create()
     }
 
-    fn create_with(b: RecorderBuilder) -> Result<Recorder, CreateError> {
+    fn create_with(mut b: RecorderBuilder) -> Result<Recorder, CreateError> {
+        let start_unix_ns = sys::realtime_ns();
+        // In a directory of rings, the name is chosen here (and again with a
+        // suffix if taken, see `place`); `dir` keeps the directory.
+        let dir = b.in_dir.then(|| b.path.clone());
+        let name_in_dir = |n: u32| {
+            let program = b.program.clone().unwrap_or_else(default_program);
+            ring_file_name(&program, start_unix_ns, std::process::id(), n)
+        };
+        if let Some(dir) = &dir {
+            b.path = dir.join(name_in_dir(0));
+        }
         let path = b.path.as_path();
         let fail = |kind| CreateError::new(path, kind);
         if !b.capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&b.capacity) {
@@ -548,9 +653,11 @@ impl Recorder {
         if b.mode & !0o644 != 0 {
             return Err(fail(CreateErrorKind::BadMode(b.mode)));
         }
-        if let Ok(existing) = File::open(path) {
-            if lock::is_locked(&existing).unwrap_or(false) {
-                return Err(fail(CreateErrorKind::InUse));
+        if dir.is_none() {
+            if let Ok(existing) = File::open(path) {
+                if lock::is_locked(&existing).unwrap_or(false) {
+                    return Err(fail(CreateErrorKind::InUse));
+                }
             }
         }
         let io = |step| move |source| CreateError::new(path, CreateErrorKind::Io { step, source });
@@ -575,15 +682,36 @@ impl Recorder {
             .map_err(io("create file"))?;
         // fchmod: the exact mode, whatever the umask took from it.
         let result = match file.set_permissions(fs::Permissions::from_mode(b.mode)) {
-            Ok(()) => Recorder::build_file(&b, file, nonce),
+            Ok(()) => Recorder::build_file(&b, file, nonce, start_unix_ns),
             Err(e) => Err(CreateErrorKind::Io {
                 step: "set file mode",
                 source: e,
             }),
         };
+        // At an explicit path, replace (the check above made sure no live
+        // writer holds the old file). In a directory of rings, never
+        // replace: link(2) fails if the name exists, and a second ring of
+        // the same program, pid and millisecond takes the next suffix.
+        let place = |tmp: &Path| -> io::Result<PathBuf> {
+            let Some(dir) = &dir else {
+                return fs::rename(tmp, path).map(|()| path.to_path_buf());
+            };
+            let mut n = 0;
+            loop {
+                let candidate = dir.join(name_in_dir(n));
+                match fs::hard_link(tmp, &candidate) {
+                    Ok(()) => return fs::remove_file(tmp).map(|()| candidate),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
+                    Err(e) => return Err(e),
+                }
+            }
+        };
         match result {
-            Ok(rec) => match fs::rename(&tmp, path) {
-                Ok(()) => Ok(rec),
+            Ok(mut rec) => match place(&tmp) {
+                Ok(placed) => {
+                    rec.path = placed;
+                    Ok(rec)
+                }
                 Err(e) => {
                     let _ = fs::remove_file(&tmp);
                     Err(io("rename into place")(e))
@@ -601,6 +729,7 @@ impl Recorder {
         b: &RecorderBuilder,
         file: File,
         nonce: u64,
+        start_unix_ns: u64,
     ) -> Result<Recorder, CreateErrorKind> {
         let io = |step| move |source| CreateErrorKind::Io { step, source };
         if !lock::try_lock_exclusive(&file).map_err(io("lock file"))? {
@@ -651,7 +780,7 @@ impl Recorder {
         map.write_header_bytes(H_DATA_OFFSET, &(HEADER_LEN as u64).to_le_bytes());
         map.write_header_bytes(H_CAPACITY, &b.capacity.to_le_bytes());
         map.write_header_bytes(H_NONCE, &nonce.to_le_bytes());
-        map.write_header_bytes(H_START_UNIX_NS, &sys::realtime_ns().to_le_bytes());
+        map.write_header_bytes(H_START_UNIX_NS, &start_unix_ns.to_le_bytes());
         map.write_header_bytes(H_PID, &std::process::id().to_le_bytes());
         map.write_header_bytes(H_MAX_RECORD_LEN, &(max_record_len as u32).to_le_bytes());
         map.write_header_bytes(H_BOOT_ID, &boot_id());
@@ -685,6 +814,7 @@ impl Recorder {
         let shared = Arc::new(Shared {
             crc_seed: crc_seed(nonce),
             max_record_len,
+            snapshot_level: b.snapshot_level.map_or(u8::MAX, Level::code),
             map,
             termination_log,
         });
@@ -749,6 +879,32 @@ impl Recorder {
     #[inline]
     pub fn append(&self, payload: &[u8]) -> Result<Seq, AppendError> {
         self.shared.append(payload)
+    }
+
+    /// Asks a collector to ship the window now, as Go's flight recorder is
+    /// asked to write out the last seconds after a slow request: appends a
+    /// `WARN` event (target `blackbox::snapshot`, `reason` as its message)
+    /// and bumps the ring's snapshot trigger. No system call, no lock; a
+    /// running `blackbox watch` notices within its poll interval and ships
+    /// the window with the reason (at most one shipment per ring per
+    /// interval, however often this is called).
+    ///
+    /// # Errors
+    ///
+    /// [`AppendError::Lapped`] if the reason's record was lapped; then no
+    /// snapshot is requested.
+    pub fn snapshot(&self, reason: &str) -> Result<Seq, AppendError> {
+        let shared = &self.shared;
+        let event = EventPayload::fit(
+            shared.max_record_len,
+            Level::Warn,
+            SNAPSHOT_TARGET,
+            reason,
+            &[],
+        );
+        let seq = shared.publish(KIND_EVENT, &event)?;
+        shared.request_snapshot(seq);
+        Ok(seq)
     }
 
     /// Test hook: reserves and writes an event like [`Recorder::log`] but

@@ -28,7 +28,12 @@ use super::{Die, Failure, Via};
 use crate::typed::JsonTypes;
 
 pub struct Options {
-    pub ring: PathBuf,
+    pub ring: Option<PathBuf>,
+    pub dir: Option<PathBuf>,
+    pub snapshot_at: Option<u64>,
+    pub snapshot_burst: u64,
+    pub snapshot_reason: String,
+    pub snapshot_level: Option<Level>,
     pub capacity: u64,
     pub records: u64,
     pub threads: u64,
@@ -66,8 +71,22 @@ pub fn run(opts: Options) -> Result<i32, Failure> {
     } else {
         recorder::DEFAULT_HEARTBEAT
     };
-    let mut builder = Recorder::builder(&opts.ring)
+    let builder = match (&opts.ring, &opts.dir) {
+        (Some(path), _) => Recorder::builder(path),
+        (None, Some(dir)) => Recorder::builder_in_dir(dir),
+        (None, None) if std::env::var_os(recorder::ENV_DIR).is_some_and(|d| !d.is_empty()) => {
+            Recorder::builder_from_env("")
+        }
+        (None, None) => {
+            return Err(Failure::error(format!(
+                "demo needs --ring PATH or --dir DIR (or {} in the environment)",
+                recorder::ENV_DIR
+            )))
+        }
+    };
+    let mut builder = builder
         .capacity(opts.capacity)
+        .snapshot_level(opts.snapshot_level)
         .program("blackbox-demo")
         .app_version(env!("CARGO_PKG_VERSION"))
         .heartbeat(Some(heartbeat));
@@ -77,6 +96,10 @@ pub fn run(opts: Options) -> Result<i32, Failure> {
     let rec = builder
         .create()
         .map_err(|e| Failure::error(e.to_string()))?;
+    if opts.ring.is_none() {
+        // The name was chosen here: say it, for scripts and tests.
+        eprintln!("blackbox demo: recording to {}", rec.path().display());
+    }
     if opts.foreign_handlers {
         recorder::crash::install_foreign_handlers_for_test();
     }
@@ -307,7 +330,7 @@ fn die(rec: &Recorder, opts: &Options) -> Result<i32, Failure> {
         Die::Abort => std::process::abort(),
         Die::Segv => recorder::crash::fault_segv_for_test(),
         Die::Bus => {
-            recorder::crash::fault_sigbus_for_test(&opts.ring.with_extension("sigbus-scratch"))
+            recorder::crash::fault_sigbus_for_test(&rec.path().with_extension("sigbus-scratch"))
         }
         Die::StackOverflow => {
             let depth = recurse(std::hint::black_box(1));
@@ -373,6 +396,11 @@ fn write_thread(
                 Ok(())
             }
         };
+        if t == 0 && opts.snapshot_at == Some(n) {
+            for _ in 0..opts.snapshot_burst {
+                let _ = rec.snapshot(&opts.snapshot_reason);
+            }
+        }
         if let (Some(k), Ok(_)) = (opts.report_every, appended) {
             if k > 0 && n % k == 0 {
                 // One write(2) per report, after the append returned: what

@@ -158,8 +158,24 @@ enum Via {
 #[derive(Args, Debug)]
 struct DemoArgs {
     /// Where to create the ring (an existing ring there is replaced).
-    #[arg(long, value_name = "PATH")]
-    ring: PathBuf,
+    #[arg(long, value_name = "PATH", conflicts_with = "dir")]
+    ring: Option<PathBuf>,
+    /// Create the ring in DIR as PROGRAM-START_MS-PID.ring, never replacing
+    /// a file (the default with neither flag: $BLACKBOX_DIR).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Test aid: thread 0 asks for a snapshot after its record N.
+    #[arg(long, value_name = "N", hide = true)]
+    snapshot_at: Option<u64>,
+    /// Test aid: how many snapshot requests at once.
+    #[arg(long, value_name = "B", hide = true, default_value_t = 1)]
+    snapshot_burst: u64,
+    /// Test aid: the snapshot's reason.
+    #[arg(long, value_name = "TEXT", hide = true, default_value = "slow request")]
+    snapshot_reason: String,
+    /// Events at LEVEL or more severe also ask for a snapshot.
+    #[arg(long, value_name = "LEVEL", hide = true, value_parser = units::parse_level)]
+    snapshot_level: Option<recorder::Level>,
     /// Ring capacity, a power of two with units (64KiB, 16MiB).
     #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = units::parse_size)]
     capacity: u64,
@@ -224,6 +240,11 @@ pub fn main() -> i32 {
         Command::Verify(a) => verify::run(&a.ring),
         Command::Demo(a) => demo::run(demo::Options {
             ring: a.ring,
+            dir: a.dir,
+            snapshot_at: a.snapshot_at,
+            snapshot_burst: a.snapshot_burst,
+            snapshot_reason: a.snapshot_reason,
+            snapshot_level: a.snapshot_level,
             capacity: a.capacity,
             records: a.records,
             threads: a.threads,
