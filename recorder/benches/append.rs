@@ -13,11 +13,13 @@
 //!   payload);
 //! - a `rec.log(Info, "bench", "msg", &[Field::new("n", i)])` event (63-byte
 //!   record, 64-byte stride);
+//! - `rec.snapshot("slow request")`: a WARN event plus the snapshot
+//!   trigger's two stores (shm-layout.md, 8.4);
 //! - the raw append and the floor on two threads at once.
 //!
 //! Environment knobs: `BENCH_OPS` (operations per run and thread, default
 //! 4 000 000), `BENCH_RUNS` (runs per case, default 9), `BENCH_ONLY`
-//! (`clock`, `fetch_add`, `crc`, `floor`, `append`, `log`, `floor2`,
+//! (`clock`, `fetch_add`, `crc`, `floor`, `append`, `log`, `snapshot`, `floor2`,
 //! `append2`: run that case alone, for profiling).
 //!
 //! Two-thread figures depend on how the machine schedules the threads (on a
@@ -155,6 +157,21 @@ fn log_loop(rec: &Recorder, n: usize) -> u64 {
             black_box(MESSAGE),
             &[Field::new("n", i as u64)],
         ) {
+            Ok(seq) => {
+                black_box(seq);
+            }
+            Err(_) => failed += 1,
+        }
+    }
+    failed
+}
+
+/// `Recorder::snapshot`: an event append plus the trigger's two stores.
+#[inline(never)]
+fn snapshot_loop(rec: &Recorder, n: usize) -> u64 {
+    let mut failed = 0;
+    for _ in 0..n {
+        match rec.snapshot(black_box("slow request")) {
             Ok(seq) => {
                 black_box(seq);
             }
@@ -320,6 +337,9 @@ fn main() {
     });
     get("log", "log event 63 B (stride 64)", &|| {
         measure(1, n, runs, |n| log_loop(&rec, n))
+    });
+    get("snapshot", "snapshot(reason) (event+trigger)", &|| {
+        measure(1, n, runs, |n| snapshot_loop(&rec, n))
     });
     get("floor2", "floor (fetch_add + clock)", &|| {
         measure(2, n, runs, floor_loop)
