@@ -274,6 +274,18 @@ impl Ring {
             .custom_flags(libc::O_NONBLOCK)
             .open(path)
             .map_err(|e| Error::io("cannot open", &e))?;
+        Ring::from_file(file, path)
+    }
+
+    /// Reads the ring from `file`, already opened read-only (for callers
+    /// that open with flags of their own, such as `O_NOFOLLOW`); `path` is
+    /// what [`Ring::path`] reports. The same checks as [`Ring::open`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Ring::open`]: not a regular file, or not a valid ring of a
+    /// supported version.
+    pub fn from_file(file: File, path: impl AsRef<Path>) -> Result<Ring, Error> {
         let meta = file.metadata().map_err(|e| Error::io("cannot stat", &e))?;
         if !meta.is_file() {
             return Err(Error::format("not a regular file".to_string()));
@@ -282,7 +294,7 @@ impl Ring {
         let header = read_header(&source)?;
         Ok(Ring {
             source,
-            path: path.to_path_buf(),
+            path: path.as_ref().to_path_buf(),
             header,
         })
     }
