@@ -31,10 +31,12 @@
 
 #![forbid(unsafe_code)]
 
+mod cause;
 pub mod cli;
 mod error;
 mod event;
 mod header;
+mod render;
 mod ring;
 pub mod typed;
 

@@ -25,7 +25,8 @@ use recorder::{BlackboxLayer, BlackboxLogger, Field, Level, Recorder, Value};
 use tracing_subscriber::prelude::*;
 
 use super::{Die, Failure, Via};
-use crate::typed::JsonTypes;
+#[cfg(feature = "typed")]
+use crate::render::{Sample, SAMPLE_TYPE};
 
 pub struct Options {
     pub ring: Option<PathBuf>,
@@ -212,44 +213,6 @@ fn install_demo_logger(logger: BlackboxLogger) -> Result<(), Failure> {
         .map_err(|e| Failure::error(format!("cannot install the demo's logger: {e}")))?;
     log::set_max_level(log::LevelFilter::Trace);
     Ok(())
-}
-
-/// The name `--every-type` stores its typed record under.
-pub const SAMPLE_TYPE: &str = "blackbox::demo::Sample";
-
-/// The typed record `--every-type` writes (when built with typed records).
-#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
-pub struct Sample {
-    /// A signed integer.
-    pub i: i64,
-    /// A string.
-    pub label: String,
-    /// A float.
-    pub ratio: f64,
-    /// A list.
-    pub tags: Vec<String>,
-    /// An optional flag.
-    pub flag: Option<bool>,
-}
-
-impl Sample {
-    /// The sample `--every-type` writes.
-    #[cfg_attr(not(feature = "typed"), allow(dead_code))]
-    pub fn demo() -> Sample {
-        Sample {
-            i: -5,
-            label: "typed".into(),
-            ratio: 0.25,
-            tags: vec!["a".into(), "b".into()],
-            flag: Some(true),
-        }
-    }
-}
-
-/// Registers the demo's typed record types, so `blackbox read` shows them
-/// as JSON.
-pub fn register_types(types: &mut JsonTypes) {
-    types.register_as::<Sample>(SAMPLE_TYPE);
 }
 
 /// `--every-type`: one DEBUG event with a field of every type through the

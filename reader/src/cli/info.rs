@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::render::rfc3339;
 use super::Failure;
@@ -23,11 +23,6 @@ impl Summary {
         Ok(Summary { state, snap })
     }
 
-    /// The cause of death as DESIGN.md's `cause` object, or null.
-    pub fn cause(&self) -> Value {
-        super::cause::json(self.state, &self.snap.header)
-    }
-
     /// The backtrace of the newest crash event in the window, if any.
     pub fn crash_backtrace(&self) -> Option<String> {
         self.snap.records.iter().rev().find_map(|r| {
@@ -42,80 +37,18 @@ impl Summary {
         })
     }
 
-    fn span(&self) -> Option<(u64, u64)> {
-        let first = self.snap.records.first()?;
-        let last = self.snap.records.last()?;
-        Some((first.ts_unix_ns, last.ts_unix_ns))
-    }
-
     /// Bytes per second written over the window, if it spans any time.
     fn byte_rate(&self) -> Option<f64> {
-        let (first, last) = (self.snap.records.first()?, self.snap.records.last()?);
-        let secs = last.ts_unix_ns.checked_sub(first.ts_unix_ns)? as f64 / 1e9;
-        (secs > 0.0).then(|| (last.end() - first.pos()) as f64 / secs)
+        crate::render::byte_rate(&self.snap)
     }
 
+    /// The `info --json` object.
     pub fn to_json(&self, path: &Path) -> Value {
-        let h = &self.snap.header;
-        let s = &self.snap;
-        let ns_time = |ns: u64| {
-            if ns == 0 {
-                Value::Null
-            } else {
-                json!(rfc3339(ns))
-            }
-        };
-        let span = self.span();
-        let rate = self.byte_rate();
-        json!({
-            "path": path.display().to_string(),
-            "state": self.state.as_str(),
-            "cause": self.cause(),
-            "pid": h.pid,
-            "program": h.program,
-            "app_version": h.app_version,
-            "hostname": h.hostname,
-            "boot_id": h.boot_id_text(),
-            "start_time": ns_time(h.start_unix_ns),
-            "heartbeat_time": ns_time(h.heartbeat_unix_ns),
-            "close_time": ns_time(h.close_unix_ns),
-            "invocation_id": empty_null(&h.invocation_id),
-            "pod": {
-                "name": empty_null(&h.pod_name),
-                "namespace": empty_null(&h.pod_namespace),
-                "uid": empty_null(&h.pod_uid),
-                "container": empty_null(&h.container_name),
-            },
-            "layout_version": h.version,
-            "capacity": h.capacity,
-            "bytes_written": s.tail,
-            "records": s.records.len(),
-            "first_seq": s.records.first().map(|r| r.seq),
-            "last_seq": s.records.last().map(|r| r.seq),
-            "first_ts": span.map(|(a, _)| rfc3339(a)),
-            "last_ts": span.map(|(_, b)| rfc3339(b)),
-            "span_seconds": span.map(|(a, b)| b.saturating_sub(a) as f64 / 1e9),
-            "bytes_per_second": rate,
-            "window_seconds_at_rate": rate.map(|r| h.capacity as f64 / r),
-            "torn": s.totals.torn,
-            "corrupt": s.totals.corrupt,
-            "overwritten": s.totals.overwritten,
-            "gaps": s.gaps.len(),
-            "lapped_writes": h.lapped_writes,
-            "oversize_drops": h.oversize_drops,
-        })
+        crate::render::info_json(path, self.state, &self.snap)
     }
 
     pub fn state_line(&self) -> String {
         super::cause::text(self.state, &self.snap.header)
-    }
-}
-
-fn empty_null(s: &str) -> Value {
-    if s.is_empty() {
-        Value::Null
-    } else {
-        json!(s)
     }
 }
 

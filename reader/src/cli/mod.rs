@@ -9,11 +9,12 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-mod cause;
+// Shared with the library (ship): how records and causes look as text and JSON.
+use crate::{cause, render};
+
 mod demo;
 mod info;
 mod read;
-mod render;
 mod units;
 mod verify;
 

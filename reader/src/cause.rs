@@ -3,7 +3,7 @@
 use recorder::layout::{DEATH_PANIC, DEATH_SIGNAL};
 use serde_json::{json, Value};
 
-use super::render::rfc3339;
+use crate::render::rfc3339;
 use crate::{Header, State};
 
 /// Memory at or above this fraction of the cgroup limit at the last sample

@@ -1,4 +1,7 @@
-//! How records look on the terminal and as JSON lines.
+//! How records look on the terminal and as JSON lines, and a ring as the
+//! `info --json` object: shared by the CLI (`read`, `info`, `on-failure`)
+//! and [`crate::ship`], so a shipment carries exactly what `read --json` and
+//! `info --json` print.
 
 use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
@@ -7,7 +10,7 @@ use recorder::layout::{KIND_EVENT, KIND_RAW, KIND_TYPED};
 use serde_json::{json, Map, Value};
 
 use crate::typed::{parse_typed, JsonTypes, Typed, TypedError};
-use crate::{decode_event, Event, FieldValue, Gap, Record, Snapshot};
+use crate::{decode_event, Event, FieldValue, Gap, Record, Snapshot, State};
 
 /// RFC 3339 in UTC with nanoseconds, e.g. `2026-11-23T19:49:29.123456789Z`.
 pub fn rfc3339(unix_ns: u64) -> String {
@@ -20,7 +23,7 @@ pub enum Shown<'a> {
     /// A well-formed event.
     Event(Event<'a>),
     /// A typed record: its type name and bytes, and its value as JSON when
-    /// the CLI knows the type ([`cli_types`]).
+    /// the reader knows the type ([`known_types`]).
     Typed {
         typed: Typed<'a>,
         value: Option<Result<Value, TypedError>>,
@@ -49,7 +52,7 @@ pub fn show<'a>(snap: &'a Snapshot, record: &Record) -> Shown<'a> {
     } else if record.kind == KIND_TYPED {
         match parse_typed(payload) {
             Ok(typed) => {
-                let value = cli_types().to_json(&typed);
+                let value = known_types().to_json(&typed);
                 Shown::Typed { typed, value }
             }
             Err(e) => Shown::Bytes {
@@ -67,15 +70,48 @@ pub fn show<'a>(snap: &'a Snapshot, record: &Record) -> Shown<'a> {
     }
 }
 
-/// The types the CLI shows as JSON: the demo's own. Every other typed
-/// record is shown by its type name and its bytes in hex.
-pub fn cli_types() -> &'static JsonTypes {
+/// The types the reader shows as JSON: the demo's own ([`Sample`]). Every
+/// other typed record is shown by its type name and its bytes in hex.
+pub fn known_types() -> &'static JsonTypes {
     static TYPES: std::sync::OnceLock<JsonTypes> = std::sync::OnceLock::new();
     TYPES.get_or_init(|| {
         let mut types = JsonTypes::new();
-        super::demo::register_types(&mut types);
+        types.register_as::<Sample>(SAMPLE_TYPE);
         types
     })
+}
+
+/// The name `blackbox demo --every-type` stores its typed record under.
+pub const SAMPLE_TYPE: &str = "blackbox::demo::Sample";
+
+/// The typed record `blackbox demo --every-type` writes (when built with
+/// typed records).
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// A signed integer.
+    pub i: i64,
+    /// A string.
+    pub label: String,
+    /// A float.
+    pub ratio: f64,
+    /// A list.
+    pub tags: Vec<String>,
+    /// An optional flag.
+    pub flag: Option<bool>,
+}
+
+impl Sample {
+    /// The sample `--every-type` writes.
+    #[cfg_attr(not(feature = "typed"), allow(dead_code))]
+    pub fn demo() -> Sample {
+        Sample {
+            i: -5,
+            label: "typed".into(),
+            ratio: 0.25,
+            tags: vec!["a".into(), "b".into()],
+            flag: Some(true),
+        }
+    }
 }
 
 fn hex(bytes: &[u8], max: usize) -> String {
@@ -267,4 +303,76 @@ pub fn json(record: &Record, gap_before: Option<&Gap>, shown: &Shown<'_>) -> Val
         o.insert("gap_before".into(), gap_json(gap));
     }
     Value::Object(o)
+}
+
+/// Bytes per second written over the window, if it spans any time.
+pub fn byte_rate(snap: &Snapshot) -> Option<f64> {
+    let (first, last) = (snap.records.first()?, snap.records.last()?);
+    let secs = last.ts_unix_ns.checked_sub(first.ts_unix_ns)? as f64 / 1e9;
+    (secs > 0.0).then(|| (last.end() - first.pos()) as f64 / secs)
+}
+
+fn empty_null(s: &str) -> Value {
+    if s.is_empty() {
+        Value::Null
+    } else {
+        json!(s)
+    }
+}
+
+/// The object `blackbox info --json` prints for the ring at `path`: the
+/// writer's identity, its state and cause of death, the window's extent.
+pub fn info_json(path: &std::path::Path, state: State, snap: &Snapshot) -> Value {
+    let h = &snap.header;
+    let s = snap;
+    let ns_time = |ns: u64| {
+        if ns == 0 {
+            Value::Null
+        } else {
+            json!(rfc3339(ns))
+        }
+    };
+    let span = s
+        .records
+        .first()
+        .zip(s.records.last())
+        .map(|(a, b)| (a.ts_unix_ns, b.ts_unix_ns));
+    let rate = byte_rate(s);
+    json!({
+        "path": path.display().to_string(),
+        "state": state.as_str(),
+        "cause": crate::cause::json(state, h),
+        "pid": h.pid,
+        "program": h.program,
+        "app_version": h.app_version,
+        "hostname": h.hostname,
+        "boot_id": h.boot_id_text(),
+        "start_time": ns_time(h.start_unix_ns),
+        "heartbeat_time": ns_time(h.heartbeat_unix_ns),
+        "close_time": ns_time(h.close_unix_ns),
+        "invocation_id": empty_null(&h.invocation_id),
+        "pod": {
+            "name": empty_null(&h.pod_name),
+            "namespace": empty_null(&h.pod_namespace),
+            "uid": empty_null(&h.pod_uid),
+            "container": empty_null(&h.container_name),
+        },
+        "layout_version": h.version,
+        "capacity": h.capacity,
+        "bytes_written": s.tail,
+        "records": s.records.len(),
+        "first_seq": s.records.first().map(|r| r.seq),
+        "last_seq": s.records.last().map(|r| r.seq),
+        "first_ts": span.map(|(a, _)| rfc3339(a)),
+        "last_ts": span.map(|(_, b)| rfc3339(b)),
+        "span_seconds": span.map(|(a, b)| b.saturating_sub(a) as f64 / 1e9),
+        "bytes_per_second": rate,
+        "window_seconds_at_rate": rate.map(|r| h.capacity as f64 / r),
+        "torn": s.totals.torn,
+        "corrupt": s.totals.corrupt,
+        "overwritten": s.totals.overwritten,
+        "gaps": s.gaps.len(),
+        "lapped_writes": h.lapped_writes,
+        "oversize_drops": h.oversize_drops,
+    })
 }
