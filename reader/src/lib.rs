@@ -38,6 +38,7 @@ mod event;
 mod header;
 mod render;
 mod ring;
+pub mod ship;
 pub mod typed;
 
 pub use error::{Error, ErrorKind};

@@ -15,6 +15,7 @@ use crate::{cause, render};
 mod demo;
 mod info;
 mod read;
+mod ship;
 mod units;
 mod verify;
 
@@ -79,6 +80,8 @@ enum Command {
     Read(ReadArgs),
     /// Check that the ring is consistent (exit 0) or say what is damaged (exit 1).
     Verify(VerifyArgs),
+    /// Ship the window (dead or alive) to stdout, a file or an HTTP endpoint, as NDJSON or OTLP.
+    Ship(ShipArgs),
     /// Run a demo writer that records, then dies as asked (for trying the pipeline and for tests).
     Demo(DemoArgs),
 }
@@ -120,6 +123,52 @@ struct ReadArgs {
 struct VerifyArgs {
     /// The ring file.
     ring: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct ShipArgs {
+    /// The ring file.
+    ring: PathBuf,
+    /// Where to: - (stdout), a file (appended), or an http(s):// URL.
+    #[arg(long, value_name = "DEST")]
+    to: String,
+    /// ndjson (a shipment line, then read --json lines) or otlp (OTLP/HTTP JSON, to URL/v1/logs).
+    #[arg(long, value_name = "FORMAT", value_enum, default_value = "ndjson")]
+    format: ShipFormat,
+    /// Tries in all for an HTTP destination (network errors, timeouts, 408, 429 and 5xx are retried).
+    #[arg(long, value_name = "N", default_value_t = crate::ship::DEFAULT_ATTEMPTS,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    attempts: u32,
+    /// The wait before the first retry; it doubles each retry (at most 30s).
+    #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = units::parse_duration)]
+    backoff: std::time::Duration,
+    /// Per-request timeout.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = units::parse_duration)]
+    timeout: std::time::Duration,
+    /// Why this shipment is made (shipped as its reason).
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
+    /// The idempotency key (default: derived from the ring and its window, so a repeat has the same key).
+    #[arg(long, value_name = "KEY")]
+    key: Option<String>,
+}
+
+/// The shipment format, for `ship --format` and `on-failure --format`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ShipFormat {
+    /// One JSON object per line.
+    Ndjson,
+    /// OTLP/HTTP JSON logs.
+    Otlp,
+}
+
+impl From<ShipFormat> for crate::ship::Format {
+    fn from(f: ShipFormat) -> crate::ship::Format {
+        match f {
+            ShipFormat::Ndjson => crate::ship::Format::Ndjson,
+            ShipFormat::Otlp => crate::ship::Format::Otlp,
+        }
+    }
 }
 
 /// How the demo writer ends.
@@ -239,6 +288,16 @@ pub fn main() -> i32 {
             follow: a.follow,
         }),
         Command::Verify(a) => verify::run(&a.ring),
+        Command::Ship(a) => ship::run(ship::Options {
+            ring: a.ring,
+            to: a.to,
+            format: a.format.into(),
+            reason: a.reason,
+            key: a.key,
+            attempts: a.attempts,
+            backoff: a.backoff,
+            timeout: a.timeout,
+        }),
         Command::Demo(a) => demo::run(demo::Options {
             ring: a.ring,
             dir: a.dir,

@@ -1,0 +1,347 @@
+//! Shipping a ring's window somewhere: stdout, a file, or an HTTP endpoint,
+//! as NDJSON or OTLP/HTTP JSON. Used by `blackbox ship`, `blackbox watch`
+//! and `blackbox on-failure`.
+//!
+//! [`ship_ring`] takes one snapshot of the ring (dead or alive: a live
+//! ring's current window ships too), builds the whole body in memory, and
+//! hands it over in one piece: one `write_all` to stdout or a file, one HTTP
+//! POST. Nothing is streamed, so a failure is never a silent half shipment.
+//!
+//! # What a shipment carries
+//!
+//! Every shipment carries the writer's identity (program, pid, host, start
+//! time, app version, systemd invocation id, Kubernetes pod fields), its
+//! state and cause of death, the reason (a snapshot's, or on-failure's
+//! verdict) and an idempotency key.
+//!
+//! - **NDJSON** ([`Format::Ndjson`], `application/x-ndjson`): the first line
+//!   is the shipment object, `{"kind": "shipment", "key", "reason",
+//!   "shipped_at", "blackbox_version", ...}` plus every member of
+//!   `blackbox info --json` (`state`, `cause`, `program`, `pid`, `hostname`,
+//!   `start_time`, `app_version`, `invocation_id`, `pod`, `records`, `gaps`,
+//!   ...). Then one line per record, exactly as `blackbox read --json` prints
+//!   it (its `kind` is `event`, `typed` or `raw`), plus `"key"`.
+//! - **OTLP** ([`Format::Otlp`], `application/json`): an
+//!   `ExportLogsServiceRequest` in the OTLP/HTTP JSON mapping, POSTed to
+//!   `URL/v1/logs` (unless the URL already ends in `/v1/logs`), which is
+//!   what the OpenTelemetry Collector's `otlp` receiver takes. One
+//!   `resourceLogs` whose resource attributes are the identity:
+//!   `service.name` (program), `process.pid`, `host.name`, `service.version`,
+//!   `k8s.pod.name`, `k8s.namespace.name`, `k8s.pod.uid`,
+//!   `k8s.container.name` (where set), `blackbox.state`, `blackbox.cause.*`
+//!   (`kind`, `message`, `signal`, `location`, ... as the cause has them),
+//!   `blackbox.shipment.key`, `blackbox.reason` (when set), and a few more
+//!   `blackbox.*`. One `scopeLogs` (scope `blackbox`) with one `logRecord`
+//!   per ring record, oldest first: `timeUnixNano`, `severityNumber` and
+//!   `severityText` from the level, `body` the message (a typed record's
+//!   decoded value, or nothing for raw bytes), the fields as attributes
+//!   under their own names, and `blackbox.seq`, `blackbox.target`,
+//!   `blackbox.thread_id`, `blackbox.kind` and whatever else `read --json`
+//!   shows for the record (`blackbox.type`, `blackbox.bytes_hex`,
+//!   `blackbox.gap_before`, ...). Field types follow the JSON mapping:
+//!   integers as `intValue` strings (a `u64` above `i64::MAX` as a
+//!   `stringValue`), floats as `doubleValue`.
+//!
+//! # Delivery and retries
+//!
+//! - `-`: standard output, one `write_all`.
+//! - a path: appended with `O_APPEND` in one `write_all` of the prepared
+//!   buffer, then `fdatasync`; created with mode 0640 if new.
+//! - `http://` / `https://`: one POST with `Content-Type` and an
+//!   `Idempotency-Key` header (the shipment key). Network errors, timeouts,
+//!   408, 429 and 5xx are retried up to [`ShipOptions::attempts`] tries in
+//!   all, waiting [`ShipOptions::backoff`] before the first retry and twice
+//!   as long before each next one (capped at 30 s; a `Retry-After` in
+//!   seconds is honoured up to the same cap). Any other status that is not
+//!   2xx (4xx, and 3xx: redirects are not followed) fails at once. After
+//!   the last try, [`ShipError`] says what the last failure was.
+//!
+//! # Repeats
+//!
+//! Exactly-once cannot be had across a collector that crashes between a
+//! receiver's acknowledgement and its own record of it, so delivery is at
+//! least once, and a repeat is recognisable: the key ([`default_key`]) is
+//! derived from the ring's nonce (random per ring), the end of its window
+//! (bytes written) and its state, so shipping the same window twice gives
+//! the same key, in the `Idempotency-Key` header, on every NDJSON line and
+//! as the OTLP resource attribute `blackbox.shipment.key`.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use reader::ship::{ship_ring, Destination, Format, ShipOptions};
+//! use reader::Ring;
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let path = std::path::Path::new("/dev/shm/app.ring");
+//! let ring = Ring::open(path)?;
+//! let opts = ShipOptions::new(Destination::parse("http://collector:4318")?, Format::Otlp);
+//! let shipped = ship_ring(&ring, path, &opts).await?;
+//! println!("{} records, key {}", shipped.records, shipped.key);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::{Ring, Snapshot, State};
+
+mod body;
+mod deliver;
+
+/// Tries in all for a network destination, by default.
+pub const DEFAULT_ATTEMPTS: u32 = 5;
+/// The first retry's delay, by default; it doubles each retry.
+pub const DEFAULT_BACKOFF: Duration = Duration::from_millis(200);
+/// The per-request timeout, by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The body's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One JSON object per line: a shipment line, then one line per record.
+    Ndjson,
+    /// OTLP/HTTP JSON (`ExportLogsServiceRequest`), POSTed to `URL/v1/logs`.
+    Otlp,
+}
+
+impl Format {
+    /// `ndjson` or `otlp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Ndjson => "ndjson",
+            Format::Otlp => "otlp",
+        }
+    }
+
+    /// The body's `Content-Type`.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Ndjson => "application/x-ndjson",
+            Format::Otlp => "application/json",
+        }
+    }
+}
+
+/// Where a shipment goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// `-`: standard output.
+    Stdout,
+    /// A file, appended to.
+    File(PathBuf),
+    /// An `http://` or `https://` URL.
+    Http(String),
+}
+
+impl Destination {
+    /// Parses `-`, a path, or an `http(s)://` URL.
+    ///
+    /// # Errors
+    ///
+    /// An empty text, a URL with another scheme (`ftp://...`) or without a
+    /// host, or a URL that does not parse.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reader::ship::Destination;
+    ///
+    /// assert_eq!(Destination::parse("-"), Ok(Destination::Stdout));
+    /// assert!(matches!(Destination::parse("http://127.0.0.1:4318"), Ok(Destination::Http(_))));
+    /// assert!(matches!(Destination::parse("/var/log/bb.ndjson"), Ok(Destination::File(_))));
+    /// assert!(Destination::parse("ftp://host/x").is_err());
+    /// ```
+    pub fn parse(text: &str) -> Result<Destination, String> {
+        if text.is_empty() {
+            return Err("empty destination (use -, a file path, or an http(s):// URL)".into());
+        }
+        if text == "-" {
+            return Ok(Destination::Stdout);
+        }
+        let lower = text.to_ascii_lowercase();
+        if lower.starts_with("http://") || lower.starts_with("https://") {
+            let url =
+                reqwest::Url::parse(text).map_err(|e| format!("invalid URL {text:?}: {e}"))?;
+            if url.host_str().is_none_or(str::is_empty) {
+                return Err(format!("invalid URL {text:?}: no host"));
+            }
+            return Ok(Destination::Http(text.to_string()));
+        }
+        if let Some((scheme, _)) = text.split_once("://") {
+            if !scheme.is_empty()
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            {
+                return Err(format!(
+                    "unsupported destination {text:?}: only http:// and https:// URLs (or -, or a file path)"
+                ));
+            }
+        }
+        Ok(Destination::File(PathBuf::from(text)))
+    }
+
+    /// Where a body in `format` actually goes: for [`Format::Otlp`] to an
+    /// HTTP URL, the URL with `/v1/logs` appended (unless it ends in it).
+    pub fn target(&self, format: Format) -> String {
+        match self {
+            Destination::Stdout => "-".into(),
+            Destination::File(p) => p.display().to_string(),
+            Destination::Http(url) => deliver::http_target(url, format),
+        }
+    }
+}
+
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Destination::Stdout => f.write_str("-"),
+            Destination::File(p) => write!(f, "{}", p.display()),
+            Destination::Http(url) => f.write_str(url),
+        }
+    }
+}
+
+/// How to ship.
+#[derive(Debug, Clone)]
+pub struct ShipOptions {
+    /// Where to.
+    pub to: Destination,
+    /// In what format.
+    pub format: Format,
+    /// Why this shipment happens (a snapshot's reason), if not a death.
+    pub reason: Option<String>,
+    /// Idempotency key; derived from the ring's nonce and window end if None
+    /// ([`default_key`]).
+    pub key: Option<String>,
+    /// Tries in all for a network destination (>= 1; 0 counts as 1).
+    pub attempts: u32,
+    /// First retry delay; doubles each retry (capped at 30 s).
+    pub backoff: Duration,
+    /// Per-request timeout (connect, send, and the answer).
+    pub timeout: Duration,
+}
+
+impl ShipOptions {
+    /// Options with the defaults: no reason, the derived key,
+    /// [`DEFAULT_ATTEMPTS`], [`DEFAULT_BACKOFF`], [`DEFAULT_TIMEOUT`].
+    pub fn new(to: Destination, format: Format) -> ShipOptions {
+        ShipOptions {
+            to,
+            format,
+            reason: None,
+            key: None,
+            attempts: DEFAULT_ATTEMPTS,
+            backoff: DEFAULT_BACKOFF,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// What a successful shipment carried.
+#[derive(Debug, Clone)]
+pub struct Shipped {
+    /// Records shipped.
+    pub records: usize,
+    /// Body bytes sent.
+    pub bytes: u64,
+    /// Retries it took (0: first try).
+    pub retries: u32,
+    /// The idempotency key it carried.
+    pub key: String,
+    /// One-line writer identity (program, pid, host).
+    pub writer: String,
+    /// One-line cause / state (as `blackbox info` says it).
+    pub cause: String,
+    /// The writer's state when the window was taken.
+    pub state: State,
+    /// Where the body went (for OTLP over HTTP, the `/v1/logs` URL).
+    pub target: String,
+}
+
+/// A failed shipment: one line, and how many retries were made.
+#[derive(Debug, Clone)]
+pub struct ShipError {
+    /// What went wrong, one line.
+    pub message: String,
+    /// Retries made before giving up.
+    pub retries: u32,
+}
+
+impl ShipError {
+    fn new(message: impl Into<String>) -> ShipError {
+        ShipError {
+            message: message.into(),
+            retries: 0,
+        }
+    }
+}
+
+impl std::fmt::Display for ShipError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ShipError {}
+
+/// The idempotency key of a shipment of `snap` taken in `state`:
+/// `NONCE-TAIL-STATE`, e.g. `9f3c0e1d2b4a5968-1048576-killed`. The same
+/// window of the same ring always gives the same key.
+pub fn default_key(snap: &Snapshot, state: State) -> String {
+    format!(
+        "{:016x}-{}-{}",
+        snap.header.nonce,
+        snap.tail,
+        state.as_str()
+    )
+}
+
+/// Ships the current window of `ring` (opened from `path`).
+///
+/// Takes the ring's state, then one snapshot (a live ring's current window),
+/// builds the body in `opts.format` and delivers it to `opts.to`, retrying a
+/// network destination as [`ShipOptions`] says.
+///
+/// # Errors
+///
+/// The ring cannot be read, the body cannot be written (stdout closed, the
+/// file cannot be opened or written), or the HTTP endpoint failed every try
+/// or refused the body (4xx): [`ShipError`] says which, in one line,
+/// with the retries made.
+pub async fn ship_ring(ring: &Ring, path: &Path, opts: &ShipOptions) -> Result<Shipped, ShipError> {
+    let ring_error = |e: crate::Error| ShipError::new(format!("{}: {e}", path.display()));
+    let state = ring.state().map_err(ring_error)?;
+    let snap = ring.snapshot().map_err(ring_error)?;
+    let key = opts
+        .key
+        .clone()
+        .unwrap_or_else(|| default_key(&snap, state));
+    let shipment = body::Shipment {
+        path,
+        state,
+        snap: &snap,
+        key: &key,
+        reason: opts.reason.as_deref(),
+        shipped_unix_ns: body::now_unix_ns(),
+    };
+    let bytes = match opts.format {
+        Format::Ndjson => shipment.ndjson(),
+        Format::Otlp => shipment.otlp(),
+    };
+    let len = bytes.len() as u64;
+    let retries = deliver::deliver(&opts.to, opts, &key, bytes).await?;
+    let h = &snap.header;
+    Ok(Shipped {
+        records: snap.records.len(),
+        bytes: len,
+        retries,
+        key,
+        writer: format!("{} pid {} on {}", h.program, h.pid, h.hostname),
+        cause: crate::cause::text(state, h),
+        state,
+        target: opts.to.target(opts.format),
+    })
+}
