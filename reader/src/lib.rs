@@ -40,6 +40,7 @@ mod render;
 mod ring;
 pub mod ship;
 pub mod typed;
+pub mod watch;
 
 pub use error::{Error, ErrorKind};
 pub use event::{decode_event, DecodeError, Event, FieldValue};

@@ -18,6 +18,7 @@ mod read;
 mod ship;
 mod units;
 mod verify;
+mod watch;
 
 /// Exit status for errors.
 pub const EXIT_ERROR: i32 = 2;
@@ -84,6 +85,9 @@ enum Command {
     Ship(ShipArgs),
     /// Run a demo writer that records, then dies as asked (for trying the pipeline and for tests).
     Demo(DemoArgs),
+    /// Collect from a directory of rings: ship each dead writer's window once, and live writers' snapshots.
+    #[command(long_about = watch::WATCH_ABOUT)]
+    Watch(watch::WatchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -288,6 +292,7 @@ pub fn main() -> i32 {
             follow: a.follow,
         }),
         Command::Verify(a) => verify::run(&a.ring),
+        Command::Watch(a) => watch::run(a),
         Command::Ship(a) => ship::run(ship::Options {
             ring: a.ring,
             to: a.to,

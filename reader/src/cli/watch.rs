@@ -1,0 +1,124 @@
+//! `blackbox watch DIR --to DEST`: the flags of the collector
+//! ([`crate::watch`] does the work).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::{units, Failure, ShipFormat};
+use crate::ship::{Destination, ShipOptions};
+use crate::watch;
+
+pub(crate) const WATCH_ABOUT: &str = "\
+Watch DIR, the directory an application writes its rings into, and ship each
+dead writer's last window once; ship a live writer's window when it asks for a
+snapshot; remove old shipped rings.
+
+A writer is dead when no process holds its ring's lock (this works from
+another container's PID namespace). Each dead ring is shipped once: a marker
+in the state directory (default DIR/.blackbox-watch) records it durably, and
+a lock there keeps two collectors from shipping one ring. A collector killed
+in the middle of a shipment ships that ring again when it restarts, with the
+same idempotency key (at-least-once). Live rings are never removed; dead ones
+only after they were shipped.
+
+Files: one level of DIR; names starting with '.' are skipped; symlinks are
+never followed; only regular files owned by this user, DIR's owner or an
+--owner are read, at most --max-ring-size each; a ring is known by its
+header, whatever its name.
+
+SIGTERM or SIGINT: the shipment in flight gets up to --shutdown-timeout, then
+the collector exits 0. With --once: scan, ship what is dead, exit (0, or 2 if
+a shipment failed).
+
+Example (a sidecar next to an app that sets BLACKBOX_DIR=/var/run/blackbox):
+  blackbox watch /var/run/blackbox --to http://collector:4318 --format otlp \\
+      --keep 8 --metrics 127.0.0.1:9464";
+
+#[derive(Args, Debug)]
+pub(crate) struct WatchArgs {
+    /// The directory of the rings.
+    dir: PathBuf,
+    /// Where to ship: -, a file (appended to), or an http(s):// URL.
+    #[arg(long, value_name = "DEST")]
+    to: String,
+    /// The shipment's format.
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = ShipFormat::Ndjson)]
+    format: ShipFormat,
+    /// Scan once, ship what is dead, and exit.
+    #[arg(long)]
+    once: bool,
+    /// Time between scans.
+    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = units::parse_duration)]
+    interval: Duration,
+    /// Least time between two snapshot shipments of one ring.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = units::parse_duration)]
+    snapshot_interval: Duration,
+    /// Keep at most K dead rings: the oldest shipped ones beyond are removed.
+    #[arg(long, value_name = "K", default_value_t = 16)]
+    keep: usize,
+    /// Keep at most SIZE bytes of dead rings (e.g. 512MiB).
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_size)]
+    keep_bytes: Option<u64>,
+    /// Never remove rings (overrides --keep and --keep-bytes).
+    #[arg(long)]
+    keep_all: bool,
+    /// Serve the counters in Prometheus text format at http://ADDR/metrics (a loopback address).
+    #[arg(long, value_name = "ADDR", value_parser = watch::parse_metrics_addr)]
+    metrics: Option<std::net::SocketAddr>,
+    /// Where the shipped markers and claims live [default: DIR/.blackbox-watch].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// How long the shipment in flight may take after SIGTERM or SIGINT.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = units::parse_duration)]
+    shutdown_timeout: Duration,
+    /// Skip (unread) files larger than SIZE.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = units::parse_size)]
+    max_ring_size: u64,
+    /// Also read files owned by UID (repeatable).
+    #[arg(long, value_name = "UID")]
+    owner: Vec<u32>,
+    /// Read files of any owner.
+    #[arg(long)]
+    any_owner: bool,
+    /// Tries in all for each shipment to a network destination [default: 5].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+    attempts: Option<u32>,
+    /// First retry delay, doubling each retry [default: 200ms].
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    backoff: Option<Duration>,
+    /// Per-request timeout [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    timeout: Option<Duration>,
+}
+
+/// Runs `blackbox watch`.
+pub(crate) fn run(a: WatchArgs) -> Result<i32, Failure> {
+    let to = Destination::parse(&a.to).map_err(Failure::error)?;
+    let mut ship = ShipOptions::new(to, a.format.into());
+    ship.attempts = a.attempts.unwrap_or(ship.attempts);
+    ship.backoff = a.backoff.unwrap_or(ship.backoff);
+    ship.timeout = a.timeout.unwrap_or(ship.timeout);
+    let opts = watch::Options {
+        ship,
+        once: a.once,
+        interval: a.interval.max(Duration::from_millis(10)),
+        snapshot_interval: a.snapshot_interval,
+        keep: (!a.keep_all).then_some(a.keep),
+        keep_bytes: a.keep_bytes.filter(|_| !a.keep_all),
+        metrics: a.metrics,
+        state_dir: a.state_dir,
+        shutdown_timeout: a.shutdown_timeout,
+        policy: watch::ScanPolicy {
+            // The header and the data region: 1GiB means a 1 GiB ring fits.
+            max_ring_size: a
+                .max_ring_size
+                .saturating_add(recorder::layout::HEADER_LEN as u64),
+            owners: a.owner,
+            any_owner: a.any_owner,
+        },
+        dir: a.dir,
+    };
+    watch::run(opts).map_err(Failure::error)
+}

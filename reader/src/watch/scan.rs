@@ -1,0 +1,286 @@
+//! Finding the rings in the watched directory without trusting it.
+//!
+//! The directory is shared with the application (and, on a shared volume,
+//! with whoever else can write it), so every entry is suspect:
+//!
+//! - one level only, no recursion; names starting with `.` are skipped (the
+//!   recorder's temporary files `.NAME.PID.NONCE.tmp`, the state directory);
+//! - symlinks are never followed: the entry's own type is checked, and the
+//!   file is opened with `O_NOFOLLOW`, so a link swapped in after the check
+//!   fails to open (a symlink to a ring inside the directory names a ring
+//!   found anyway under its real name; one pointing outside is exactly what
+//!   must not be read);
+//! - only regular files are opened, with `O_NONBLOCK` so a FIFO swapped in
+//!   cannot block the open, and `fstat` on the open file decides (type,
+//!   owner, size, links), not the name;
+//! - the owner must be the collector's effective uid, the directory's owner
+//!   or a uid given with `--owner` (unless `--any-owner`);
+//! - a file with more than one hard link is skipped (a hard link can bring
+//!   a file from outside the directory in; the recorder's link from its
+//!   temporary name is undone within microseconds, and the next scan sees
+//!   one link);
+//! - a file larger than `--max-ring-size` is skipped before a byte of it is
+//!   read; for the others only the 4096-byte header is read here, and the
+//!   header's capacity must fit the file, so a shipment copies at most the
+//!   file's size;
+//! - a ring is known by its header (magic, version, sizes), whatever its
+//!   name.
+//!
+//! Each skipped file is reported once (per path and reason), not every scan.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::{ErrorKind, Ring};
+
+/// Which files the collector may read.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Larger files are skipped unread.
+    pub max_ring_size: u64,
+    /// Owners accepted besides the collector's euid and the directory's owner.
+    pub owners: Vec<u32>,
+    /// Accept files of any owner.
+    pub any_owner: bool,
+}
+
+/// A ring found by a scan, open for reading.
+pub(crate) struct Found {
+    /// `DIR/NAME`.
+    pub path: PathBuf,
+    /// The file name, for logs.
+    pub name: String,
+    /// The ring, read through `file` (a duplicate descriptor).
+    pub ring: Ring,
+    /// The open file (to check it is still linked and still at `path`).
+    pub file: File,
+    /// File size in bytes.
+    pub size: u64,
+    /// Whether a live writer holds the ring's lock.
+    pub live: bool,
+}
+
+impl Found {
+    /// The ring's identity, independent of its file name: nonce, start
+    /// time and pid, as `NONCE-START_NS-PID` (safe as a file name).
+    pub fn id(&self) -> String {
+        let h = self.ring.header();
+        format!("{:016x}-{}-{}", h.nonce, h.start_unix_ns, h.pid)
+    }
+
+    /// Whether the open file is still the one at `path` (not removed, not
+    /// replaced), so removing `path` removes this ring and nothing else.
+    pub fn still_at_path(&self) -> bool {
+        let (Ok(open), Ok(now)) = (self.file.metadata(), std::fs::symlink_metadata(&self.path))
+        else {
+            return false;
+        };
+        open.nlink() > 0 && now.is_file() && open.dev() == now.dev() && open.ino() == now.ino()
+    }
+
+    /// Whether the open file still has a name (nobody removed it).
+    pub fn still_linked(&self) -> bool {
+        self.file.metadata().map(|m| m.nlink() > 0).unwrap_or(false)
+    }
+}
+
+/// Scans one directory, remembering what it already reported.
+pub(crate) struct Scanner {
+    dir: PathBuf,
+    policy: Policy,
+    euid: u32,
+    told: HashSet<(PathBuf, &'static str)>,
+    /// Files seen with several links once (told when seen so twice).
+    linked: HashSet<PathBuf>,
+}
+
+impl Scanner {
+    pub fn new(dir: PathBuf, policy: Policy) -> Scanner {
+        Scanner {
+            dir,
+            policy,
+            euid: nix::unistd::geteuid().as_raw(),
+            told: HashSet::new(),
+            linked: HashSet::new(),
+        }
+    }
+
+    /// Reports a skipped file once per path and reason; returns whether
+    /// it was new.
+    fn tell(&mut self, path: &Path, reason: &'static str, detail: String) -> bool {
+        if self.told.insert((path.to_path_buf(), reason)) {
+            eprintln!("blackbox watch: skipping {}: {detail}", path.display());
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Files skipped so far (distinct path and reason).
+    pub fn skipped(&self) -> u64 {
+        self.told.len() as u64
+    }
+
+    /// Lists the rings in the directory, oldest writer first.
+    ///
+    /// # Errors
+    ///
+    /// The directory cannot be listed (one line, for the log).
+    pub fn scan(&mut self) -> Result<Vec<Found>, String> {
+        let dir_meta = std::fs::metadata(&self.dir)
+            .map_err(|e| format!("cannot stat {}: {e}", self.dir.display()))?;
+        let entries = std::fs::read_dir(&self.dir)
+            .map_err(|e| format!("cannot list {}: {e}", self.dir.display()))?;
+        let mut found = Vec::new();
+        let mut present = HashSet::new();
+        for entry in entries {
+            let Ok(entry) = entry else { continue };
+            let name = entry.file_name();
+            if name.as_encoded_bytes().first() == Some(&b'.') {
+                continue;
+            }
+            let path = entry.path();
+            present.insert(path.clone());
+            // DirEntry::file_type does not follow symlinks.
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_symlink() {
+                self.tell(&path, "symlink", "a symlink (never followed)".into());
+                continue;
+            }
+            if kind.is_dir() {
+                continue;
+            }
+            if !kind.is_file() {
+                let what = if kind.is_fifo() {
+                    "a FIFO"
+                } else if kind.is_socket() {
+                    "a socket"
+                } else {
+                    "a device"
+                };
+                self.tell(&path, "special", format!("{what}, not a regular file"));
+                continue;
+            }
+            if let Some(f) = self.open(&path, dir_meta.uid()) {
+                found.push(f);
+            }
+        }
+        // Forget what was told about files that are gone (the set stays as
+        // small as the directory).
+        self.told.retain(|(path, _)| present.contains(path));
+        self.linked.retain(|path| present.contains(path));
+        found.sort_by(|a, b| {
+            let (ha, hb) = (a.ring.header(), b.ring.header());
+            ha.start_unix_ns
+                .cmp(&hb.start_unix_ns)
+                .then_with(|| a.path.cmp(&b.path))
+        });
+        Ok(found)
+    }
+
+    /// Opens one candidate and applies the policy; `None` when skipped.
+    fn open(&mut self, path: &Path, dir_uid: u32) -> Option<Found> {
+        let file = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)
+        {
+            Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                self.tell(path, "symlink", "a symlink (never followed)".into());
+                return None;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                self.tell(path, "open", format!("cannot open: {e}"));
+                return None;
+            }
+        };
+        let meta = file.metadata().ok()?;
+        if !meta.is_file() {
+            self.tell(path, "special", "not a regular file".into());
+            return None;
+        }
+        let uid = meta.uid();
+        if !self.policy.any_owner
+            && uid != self.euid
+            && uid != dir_uid
+            && !self.policy.owners.contains(&uid)
+        {
+            self.tell(
+                path,
+                "owner",
+                format!(
+                    "owned by uid {uid}, not by this collector (uid {}) or the directory's owner (uid {dir_uid}); allow it with --owner {uid}",
+                    self.euid
+                ),
+            );
+            return None;
+        }
+        if meta.nlink() > 1 {
+            // Told from the second sighting on: the recorder's own link
+            // from its temporary name shows two links for a moment.
+            if !self.linked.insert(path.to_path_buf()) {
+                self.tell(
+                    path,
+                    "links",
+                    format!(
+                        "{} hard links (a hard link can bring in a file from outside the directory)",
+                        meta.nlink()
+                    ),
+                );
+            }
+            return None;
+        }
+        if meta.len() > self.policy.max_ring_size {
+            self.tell(
+                path,
+                "size",
+                format!(
+                    "{} bytes, more than --max-ring-size {} (not read)",
+                    meta.len(),
+                    self.policy.max_ring_size
+                ),
+            );
+            return None;
+        }
+        let dup = file.try_clone().ok()?;
+        let ring = match Ring::from_file(dup, path) {
+            Ok(r) => r,
+            Err(e) if e.kind() == ErrorKind::Format => {
+                self.tell(path, "format", format!("not a ring ({e})"));
+                return None;
+            }
+            Err(e) => {
+                self.tell(path, "ring", e.to_string());
+                return None;
+            }
+        };
+        let live = match ring.is_locked() {
+            Ok(l) => l,
+            Err(e) => {
+                self.tell(
+                    path,
+                    "lock",
+                    format!("{e} (cannot tell whether its writer lives)"),
+                );
+                return None;
+            }
+        };
+        Some(Found {
+            name: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            path: path.to_path_buf(),
+            ring,
+            file,
+            size: meta.len(),
+            live,
+        })
+    }
+}
