@@ -54,7 +54,11 @@
 //!   as long before each next one (capped at 30 s; a `Retry-After` in
 //!   seconds is honoured up to the same cap). Any other status that is not
 //!   2xx (4xx, and 3xx: redirects are not followed) fails at once. After
-//!   the last try, [`ShipError`] says what the last failure was.
+//!   the last try, [`ShipError`] says what the last failure was. The
+//!   usual proxy variables (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`) apply.
+//!   The body is one request whatever its size: a receiver's size limit
+//!   (the OpenTelemetry Collector's `max_request_body_size`, 20 MiB by
+//!   default) answers 413, which fails at once.
 //!
 //! # Repeats
 //!
@@ -344,4 +348,32 @@ pub async fn ship_ring(ring: &Ring, path: &Path, opts: &ShipOptions) -> Result<S
         state,
         target: opts.to.target(opts.format),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A collector may `tokio::spawn` shipments: the future must be Send.
+    #[allow(dead_code)]
+    fn ship_ring_is_send(ring: &Ring, opts: &ShipOptions) {
+        fn send<T: Send>(_: T) {}
+        send(ship_ring(ring, Path::new("x"), opts));
+    }
+
+    #[test]
+    fn destinations_parse() {
+        assert_eq!(Destination::parse("-"), Ok(Destination::Stdout));
+        assert_eq!(
+            Destination::parse("HTTPS://h:4318/x"),
+            Ok(Destination::Http("HTTPS://h:4318/x".into()))
+        );
+        assert_eq!(
+            Destination::parse("out.ndjson"),
+            Ok(Destination::File("out.ndjson".into()))
+        );
+        for bad in ["", "http://", "ftp://h/x", "http://exa mple.com"] {
+            assert!(Destination::parse(bad).is_err(), "{bad:?}");
+        }
+    }
 }
