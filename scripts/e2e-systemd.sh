@@ -22,6 +22,7 @@
 #
 #   scripts/e2e-systemd.sh
 #   BLACKBOX_E2E_MIRROR=http://deb.debian.org/debian scripts/e2e-systemd.sh
+#   BLACKBOX_E2E_KEEP=1 scripts/e2e-systemd.sh   # keep the reports and logs in /tmp
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -179,8 +180,10 @@ chmod 0755 "$out"
 echo "== booting the guest (systemd-nspawn --boot); results in $out"
 boot_log=$out/boot.log
 status=0
+boot_start=$(date +%s)
 timeout -k 20 300 systemd-nspawn -q -D "$root" --register=no --keep-unit --boot \
     --bind="$out:/e2e-out" --console=pipe </dev/null >"$boot_log" 2>&1 || status=$?
+guest=$(($(date +%s) - boot_start))
 if [ ! -e "$out/done" ]; then
     tail -n 40 "$boot_log"
     cat "$out/scenario.log" 2>/dev/null || true
@@ -229,5 +232,5 @@ if [ "$fail" -ne 0 ]; then
     echo "e2e-systemd: FAILED after ${elapsed} s (logs in $out)"
     exit 1
 fi
-rm -rf "$out"
-echo "e2e-systemd: 3 failures (SIGKILL, SIGSEGV, exit 3) reported by OnFailure in ${elapsed} s"
+[ -n "${BLACKBOX_E2E_KEEP:-}" ] || rm -rf "$out"
+echo "e2e-systemd: 3 failures (SIGKILL, SIGSEGV, exit 3) reported by OnFailure in ${elapsed} s (the guest's boot, scenario and poweroff: ${guest} s)"

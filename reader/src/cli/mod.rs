@@ -14,6 +14,7 @@ use crate::{cause, render};
 
 mod demo;
 mod info;
+mod on_failure;
 mod read;
 mod ship;
 mod units;
@@ -85,6 +86,9 @@ enum Command {
     Ship(ShipArgs),
     /// Run a demo writer that records, then dies as asked (for trying the pipeline and for tests).
     Demo(DemoArgs),
+    /// Report (and ship) the ring of a unit that failed: the command a systemd OnFailure= unit runs.
+    #[command(long_about = ON_FAILURE_ABOUT)]
+    OnFailure(OnFailureArgs),
     /// Collect from a directory of rings: ship each dead writer's window once, and live writers' snapshots.
     #[command(long_about = watch::WATCH_ABOUT)]
     Watch(watch::WatchArgs),
@@ -274,6 +278,82 @@ struct DemoArgs {
     termination_log: Option<PathBuf>,
 }
 
+const ON_FAILURE_ABOUT: &str = "\
+Report (and ship) the ring of a unit that failed: the command a systemd
+OnFailure= unit runs (systemd/blackbox-collect@.service).
+
+An app unit names the collector with OnFailure=blackbox-collect@%n.service and
+sets BLACKBOX_DIR, so its recorder creates its ring there. When the unit fails,
+systemd starts the collector with MONITOR_UNIT, MONITOR_INVOCATION_ID,
+MONITOR_SERVICE_RESULT, MONITOR_EXIT_CODE and MONITOR_EXIT_STATUS set. This
+command then:
+
+  1. scans DIR (not recursively; regular files only, symlinks not followed;
+     a ring is known by its magic, not its name) for the ring whose recorded
+     INVOCATION_ID equals MONITOR_INVOCATION_ID. Without a match (or an id), it
+     takes the newest ring that no live writer holds and that records no
+     invocation id, and says so; a ring of another run is never taken.
+  2. prints a report to stdout (the journal, under systemd): the unit,
+     systemd's verdict, the ring's writer, state and cause of death, and the
+     last N records. When the ring has no cause of its own (killed without a
+     word), systemd's result becomes the cause: oom-kill -> OOM-killed,
+     signal -> killed by SIGKILL, exit-code -> exited with status N.
+  3. with --to (or BLACKBOX_TO), ships the window (as blackbox ship does),
+     with the reason \"systemd OnFailure: UNIT result=R code=C status=S\".
+  4. with --keep K, removes the oldest dead rings in DIR beyond the newest K.
+
+Every flag defaults to its environment variable, so a unit needs no flags:
+  --unit MONITOR_UNIT, --invocation-id MONITOR_INVOCATION_ID,
+  --result MONITOR_SERVICE_RESULT, --exit-code MONITOR_EXIT_CODE,
+  --exit-status MONITOR_EXIT_STATUS, --dir BLACKBOX_DIR, --to BLACKBOX_TO,
+  --format BLACKBOX_FORMAT.
+
+Exit status: 0 when the report was written (and shipped, if asked); 2 with one
+line on stderr otherwise (no ring of this run, an unreadable ring, a failed
+shipment: the report is then still printed).
+
+Example (what the collector unit runs):
+  blackbox on-failure --dir /run/blackbox --keep 8";
+
+#[derive(Args, Debug)]
+struct OnFailureArgs {
+    /// The directory of the rings [env: BLACKBOX_DIR].
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Report this ring instead of looking for one in DIR.
+    #[arg(long, value_name = "PATH")]
+    ring: Option<PathBuf>,
+    /// The failed unit [env: MONITOR_UNIT].
+    #[arg(long, value_name = "UNIT")]
+    unit: Option<String>,
+    /// The failed run's invocation id [env: MONITOR_INVOCATION_ID].
+    #[arg(long, value_name = "ID")]
+    invocation_id: Option<String>,
+    /// systemd's result: exit-code, signal, core-dump, oom-kill, timeout, ... [env: MONITOR_SERVICE_RESULT].
+    #[arg(long, value_name = "RESULT")]
+    result: Option<String>,
+    /// exited, killed or dumped [env: MONITOR_EXIT_CODE].
+    #[arg(long, value_name = "CODE")]
+    exit_code: Option<String>,
+    /// The exit status, or the signal name without SIG [env: MONITOR_EXIT_STATUS].
+    #[arg(long, value_name = "STATUS")]
+    exit_status: Option<String>,
+    /// Also ship the window to DEST: -, a file, or an http(s):// URL [env: BLACKBOX_TO].
+    #[arg(long, value_name = "DEST")]
+    to: Option<String>,
+    /// The shipment's format [env: BLACKBOX_FORMAT; default: ndjson].
+    #[arg(long, value_name = "FORMAT", value_enum)]
+    format: Option<ShipFormat>,
+    /// Records in the report.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    last: usize,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Afterwards, remove the oldest dead rings in DIR beyond the newest K (live rings and the reported one are kept).
+    #[arg(long, value_name = "K")]
+    keep: Option<usize>,
+}
 /// Runs the command line and returns the process exit status.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -292,6 +372,24 @@ pub fn main() -> i32 {
             follow: a.follow,
         }),
         Command::Verify(a) => verify::run(&a.ring),
+        Command::OnFailure(a) => {
+            on_failure::format_from_env(a.format.map(Into::into)).and_then(|format| {
+                on_failure::run(on_failure::Options {
+                    dir: a.dir,
+                    ring: a.ring,
+                    unit: a.unit,
+                    invocation_id: a.invocation_id,
+                    result: a.result,
+                    exit_code: a.exit_code,
+                    exit_status: a.exit_status,
+                    to: a.to,
+                    format,
+                    last: a.last,
+                    json: a.json,
+                    keep: a.keep,
+                })
+            })
+        }
         Command::Watch(a) => watch::run(a),
         Command::Ship(a) => ship::run(ship::Options {
             ring: a.ring,

@@ -104,12 +104,11 @@ impl Verdict {
         parts.join(" ")
     }
 
-    /// The reason a shipment carries.
+    /// The reason a shipment carries: systemd's whole verdict, which the
+    /// shipped ring's own cause lacks (`result=signal code=killed
+    /// status=KILL`).
     fn reason(&self, unit: &str) -> String {
-        format!(
-            "systemd OnFailure: {unit} result={}",
-            self.result.as_deref().unwrap_or("unknown")
-        )
+        format!("systemd OnFailure: {unit} {}", self.text())
     }
 }
 
