@@ -392,14 +392,16 @@ fn demo_records(r: &Request) -> usize {
 // ---------------------------------------------------------------------------
 // The tests.
 
-/// Two dead rings and a live one: `--once` ships exactly the two dead
-/// ones, each whole; a second run ships nothing new; the live ring is
+/// Two dead rings (one under a name of its own) and a live one: `--once`
+/// ships exactly the two dead ones, each whole; a second run ships nothing new; the live ring is
 /// left alone (still there, still running).
 #[test]
 fn ships_exactly_the_dead_rings_once() {
     let dir = TempDir::new("watch-dead");
     let sink = Sink::start(Mode::Ok);
-    let killed = dead_ring(&dir.0, 300, "kill");
+    // A ring is known by its header, whatever its name.
+    let killed = dir.path("renamed-without-extension");
+    std::fs::rename(dead_ring(&dir.0, 300, "kill"), &killed).unwrap();
     let crashed = dead_ring(&dir.0, 500, "segv");
     let (_live, live, _) = live_ring(demo_in(&dir.0).args(["--rate", "20", "--records", "100000"]));
 
@@ -667,6 +669,21 @@ fn a_snapshot_request_ships_the_live_window_once_per_interval() {
     );
     assert!(ring.exists());
     assert_eq!(info_json(&ring)["state"], "running");
+
+    // The request acted on is remembered durably: a restarted collector
+    // (without a rate limit) does not ship it again. Should the scan have
+    // caught the burst half way, the rest is still owed: one more.
+    drop(daemon);
+    let mark = std::fs::read_dir(dir.path(".blackbox-watch"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "snapshot"))
+        .expect("a snapshot mark");
+    let mark: Value = serde_json::from_str(&std::fs::read_to_string(mark).unwrap()).unwrap();
+    let owed = usize::from(mark["trigger"] != 50);
+    let o = watch_once(&dir.0, &sink.url(), &["--snapshot-interval", "0s"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(sink.requests().len(), 1 + owed, "{mark}: {}", stderr(&o));
 }
 
 /// SIGTERM while a shipment is in flight: the collector gives it up to

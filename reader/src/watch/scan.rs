@@ -241,7 +241,7 @@ impl Scanner {
                 path,
                 "size",
                 format!(
-                    "{} bytes, more than --max-ring-size {} (not read)",
+                    "{} bytes, more than the {} --max-ring-size allows with the header (not read)",
                     meta.len(),
                     self.policy.max_ring_size
                 ),
