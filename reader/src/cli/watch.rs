@@ -28,9 +28,10 @@ never followed; only regular files owned by this user, DIR's owner or an
 --owner are read, at most --max-ring-size each; a ring is known by its
 header, whatever its name.
 
-SIGTERM or SIGINT: the shipment in flight gets up to --shutdown-timeout, then
-the collector exits 0. With --once: scan, ship what is dead, exit (0, or 2 if
-a shipment failed).
+SIGTERM or SIGINT: within --shutdown-timeout, the shipment in flight finishes
+and one last scan ships the rings that died meanwhile; then the collector exits
+0. With --once: scan, ship what is dead (and pending snapshot requests), exit
+(0, or 2 if a shipment failed).
 
 Example (a sidecar next to an app that sets BLACKBOX_DIR=/var/run/blackbox):
   blackbox watch /var/run/blackbox --to http://collector:4318 --format otlp \\

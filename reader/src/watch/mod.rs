@@ -42,9 +42,12 @@
 //!
 //! # Shutdown
 //!
-//! SIGTERM or SIGINT: no new shipment starts; the one in flight gets up to
-//! `--shutdown-timeout` to finish (and is then marked); one that does not
-//! finish is abandoned unmarked and ships again on the next start. Exit
+//! SIGTERM or SIGINT sets a deadline `--shutdown-timeout` away. The
+//! shipment in flight may finish until then (and is then marked); then one
+//! last scan ships the rings that died meanwhile (a native sidecar is
+//! stopped right after the app, whose last ring has just died), dead rings
+//! only, no snapshots, within the same deadline. A shipment cut off at the
+//! deadline is abandoned unmarked and ships again on the next start. Exit
 //! status 0.
 //!
 //! # Log
