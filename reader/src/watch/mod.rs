@@ -5,13 +5,13 @@
 //!
 //! # What it does each scan (every `--interval`)
 //!
-//! 1. Lists the directory ([`scan`]: no symlinks, no special files, no
+//! 1. Lists the directory (`scan.rs`: no symlinks, no special files, no
 //!    foreign owners, nothing larger than `--max-ring-size`; a ring is known
 //!    by its header, whatever its name).
 //! 2. A ring whose lock no process holds has a dead writer (the kernel lock
 //!    of `shm-layout.md` section 8, which works across PID namespaces: the
 //!    collector never looks at pids). Dead rings not yet shipped are
-//!    shipped, one at a time: claim, ship, mark ([`state`]).
+//!    shipped, one at a time: claim, ship, mark (`state.rs`).
 //! 3. A live ring whose `SNAPSHOT_TRIGGER` moved since the last snapshot
 //!    acted on (shm-layout.md 8.4) has its current window shipped with the
 //!    request's reason, at most once per `--snapshot-interval` per ring;
