@@ -154,7 +154,7 @@ for app in blackbox-demo e2e-segv e2e-exit; do
     journalctl -q -o cat -u "$collector" >"$out/$app.report"
     log "$(cat "$out/$app.unit" "$out/$app.collector" | tr '\n' ' ')"
 done
-ls -l /run/blackbox >>"$out/scenario.log" 2>&1
+ls -lR /run/blackbox >>"$out/scenario.log" 2>&1
 touch "$out/done"
 systemctl poweroff
 EOF

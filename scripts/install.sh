@@ -6,8 +6,8 @@
 #   PREFIX=/opt/blackbox DESTDIR=/tmp/pkg scripts/install.sh   # staged (packaging)
 #
 # Installs blackbox-collect@.service (the OnFailure collector),
-# blackbox-demo.service (an example app that dies) and blackbox-watch.service
-# (a standing collector, not enabled), rewriting their /usr/local/bin path to
+# blackbox-demo.service (an example app that dies) and blackbox-watch@.service
+# (a standing collector per app unit, not enabled), rewriting their /usr/local/bin path to
 # PREFIX/bin. /etc/blackbox/collect.env is created commented out, never
 # overwritten. With --drop-in UNIT, UNIT.d/blackbox.conf gives UNIT a ring
 # directory that survives its stop and OnFailure=blackbox-collect@.

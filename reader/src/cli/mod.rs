@@ -313,7 +313,7 @@ line on stderr otherwise (no ring of this run, an unreadable ring, a failed
 shipment: the report is then still printed).
 
 Example (what the collector unit runs):
-  blackbox on-failure --dir /run/blackbox --keep 8";
+  BLACKBOX_DIR=/run/blackbox/myapp.service blackbox on-failure --keep 8";
 
 #[derive(Args, Debug)]
 struct OnFailureArgs {
