@@ -501,6 +501,14 @@ fn snapshot_requests_bump_the_trigger_and_carry_a_reason() {
     assert_eq!(look(), (2, Some("ERROR db: timeout".to_string())));
     rec.log(recorder::Level::Info, "db", "fine", &[]).unwrap();
     assert_eq!(look(), (2, Some("ERROR db: timeout".to_string())));
+    let info = info_json(&path);
+    assert_eq!(info["snapshot_requests"], 2, "{info}");
+    assert_eq!(info["snapshot_reason"], "ERROR db: timeout", "{info}");
+    let text = stdout(&run(&["info", path.to_str().unwrap()]));
+    assert!(
+        text.contains("snapshots 2 asked for; the last: \"ERROR db: timeout\""),
+        "{text}"
+    );
     drop(rec);
 
     let quiet = dir.path("quiet.ring");

@@ -374,5 +374,7 @@ pub fn info_json(path: &std::path::Path, state: State, snap: &Snapshot) -> Value
         "gaps": s.gaps.len(),
         "lapped_writes": h.lapped_writes,
         "oversize_drops": h.oversize_drops,
+        "snapshot_requests": h.snapshot_trigger,
+        "snapshot_reason": s.snapshot_reason(h),
     })
 }

@@ -338,7 +338,7 @@ fn main() {
     get("log", "log event 63 B (stride 64)", &|| {
         measure(1, n, runs, |n| log_loop(&rec, n))
     });
-    get("snapshot", "snapshot(reason) (event+trigger)", &|| {
+    get("snapshot", "snapshot (event + trigger)", &|| {
         measure(1, n, runs, |n| snapshot_loop(&rec, n))
     });
     get("floor2", "floor (fetch_add + clock)", &|| {

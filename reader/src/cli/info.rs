@@ -152,5 +152,16 @@ pub fn run(path: &Path, as_json: bool) -> Result<i32, Failure> {
         h.lapped_writes,
         h.oversize_drops
     )?;
+    if h.snapshot_trigger > 0 {
+        let reason = s.snapshot_reason(h).map_or_else(
+            || "its record has left the window".to_string(),
+            |r| format!("\"{r}\""),
+        );
+        writeln!(
+            out,
+            "snapshots {} asked for; the last: {reason}",
+            h.snapshot_trigger
+        )?;
+    }
     Ok(0)
 }
