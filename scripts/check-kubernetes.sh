@@ -25,7 +25,7 @@ if [ ! -x "$validate" ]; then
     command -v python3 >/dev/null || skip "python3 is not installed"
     if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
         if command -v apt-get >/dev/null && [ "$(id -u)" -eq 0 ]; then
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null 2>&1 ||
+            bash scripts/apt-install.sh python3-venv >/dev/null 2>&1 ||
                 skip "cannot install python3-venv"
         else
             skip "python3's venv module is missing (apt-get install python3-venv)"

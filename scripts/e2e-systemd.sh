@@ -39,7 +39,7 @@ skip() {
 if ! command -v systemd-nspawn >/dev/null || ! command -v debootstrap >/dev/null; then
     if command -v apt-get >/dev/null; then
         echo "== installing systemd-container and debootstrap"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q systemd-container debootstrap \
+        bash scripts/apt-install.sh systemd-container debootstrap \
             >/tmp/blackbox-e2e-apt.log 2>&1 ||
             skip "cannot install systemd-container and debootstrap (see /tmp/blackbox-e2e-apt.log)"
     fi
