@@ -513,10 +513,10 @@ pub fn run(opts: Options) -> Result<i32, Failure> {
         let shipped = runtime
             .block_on(crate::ship::ship_ring(&ring, &path, &ship))
             .map_err(|e| {
+                // The error says how many tries it made.
                 Failure::error(format!(
-                    "{}: report written, but shipping failed after {} retries: {e}",
-                    path.display(),
-                    e.retries
+                    "{}: report written, but shipping failed: {e}",
+                    path.display()
                 ))
             })?;
         // The report went to stdout; where the shipment went is news for
