@@ -159,6 +159,9 @@ struct ShipArgs {
     /// The idempotency key (default: derived from the ring and its window, so a repeat has the same key).
     #[arg(long, value_name = "KEY")]
     key: Option<String>,
+    /// Split the shipment into parts of at most SIZE bytes each (e.g. 1MiB; at least 4KiB): one POST per part.
+    #[arg(long, value_name = "SIZE", default_value = "4MiB", value_parser = units::parse_max_body)]
+    max_body: u64,
 }
 
 /// The shipment format, for `ship --format` and `on-failure --format`.
@@ -400,6 +403,7 @@ pub fn main() -> i32 {
             attempts: a.attempts,
             backoff: a.backoff,
             timeout: a.timeout,
+            max_body: a.max_body,
         }),
         Command::Demo(a) => demo::run(demo::Options {
             ring: a.ring,

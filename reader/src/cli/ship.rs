@@ -17,6 +17,7 @@ pub struct Options {
     pub attempts: u32,
     pub backoff: Duration,
     pub timeout: Duration,
+    pub max_body: u64,
 }
 
 pub fn run(opts: Options) -> Result<i32, Failure> {
@@ -30,6 +31,7 @@ pub fn run(opts: Options) -> Result<i32, Failure> {
         attempts: opts.attempts,
         backoff: opts.backoff,
         timeout: opts.timeout,
+        max_body: opts.max_body,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -51,6 +53,9 @@ pub fn run(opts: Options) -> Result<i32, Failure> {
         shipped.bytes,
         shipped.target,
     );
+    if shipped.parts > 1 {
+        line.push_str(&format!(" in {} parts", shipped.parts));
+    }
     if shipped.retries > 0 {
         line.push_str(&format!(" after {} retries", shipped.retries));
     }

@@ -27,6 +27,19 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size {text:?} is too large"))
 }
 
+/// Parses `--max-body`: a size of at least [`crate::ship::MIN_MAX_BODY`].
+pub fn parse_max_body(text: &str) -> Result<u64, String> {
+    let size = parse_size(text)?;
+    let min = crate::ship::MIN_MAX_BODY;
+    if size < min {
+        return Err(format!(
+            "{text:?} is too small for a body (use at least {}KiB)",
+            min >> 10
+        ));
+    }
+    Ok(size)
+}
+
 /// Parses a duration such as `500ms`, `30s`, `5m`, `1h`, `1h 30m`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim())
@@ -51,6 +64,14 @@ mod tests {
         assert!(parse_size("12 parsecs").is_err());
         assert!(parse_size("").is_err());
         assert!(parse_size("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn max_body_is_at_least_4kib() {
+        assert_eq!(parse_max_body("4KiB"), Ok(4096));
+        assert_eq!(parse_max_body("16MiB"), Ok(16 << 20));
+        assert!(parse_max_body("4095").is_err());
+        assert!(parse_max_body("0").is_err());
     }
 
     #[test]

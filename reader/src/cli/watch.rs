@@ -92,6 +92,9 @@ pub(crate) struct WatchArgs {
     /// Per-request timeout [default: 10s].
     #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
     timeout: Option<Duration>,
+    /// Ship in parts of at most SIZE bytes each (at least 4KiB) [default: 4MiB].
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_max_body)]
+    max_body: Option<u64>,
 }
 
 /// Runs `blackbox watch`.
@@ -101,6 +104,7 @@ pub(crate) fn run(a: WatchArgs) -> Result<i32, Failure> {
     ship.attempts = a.attempts.unwrap_or(ship.attempts);
     ship.backoff = a.backoff.unwrap_or(ship.backoff);
     ship.timeout = a.timeout.unwrap_or(ship.timeout);
+    ship.max_body = a.max_body.unwrap_or(ship.max_body);
     let opts = watch::Options {
         ship,
         once: a.once,

@@ -2,12 +2,21 @@
 //! `read --json` lines) or OTLP/HTTP JSON, from one snapshot. The JSON of
 //! records and of the ring comes from [`crate::render`], the same code the
 //! CLI prints with, so a shipment says exactly what `read` and `info` say.
+//!
+//! A shipment goes in parts of at most `max_body` bytes ([`split`]): each
+//! part is a whole body (the shipment line or the resource, then that
+//! part's records). The parts are planned from each record's serialized
+//! length, then built one at a time, so only one part's bytes are held at
+//! once (at the cost of serializing every record twice).
 
+use std::io::Write;
+use std::ops::Range;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
+use super::Format;
 use crate::render::{info_json, rfc3339, show};
 use crate::{Snapshot, State};
 
@@ -19,6 +28,21 @@ pub(crate) fn now_unix_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Which part of a shipment a body is: `index` of `count`, from 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Part {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Part {
+    /// As wide as part numbers get: a body's frame is at most this long.
+    const WIDEST: Part = Part {
+        index: u32::MAX,
+        count: u32::MAX,
+    };
 }
 
 /// One shipment of one snapshot.
@@ -33,8 +57,8 @@ pub(crate) struct Shipment<'a> {
 
 impl Shipment<'_> {
     /// The shipment object: `info --json` plus `kind`, `key`, `reason`,
-    /// `shipped_at`, `blackbox_version`.
-    fn head(&self) -> Map<String, Value> {
+    /// `shipped_at`, `blackbox_version`, `part`, `parts`.
+    fn head(&self, part: Part) -> Map<String, Value> {
         let mut head = match info_json(self.path, self.state, self.snap) {
             Value::Object(o) => o,
             _ => Map::new(),
@@ -44,12 +68,17 @@ impl Shipment<'_> {
         head.insert("reason".into(), json!(self.reason));
         head.insert("shipped_at".into(), json!(rfc3339(self.shipped_unix_ns)));
         head.insert("blackbox_version".into(), json!(VERSION));
+        head.insert("part".into(), json!(part.index));
+        head.insert("parts".into(), json!(part.count));
         head
     }
 
-    /// Each record as `read --json` prints it.
-    fn record_objects(&self) -> impl Iterator<Item = (&crate::Record, Map<String, Value>)> + '_ {
-        self.snap.records.iter().map(move |r| {
+    /// The records of `range`, each as `read --json` prints it.
+    fn record_objects(
+        &self,
+        range: Range<usize>,
+    ) -> impl Iterator<Item = (&crate::Record, Map<String, Value>)> + '_ {
+        self.snap.records[range].iter().map(move |r| {
             let value = crate::render::json(r, self.snap.gap_before(r), &show(self.snap, r));
             let object = match value {
                 Value::Object(o) => o,
@@ -59,40 +88,71 @@ impl Shipment<'_> {
         })
     }
 
-    /// The NDJSON body: the shipment line, then one line per record with
-    /// the key added.
-    pub fn ndjson(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256 + self.snap.records.len() * 200);
-        push_line(&mut out, &Value::Object(self.head()));
-        for (_, mut object) in self.record_objects() {
-            object.insert("key".into(), json!(self.key));
-            push_line(&mut out, &Value::Object(object));
-        }
-        out
+    /// The records of `range` as they stand in a body: an NDJSON line (the
+    /// `read --json` object with the key), or an OTLP `logRecord`.
+    fn record_values(
+        &self,
+        format: Format,
+        range: Range<usize>,
+    ) -> impl Iterator<Item = Value> + '_ {
+        let observed = self.shipped_unix_ns.to_string();
+        self.record_objects(range)
+            .map(move |(r, mut object)| match format {
+                Format::Ndjson => {
+                    object.insert("key".into(), json!(self.key));
+                    Value::Object(object)
+                }
+                Format::Otlp => log_record(r.ts_unix_ns, &observed, object),
+            })
     }
 
-    /// The OTLP/HTTP JSON body: one `ExportLogsServiceRequest`.
-    pub fn otlp(&self) -> Vec<u8> {
-        let observed = self.shipped_unix_ns.to_string();
-        let records: Vec<Value> = self
-            .record_objects()
-            .map(|(r, object)| log_record(r.ts_unix_ns, &observed, object))
-            .collect();
-        let body = json!({
+    /// The OTLP request around `records`: one `ExportLogsServiceRequest`.
+    fn otlp_request(&self, part: Part, records: Vec<Value>) -> Value {
+        json!({
             "resourceLogs": [{
-                "resource": { "attributes": self.resource_attributes() },
+                "resource": { "attributes": self.resource_attributes(part) },
                 "scopeLogs": [{
                     "scope": { "name": "blackbox", "version": VERSION },
                     "logRecords": records,
                 }],
             }],
-        });
-        let mut out = serde_json::to_vec(&body).unwrap_or_default();
-        out.push(b'\n');
-        out
+        })
     }
 
-    fn resource_attributes(&self) -> Vec<Value> {
+    /// Splits the records into parts of at most `max_body` bytes each (a
+    /// record too large for a part of its own goes alone): the record
+    /// ranges, in order; one (maybe empty) range for no records.
+    pub fn plan(&self, format: Format, max_body: usize) -> Vec<Range<usize>> {
+        // The frame: a body of no records, with the widest part numbers.
+        let frame = match format {
+            Format::Ndjson => json_len(&Value::Object(self.head(Part::WIDEST))) + 1,
+            Format::Otlp => json_len(&self.otlp_request(Part::WIDEST, Vec::new())) + 1,
+        };
+        // Each record adds its line (and newline) or its logRecord (and a
+        // comma, one more than it takes: a bound is enough).
+        let lens = self
+            .record_values(format, 0..self.snap.records.len())
+            .map(|v| json_len(&v) + 1);
+        split(frame, lens, max_body)
+    }
+
+    /// Appends the body of `part`, holding the records of `range`, to `out`.
+    pub fn write_part(&self, format: Format, range: Range<usize>, part: Part, out: &mut Vec<u8>) {
+        match format {
+            Format::Ndjson => {
+                push_line(out, &Value::Object(self.head(part)));
+                for line in self.record_values(format, range) {
+                    push_line(out, &line);
+                }
+            }
+            Format::Otlp => {
+                let records = self.record_values(format, range).collect();
+                push_line(out, &self.otlp_request(part, records));
+            }
+        }
+    }
+
+    fn resource_attributes(&self, part: Part) -> Vec<Value> {
         let h = &self.snap.header;
         let s = self.snap;
         let mut attrs = vec![
@@ -125,6 +185,8 @@ impl Shipment<'_> {
             }
         }
         attrs.push(kv("blackbox.shipment.key", json!(self.key)));
+        attrs.push(kv("blackbox.shipment.part", json!(part.index)));
+        attrs.push(kv("blackbox.shipment.parts", json!(part.count)));
         if let Some(reason) = self.reason {
             attrs.push(kv("blackbox.reason", json!(reason)));
         }
@@ -136,6 +198,51 @@ impl Shipment<'_> {
         attrs.push(kv("blackbox.overwritten", json!(s.totals.overwritten)));
         attrs
     }
+}
+
+/// Splits records of serialized lengths `lens` into parts of at most `max`
+/// bytes, each also holding a `frame` of `frame` bytes: greedily, in order.
+/// A part holds at least one record, so a record that does not fit with
+/// the frame alone goes alone (never dropped, never cut). No records make
+/// one empty part.
+pub(crate) fn split(
+    frame: usize,
+    lens: impl IntoIterator<Item = usize>,
+    max: usize,
+) -> Vec<Range<usize>> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut size = frame;
+    let mut end = 0;
+    for (i, len) in lens.into_iter().enumerate() {
+        if i > start && size.saturating_add(len) > max {
+            parts.push(start..i);
+            start = i;
+            size = frame;
+        }
+        size = size.saturating_add(len);
+        end = i + 1;
+    }
+    parts.push(start..end);
+    parts
+}
+
+/// The length of `value` serialized, without keeping the bytes.
+fn json_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Serializing a Value cannot fail, and Count never does.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 fn push_line(out: &mut Vec<u8>, value: &Value) {
@@ -229,6 +336,37 @@ fn any_value(value: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_fills_parts_in_order_and_sends_an_oversized_record_alone() {
+        // frame 10, max 40: 10+10+10 fits, a fourth would not.
+        assert_eq!(
+            split(10, [10, 10, 10, 10, 5], 40),
+            [0..3, 3..5],
+            "greedy, in order"
+        );
+        // A 100-byte record in a 40-byte limit: alone, between its
+        // neighbours, which keep their own parts.
+        assert_eq!(split(10, [10, 100, 10], 40), [0..1, 1..2, 2..3]);
+        assert_eq!(split(10, [100], 40), vec![0..1], "first and only");
+        assert_eq!(split(10, [10, 10, 100], 40), [0..2, 2..3], "last");
+        // Exactly full is not over.
+        assert_eq!(split(10, [15, 15, 1], 40), [0..2, 2..3]);
+        // No records: one part with the frame alone.
+        assert_eq!(split(10, [], 40), vec![0..0]);
+        // Every record is in exactly one part, whatever the sizes.
+        let lens: Vec<usize> = (0..1000).map(|i| (i * 7919) % 300 + 1).collect();
+        let parts = split(50, lens.iter().copied(), 1000);
+        let mut next = 0;
+        for p in &parts {
+            assert_eq!(p.start, next);
+            assert!(p.end > p.start);
+            let size: usize = 50 + lens[p.clone()].iter().sum::<usize>();
+            assert!(size <= 1000 || p.len() == 1, "{p:?} is {size} bytes");
+            next = p.end;
+        }
+        assert_eq!(next, lens.len());
+    }
 
     #[test]
     fn any_value_follows_the_otlp_json_mapping() {

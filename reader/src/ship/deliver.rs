@@ -1,6 +1,6 @@
-//! Delivering a prepared body: to stdout or a file in one `write_all`, or
-//! in one HTTP POST, retried with exponential backoff (policy in the
-//! module docs of [`crate::ship`]).
+//! Delivering prepared bodies: to stdout or a file in one `write_all`, or
+//! one HTTP POST per part, each retried with exponential backoff (policy in
+//! the module docs of [`crate::ship`]).
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use reqwest::StatusCode;
 
-use super::{Destination, Format, ShipError, ShipOptions};
+use super::{Format, ShipError, ShipOptions};
 
 /// No wait between tries is longer than this.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -34,21 +34,14 @@ pub(super) fn http_target(url: &str, format: Format) -> String {
     }
 }
 
-/// Delivers `body`; returns the retries it took.
-pub(super) async fn deliver(
-    to: &Destination,
-    opts: &ShipOptions,
-    key: &str,
-    body: Vec<u8>,
-) -> Result<u32, ShipError> {
-    match to {
-        Destination::Stdout => blocking(move || write_stdout(&body)).await.map(|()| 0),
-        Destination::File(path) => {
-            let path = path.clone();
-            blocking(move || append_file(path, &body)).await.map(|()| 0)
-        }
-        Destination::Http(url) => post(&http_target(url, opts.format), opts, key, body).await,
-    }
+/// Writes `body` to standard output in one `write_all`.
+pub(super) async fn to_stdout(body: Vec<u8>) -> Result<(), ShipError> {
+    blocking(move || write_stdout(&body)).await
+}
+
+/// Appends `body` to the file at `path` in one `write_all`, then syncs it.
+pub(super) async fn to_file(path: PathBuf, body: Vec<u8>) -> Result<(), ShipError> {
+    blocking(move || append_file(path, &body)).await
 }
 
 /// Runs a blocking write off the async executor (the runtime's blocking
@@ -91,14 +84,25 @@ struct Failed {
     retry_after: Option<Duration>,
 }
 
-/// POSTs `body` to `url`, up to `opts.attempts` tries.
-async fn post(url: &str, opts: &ShipOptions, key: &str, body: Vec<u8>) -> Result<u32, ShipError> {
-    let client = reqwest::Client::builder()
+/// The HTTP client for one shipment's POSTs (its parts share connections).
+pub(super) fn client(opts: &ShipOptions) -> Result<reqwest::Client, ShipError> {
+    reqwest::Client::builder()
         .timeout(opts.timeout)
         .connect_timeout(opts.timeout)
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .map_err(|e| ShipError::new(format!("cannot set up the HTTP client: {}", chain(&e))))?;
+        .map_err(|e| ShipError::new(format!("cannot set up the HTTP client: {}", chain(&e))))
+}
+
+/// POSTs `body` to `url` with `client`, up to `opts.attempts` tries;
+/// returns the retries it took.
+pub(super) async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    opts: &ShipOptions,
+    key: &str,
+    body: Vec<u8>,
+) -> Result<u32, ShipError> {
     let key_header = HeaderValue::from_str(key)
         .map_err(|_| ShipError::new(format!("the key {key:?} cannot be an HTTP header value")))?;
     let attempts = opts.attempts.max(1);
@@ -106,7 +110,7 @@ async fn post(url: &str, opts: &ShipOptions, key: &str, body: Vec<u8>) -> Result
     let mut delay = opts.backoff;
     let mut retries = 0;
     loop {
-        let failed = match try_post(&client, url, opts.format, &key_header, body.clone()).await {
+        let failed = match try_post(client, url, opts.format, &key_header, body.clone()).await {
             Ok(()) => return Ok(retries),
             Err(failed) => failed,
         };

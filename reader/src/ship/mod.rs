@@ -3,9 +3,11 @@
 //! and `blackbox on-failure`.
 //!
 //! [`ship_ring`] takes one snapshot of the ring (dead or alive: a live
-//! ring's current window ships too), builds the whole body in memory, and
-//! hands it over in one piece: one `write_all` to stdout or a file, one HTTP
-//! POST. Nothing is streamed, so a failure is never a silent half shipment.
+//! ring's current window ships too) and ships it in parts of at most
+//! [`ShipOptions::max_body`] bytes (see [Parts](#parts)): to stdout or a
+//! file all parts in one `write_all`, to an HTTP endpoint one POST per
+//! part, in order. Nothing is streamed within a body, so a failure is never
+//! a silent half body.
 //!
 //! # What a shipment carries
 //!
@@ -16,7 +18,7 @@
 //!
 //! - **NDJSON** ([`Format::Ndjson`], `application/x-ndjson`): the first line
 //!   is the shipment object, `{"kind": "shipment", "key", "reason",
-//!   "shipped_at", "blackbox_version", ...}` plus every member of
+//!   "shipped_at", "blackbox_version", "part", "parts", ...}` plus every member of
 //!   `blackbox info --json` (`state`, `cause`, `program`, `pid`, `hostname`,
 //!   `start_time`, `app_version`, `invocation_id`, `pod`, `records`, `gaps`,
 //!   ...). Then one line per record, exactly as `blackbox read --json` prints
@@ -30,7 +32,8 @@
 //!   `k8s.pod.name`, `k8s.namespace.name`, `k8s.pod.uid`,
 //!   `k8s.container.name` (where set), `blackbox.state`, `blackbox.cause.*`
 //!   (`kind`, `message`, `signal`, `location`, ... as the cause has them),
-//!   `blackbox.shipment.key`, `blackbox.reason` (when set), and a few more
+//!   `blackbox.shipment.key`, `blackbox.shipment.part` and
+//!   `blackbox.shipment.parts`, `blackbox.reason` (when set), and a few more
 //!   `blackbox.*`. One `scopeLogs` (scope `blackbox`) with one `logRecord`
 //!   per ring record, oldest first: `timeUnixNano`, `severityNumber` and
 //!   `severityText` from the level, `body` the message (a typed record's
@@ -47,8 +50,9 @@
 //! - `-`: standard output, one `write_all`.
 //! - a path: appended with `O_APPEND` in one `write_all` of the prepared
 //!   buffer, then `fdatasync`; created with mode 0640 if new.
-//! - `http://` / `https://`: one POST with `Content-Type` and an
-//!   `Idempotency-Key` header (the shipment key). Network errors, timeouts,
+//! - `http://` / `https://`: one POST per part with `Content-Type` and an
+//!   `Idempotency-Key` header (the part's key, see [Parts](#parts)), each
+//!   with the whole retry policy of its own. Network errors, timeouts,
 //!   408, 429 and 5xx are retried up to [`ShipOptions::attempts`] tries in
 //!   all, waiting [`ShipOptions::backoff`] before the first retry and twice
 //!   as long before each next one (capped at 30 s; a `Retry-After` in
@@ -56,9 +60,31 @@
 //!   2xx (4xx, and 3xx: redirects are not followed) fails at once. After
 //!   the last try, [`ShipError`] says what the last failure was. The
 //!   usual proxy variables (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`) apply.
-//!   The body is one request whatever its size: a receiver's size limit
-//!   (the OpenTelemetry Collector's `max_request_body_size`, 20 MiB by
-//!   default) answers 413, which fails at once.
+//!   A receiver's size limit (the OpenTelemetry Collector's
+//!   `max_request_body_size`, 20 MiB by default) answers a larger body
+//!   with 413, which fails at once: keep [`ShipOptions::max_body`] below it.
+//!
+//! # Parts
+//!
+//! A window is split into parts of at most [`ShipOptions::max_body`] bytes
+//! ([`DEFAULT_MAX_BODY`]), records in order; each part is a whole body on
+//! its own: the NDJSON shipment line then that part's record lines, or a
+//! whole `ExportLogsServiceRequest` with the same resource attributes and
+//! that part's `logRecords`. The shipment line says `"part": I, "parts": N`
+//! (1-based), the OTLP resource `blackbox.shipment.part` and
+//! `blackbox.shipment.parts`. A record whose own body is larger than the
+//! limit goes alone in a part, whole (never dropped, never cut). A part is
+//! built, sent and dropped before the next is built, so memory holds the
+//! snapshot and one part.
+//!
+//! The shipment key is the same in every part, so a consumer sees one
+//! shipment; the `Idempotency-Key` of a shipment of N > 1 parts is
+//! `KEY/I-of-N` (e.g. `9f3c0e1d2b4a5968-1048576-killed/2-of-5`), one per
+//! part, so a receiver drops repeats part by part (a shipment of one part
+//! keeps `KEY`). Parts are POSTed in order; when one fails for good the
+//! shipment fails, its [`ShipError`] names it (`part 3 of 5: ...`) and
+//! says that the parts before it were delivered. Shipping the window again
+//! sends every part again with the same keys: at least once per part.
 //!
 //! # Repeats
 //!
@@ -100,6 +126,11 @@ pub const DEFAULT_ATTEMPTS: u32 = 5;
 pub const DEFAULT_BACKOFF: Duration = Duration::from_millis(200);
 /// The per-request timeout, by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest body of one part, by default: 4 MiB, well under the
+/// OpenTelemetry Collector's 20 MiB default `max_request_body_size`.
+pub const DEFAULT_MAX_BODY: u64 = 4 << 20;
+/// The least [`ShipOptions::max_body`]: a smaller one counts as this.
+pub const MIN_MAX_BODY: u64 = 4 << 10;
 
 /// The body's format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,11 +257,16 @@ pub struct ShipOptions {
     pub backoff: Duration,
     /// Per-request timeout (connect, send, and the answer).
     pub timeout: Duration,
+    /// The largest body of one part, in bytes (at least [`MIN_MAX_BODY`];
+    /// a smaller value counts as that). A record larger than this on its
+    /// own goes alone in a part.
+    pub max_body: u64,
 }
 
 impl ShipOptions {
     /// Options with the defaults: no reason, the derived key,
-    /// [`DEFAULT_ATTEMPTS`], [`DEFAULT_BACKOFF`], [`DEFAULT_TIMEOUT`].
+    /// [`DEFAULT_ATTEMPTS`], [`DEFAULT_BACKOFF`], [`DEFAULT_TIMEOUT`],
+    /// [`DEFAULT_MAX_BODY`].
     pub fn new(to: Destination, format: Format) -> ShipOptions {
         ShipOptions {
             to,
@@ -240,6 +276,7 @@ impl ShipOptions {
             attempts: DEFAULT_ATTEMPTS,
             backoff: DEFAULT_BACKOFF,
             timeout: DEFAULT_TIMEOUT,
+            max_body: DEFAULT_MAX_BODY,
         }
     }
 }
@@ -249,11 +286,14 @@ impl ShipOptions {
 pub struct Shipped {
     /// Records shipped.
     pub records: usize,
-    /// Body bytes sent.
+    /// Body bytes sent, all parts together.
     pub bytes: u64,
-    /// Retries it took (0: first try).
+    /// The parts it was sent in (1 for a window that fits one body).
+    pub parts: u32,
+    /// Retries it took, all parts together (0: each part on its first try).
     pub retries: u32,
-    /// The idempotency key it carried.
+    /// The shipment key it carried (each part's `Idempotency-Key` is
+    /// [`part_key`] of it).
     pub key: String,
     /// One-line writer identity (program, pid, host).
     pub writer: String,
@@ -265,7 +305,8 @@ pub struct Shipped {
     pub target: String,
 }
 
-/// A failed shipment: one line, and how many retries were made.
+/// A failed shipment: one line, and how many retries were made (all parts
+/// together).
 #[derive(Debug, Clone)]
 pub struct ShipError {
     /// What went wrong, one line.
@@ -303,18 +344,39 @@ pub fn default_key(snap: &Snapshot, state: State) -> String {
     )
 }
 
+/// The `Idempotency-Key` of part `index` of `count` of the shipment `key`:
+/// `KEY/INDEX-of-COUNT`, or `KEY` itself when there is one part.
+///
+/// # Examples
+///
+/// ```
+/// use reader::ship::part_key;
+///
+/// assert_eq!(part_key("9f3c-1048576-killed", 2, 5), "9f3c-1048576-killed/2-of-5");
+/// assert_eq!(part_key("9f3c-1048576-killed", 1, 1), "9f3c-1048576-killed");
+/// ```
+pub fn part_key(key: &str, index: u32, count: u32) -> String {
+    if count > 1 {
+        format!("{key}/{index}-of-{count}")
+    } else {
+        key.to_string()
+    }
+}
+
 /// Ships the current window of `ring` (opened from `path`).
 ///
 /// Takes the ring's state, then one snapshot (a live ring's current window),
-/// builds the body in `opts.format` and delivers it to `opts.to`, retrying a
-/// network destination as [`ShipOptions`] says.
+/// and delivers it to `opts.to` in `opts.format`, in parts of at most
+/// `opts.max_body` bytes (module docs, [Parts](#parts)), retrying each
+/// part sent over the network as [`ShipOptions`] says.
 ///
 /// # Errors
 ///
 /// The ring cannot be read, the body cannot be written (stdout closed, the
 /// file cannot be opened or written), or the HTTP endpoint failed every try
-/// or refused the body (4xx): [`ShipError`] says which, in one line,
-/// with the retries made.
+/// or refused a part (4xx): [`ShipError`] says which, in one line, with the
+/// retries made; for a shipment of several parts it names the part that
+/// failed and says that the ones before it were delivered.
 pub async fn ship_ring(ring: &Ring, path: &Path, opts: &ShipOptions) -> Result<Shipped, ShipError> {
     let ring_error = |e: crate::Error| ShipError::new(format!("{}: {e}", path.display()));
     let state = ring.state().map_err(ring_error)?;
@@ -331,16 +393,53 @@ pub async fn ship_ring(ring: &Ring, path: &Path, opts: &ShipOptions) -> Result<S
         reason: opts.reason.as_deref(),
         shipped_unix_ns: body::now_unix_ns(),
     };
-    let bytes = match opts.format {
-        Format::Ndjson => shipment.ndjson(),
-        Format::Otlp => shipment.otlp(),
-    };
-    let len = bytes.len() as u64;
-    let retries = deliver::deliver(&opts.to, opts, &key, bytes).await?;
+    let format = opts.format;
+    let max_body = usize::try_from(opts.max_body.max(MIN_MAX_BODY)).unwrap_or(usize::MAX);
+    let plan = shipment.plan(format, max_body);
+    // At least one part; no more than records (a u32 holds them: a record
+    // takes at least 8 bytes of a ring of at most 4 GiB).
+    let count = u32::try_from(plan.len()).unwrap_or(u32::MAX);
+    let parts = (1..=count).zip(plan).map(|(index, records)| {
+        let part = body::Part { index, count };
+        (part, records)
+    });
+    let mut bytes = 0u64;
+    let mut retries = 0u32;
+    match &opts.to {
+        Destination::Http(url) => {
+            let client = deliver::client(opts)?;
+            let url = deliver::http_target(url, format);
+            for (part, records) in parts {
+                // Built, sent, dropped: one part in memory at a time.
+                let mut body = Vec::new();
+                shipment.write_part(format, records, part, &mut body);
+                bytes += body.len() as u64;
+                let part_key = part_key(&key, part.index, part.count);
+                match deliver::post(&client, &url, opts, &part_key, body).await {
+                    Ok(r) => retries += r,
+                    Err(e) => return Err(part_failed(e, part, retries)),
+                }
+            }
+        }
+        Destination::Stdout | Destination::File(_) => {
+            // All parts in one write_all: the total is bounded by the ring.
+            let mut body = Vec::new();
+            for (part, records) in parts {
+                shipment.write_part(format, records, part, &mut body);
+            }
+            bytes = body.len() as u64;
+            if let Destination::File(p) = &opts.to {
+                deliver::to_file(p.clone(), body).await?;
+            } else {
+                deliver::to_stdout(body).await?;
+            }
+        }
+    }
     let h = &snap.header;
     Ok(Shipped {
         records: snap.records.len(),
-        bytes: len,
+        bytes,
+        parts: count,
         retries,
         key,
         writer: format!("{} pid {} on {}", h.program, h.pid, h.hostname),
@@ -348,6 +447,27 @@ pub async fn ship_ring(ring: &Ring, path: &Path, opts: &ShipOptions) -> Result<S
         state,
         target: opts.to.target(opts.format),
     })
+}
+
+/// The error of a shipment whose `part` failed as `err` says, after
+/// `retries` retries of the parts before it.
+fn part_failed(err: ShipError, part: body::Part, retries: u32) -> ShipError {
+    let retries = retries + err.retries;
+    if part.count == 1 {
+        return ShipError { retries, ..err };
+    }
+    let mut message = format!("part {} of {}: {}", part.index, part.count, err.message);
+    let before = match part.index {
+        1 => None,
+        2 => Some("part 1 was delivered".to_string()),
+        i => Some(format!("parts 1-{} were delivered", i - 1)),
+    };
+    if let Some(before) = before {
+        message.push_str(&format!(
+            " ({before}; shipping again sends every part again, with the same keys)"
+        ));
+    }
+    ShipError { message, retries }
 }
 
 #[cfg(test)]
