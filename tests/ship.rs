@@ -636,3 +636,288 @@ fn a_live_ring_ships_its_current_window() {
     }
     assert!(body.iter().all(|l| l["key"] == lines[0]["key"]));
 }
+
+/// The parts tests' ring: 3 threads x 1000 records, about 300 KiB as NDJSON.
+fn parts_ring(dir: &TempDir) -> std::path::PathBuf {
+    dead_ring(dir, "parts.ring", 3, 1000, "kill", &["--capacity", "4MiB"])
+}
+
+/// Each request's `Idempotency-Key`, in the order they came.
+fn idempotency_keys(reqs: &[Request]) -> Vec<String> {
+    reqs.iter()
+        .map(|r| r.header("idempotency-key").expect("a key").to_string())
+        .collect()
+}
+
+/// Checks the NDJSON parts `reqs` (all answered 200, in order): each is a
+/// shipment line with `part`/`parts` and the one key, then its records, at
+/// most `max` bytes; the records together are the ring's, each once.
+/// Returns the shipment key.
+fn check_ndjson_parts(reqs: &[Request], ring: &Path, max: usize) -> String {
+    let n = reqs.len();
+    assert!(n >= 3, "several parts, got {n}");
+    let mut all = Vec::new();
+    let mut key = None::<String>;
+    for (i, req) in reqs.iter().enumerate() {
+        let lines = req.lines();
+        let head = &lines[0];
+        assert_eq!(
+            head["kind"],
+            "shipment",
+            "part {} begins with the shipment",
+            i + 1
+        );
+        assert_eq!(head["part"], i + 1, "{head}");
+        assert_eq!(head["parts"], n, "{head}");
+        let k = head["key"].as_str().unwrap().to_string();
+        assert_eq!(
+            req.header("idempotency-key"),
+            Some(format!("{k}/{}-of-{n}", i + 1).as_str()),
+            "a key per part"
+        );
+        assert_eq!(*key.get_or_insert(k.clone()), k, "one shipment key");
+        assert!(lines.len() > 1, "part {} carries records", i + 1);
+        assert!(
+            req.body.len() <= max || lines.len() == 2,
+            "part {} is {} bytes, over {max} with {} records",
+            i + 1,
+            req.body.len(),
+            lines.len() - 1
+        );
+        all.extend_from_slice(&lines);
+    }
+    // The parts' record lines, in order, are exactly one shipment's.
+    let mut one = vec![reqs[0].lines()[0].clone()];
+    one.extend(all.into_iter().filter(|l| l["kind"] != "shipment"));
+    check_ndjson(&one, ring, 3, 1000)
+}
+
+#[test]
+fn ndjson_ships_in_parts_of_at_most_max_body_each_whole_with_a_key_per_part() {
+    let dir = TempDir::new("ship-parts-ndjson");
+    let ring = parts_ring(&dir);
+    let server = Server::start(&[]);
+    let o = ship(&ring, &["--to", &server.url, "--max-body", "64KiB"]);
+    assert!(o.status.success(), "ship failed: {}", stderr(&o));
+    let line = one_line(&o);
+    let reqs = server.requests();
+    let n = reqs.len();
+    assert!(line.contains(&format!("in {n} parts")), "{line}");
+    check_ndjson_parts(&reqs, &ring, 64 << 10);
+    let keys = idempotency_keys(&reqs);
+    let distinct: std::collections::BTreeSet<_> = keys.iter().collect();
+    assert_eq!(distinct.len(), n, "distinct keys per part: {keys:?}");
+
+    // A repeat sends the same parts with the same keys.
+    let again = Server::start(&[]);
+    let o = ship(&ring, &["--to", &again.url, "--max-body", "64KiB"]);
+    assert!(o.status.success(), "ship failed: {}", stderr(&o));
+    assert_eq!(idempotency_keys(&again.requests()), keys);
+
+    // A file gets every part, appended whole.
+    let out = dir.path("parts.ndjson");
+    let o = ship(
+        &ring,
+        &["--to", out.to_str().unwrap(), "--max-body", "64KiB"],
+    );
+    assert!(o.status.success(), "ship failed: {}", stderr(&o));
+    let text = std::fs::read_to_string(&out).unwrap();
+    let heads = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["kind"] == "shipment")
+        .count();
+    assert_eq!(heads, n, "one shipment line per part");
+
+    // Without --max-body (4 MiB), the same window is one part.
+    let whole = Server::start(&[]);
+    let o = ship(&ring, &["--to", &whole.url]);
+    assert!(o.status.success(), "ship failed: {}", stderr(&o));
+    let reqs = whole.requests();
+    assert_eq!(reqs.len(), 1);
+    let head = &reqs[0].lines()[0];
+    assert_eq!(
+        (head["part"].clone(), head["parts"].clone()),
+        (1.into(), 1.into())
+    );
+    assert_eq!(reqs[0].header("idempotency-key"), head["key"].as_str());
+}
+
+#[test]
+fn otlp_ships_in_parts_each_a_whole_export_logs_service_request() {
+    let dir = TempDir::new("ship-parts-otlp");
+    let ring = parts_ring(&dir);
+    let server = Server::start(&[]);
+    let o = ship(
+        &ring,
+        &[
+            "--to",
+            &server.url,
+            "--format",
+            "otlp",
+            "--max-body",
+            "64KiB",
+        ],
+    );
+    assert!(o.status.success(), "ship failed: {}", stderr(&o));
+    one_line(&o);
+    let reqs = server.requests();
+    let n = reqs.len();
+    assert!(n >= 3, "several parts, got {n}");
+
+    // Every part, strictly.
+    let files: Vec<_> = reqs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let f = dir.path(&format!("part-{}.json", i + 1));
+            std::fs::write(&f, &r.body).unwrap();
+            f
+        })
+        .collect();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/check-otlp.sh");
+    let o = Command::new("bash")
+        .arg(script)
+        .args(&files)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run scripts/check-otlp.sh");
+    let out = format!("{}{}", stdout(&o), stderr(&o));
+    if out.contains("otlp: skipped:") {
+        assert!(std::env::var_os("CI").is_none(), "{out}");
+    } else {
+        assert!(
+            o.status.success(),
+            "a part is not an ExportLogsServiceRequest: {out}"
+        );
+        assert_eq!(out.matches(": ok, 1 resourceLogs, ").count(), n, "{out}");
+    }
+
+    let mut seqs = Vec::new();
+    let mut counters = Vec::new();
+    let mut key = None::<String>;
+    for (i, req) in reqs.iter().enumerate() {
+        assert_eq!(req.path, "/v1/logs");
+        let body: Value = serde_json::from_slice(&req.body).unwrap();
+        let rl = &body["resourceLogs"][0];
+        let res = &rl["resource"]["attributes"];
+        let int = |k: &str| attr(res, k).map(|v| v["intValue"].clone());
+        assert_eq!(
+            int("blackbox.shipment.part"),
+            Some((i + 1).to_string().into())
+        );
+        assert_eq!(int("blackbox.shipment.parts"), Some(n.to_string().into()));
+        assert_eq!(
+            attr(res, "blackbox.state").unwrap()["stringValue"],
+            "killed"
+        );
+        let k = attr(res, "blackbox.shipment.key").unwrap()["stringValue"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(*key.get_or_insert(k.clone()), k, "one shipment key");
+        assert_eq!(
+            req.header("idempotency-key"),
+            Some(format!("{k}/{}-of-{n}", i + 1).as_str())
+        );
+        let logs = rl["scopeLogs"][0]["logRecords"].as_array().unwrap();
+        assert!(!logs.is_empty());
+        assert!(
+            req.body.len() <= 64 << 10 || logs.len() == 1,
+            "part {} is {} bytes",
+            i + 1,
+            req.body.len()
+        );
+        for l in logs {
+            let a = |k| attr(&l["attributes"], k).map(|v| v["intValue"].clone());
+            seqs.push(a("blackbox.seq").unwrap());
+            if l["body"]["stringValue"] == "demo record" {
+                let n = |k| a(k).unwrap().as_str().unwrap().parse::<u64>().unwrap();
+                counters.push((n("t"), n("n")));
+            }
+        }
+    }
+    let read: Vec<Value> = read_json(&ring, &[])
+        .iter()
+        .map(|r| r["seq"].to_string().into())
+        .collect();
+    assert_eq!(seqs, read, "every record once, in order");
+    assert_eq!(counters.len(), 3000);
+    assert_eq!(
+        assert_contiguous(&counters)
+            .values()
+            .copied()
+            .collect::<Vec<_>>(),
+        [999, 999, 999]
+    );
+}
+
+#[test]
+fn a_503_on_part_2_is_retried_and_every_part_arrives() {
+    let dir = TempDir::new("ship-parts-retry");
+    let ring = parts_ring(&dir);
+    let server = Server::start(&[200, 503]);
+    let o = ship(
+        &ring,
+        &[
+            "--to",
+            &server.url,
+            "--max-body",
+            "64KiB",
+            "--backoff",
+            "20ms",
+        ],
+    );
+    assert!(o.status.success(), "ship failed: {}", stderr(&o));
+    let line = one_line(&o);
+    assert!(line.contains("after 1 retries"), "{line}");
+    let mut reqs = server.requests();
+    assert_eq!(
+        reqs[1].header("idempotency-key"),
+        reqs[2].header("idempotency-key")
+    );
+    assert_eq!(reqs[1].body, reqs[2].body, "the retry sends the same part");
+    reqs.remove(1);
+    check_ndjson_parts(&reqs, &ring, 64 << 10);
+}
+
+#[test]
+fn a_part_that_fails_for_good_fails_the_shipment_naming_it() {
+    let dir = TempDir::new("ship-parts-fail");
+    let ring = parts_ring(&dir);
+    let server = Server::start(&[200, 200, 400]);
+    let o = ship(
+        &ring,
+        &[
+            "--to",
+            &server.url,
+            "--max-body",
+            "64KiB",
+            "--backoff",
+            "10ms",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let line = one_line(&o);
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 3, "no part after the failed one");
+    let n = reqs[0].lines()[0]["parts"].as_u64().unwrap();
+    assert!(
+        line.contains(&format!("part 3 of {n}: "))
+            && line.contains("400")
+            && line.contains("parts 1-2 were delivered"),
+        "{line}"
+    );
+}
+
+#[test]
+fn max_body_below_4kib_is_a_one_line_error() {
+    let dir = TempDir::new("ship-parts-min");
+    let ring = dead_ring(&dir, "m.ring", 1, 5, "exit", &[]);
+    for bad in ["1KiB", "0", "lots"] {
+        let o = ship(&ring, &["--to", "-", "--max-body", bad]);
+        assert_eq!(o.status.code(), Some(2), "{bad}");
+        assert!(one_line(&o).contains("max-body"), "{bad}");
+        assert!(o.stdout.is_empty());
+    }
+}
