@@ -347,6 +347,33 @@ fn ships_where_asked() {
         body.contains("systemd OnFailure: app.service result=signal"),
         "{body}"
     );
+
+    // --max-body splits the same window into parts, none lost.
+    let parts_sink = dir.path("parts.ndjson");
+    let out = on_failure(
+        &dir.0,
+        Some(ID_A),
+        ("signal", "killed", "KILL"),
+        &["--to", parts_sink.to_str().unwrap(), "--max-body", "4KiB"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let parts = std::fs::read_to_string(&parts_sink).expect("the parts file");
+    let lines = |text: &str| -> Vec<Value> {
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("NDJSON"))
+            .collect()
+    };
+    let is_head = |v: &Value| v["kind"] == "shipment";
+    let (whole, split) = (lines(&body), lines(&parts));
+    let heads = split.iter().filter(|v| is_head(v)).count();
+    assert!(heads > 1, "expected several parts, got {heads}");
+    let records = |v: &[Value]| -> Vec<Value> {
+        v.iter()
+            .filter(|v| !is_head(v))
+            .map(|v| v["seq"].clone())
+            .collect()
+    };
+    assert_eq!(records(&whole), records(&split));
 }
 
 fn repo() -> PathBuf {

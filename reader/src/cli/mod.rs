@@ -347,6 +347,9 @@ struct OnFailureArgs {
     /// The shipment's format [env: BLACKBOX_FORMAT; default: ndjson].
     #[arg(long, value_name = "FORMAT", value_enum)]
     format: Option<ShipFormat>,
+    /// Ship in parts of at most SIZE bytes each (see `blackbox ship --help`).
+    #[arg(long, value_name = "SIZE", default_value = "4MiB", value_parser = units::parse_max_body)]
+    max_body: u64,
     /// Records in the report.
     #[arg(long, value_name = "N", default_value_t = 20)]
     last: usize,
@@ -387,6 +390,7 @@ pub fn main() -> i32 {
                     exit_status: a.exit_status,
                     to: a.to,
                     format,
+                    max_body: a.max_body,
                     last: a.last,
                     json: a.json,
                     keep: a.keep,

@@ -51,6 +51,7 @@ pub struct Options {
     pub exit_status: Option<String>,
     pub to: Option<String>,
     pub format: Format,
+    pub max_body: u64,
     pub last: usize,
     pub json: bool,
     pub keep: Option<usize>,
@@ -504,6 +505,7 @@ pub fn run(opts: Options) -> Result<i32, Failure> {
         // names the unit and systemd's verdict.
         let ship = ShipOptions {
             reason: Some(verdict.reason(&unit)),
+            max_body: opts.max_body,
             ..ShipOptions::new(to, opts.format)
         };
         let runtime = tokio::runtime::Builder::new_current_thread()

@@ -55,7 +55,7 @@
 //! One line on stderr per shipment, failure, removal and skipped file:
 //!
 //! ```text
-//! blackbox watch: shipped app-1700000000000-45.ring (program app pid 45 host h) cause="killed: ..." records=1000 bytes=123456 key=... to=http://...
+//! blackbox watch: shipped app-1700000000000-45.ring (program app pid 45 host h) cause="killed: ..." records=1000 bytes=123456 parts=1 key=... to=http://...
 //! ```
 
 mod metrics;
@@ -506,11 +506,12 @@ impl Watcher {
             None => f.name.clone(),
         };
         eprintln!(
-            "blackbox watch: shipped {what} ({}) cause={} records={} bytes={} key={} to={}",
+            "blackbox watch: shipped {what} ({}) cause={} records={} bytes={} parts={} key={} to={}",
             s.writer,
             quoted(&s.cause),
             s.records,
             s.bytes,
+            s.parts,
             s.key,
             s.target
         );
