@@ -525,6 +525,37 @@ fn examine(data: &[u8], header: &Header, seed: u32, pos: u64, at: usize) -> Foun
     Found::Valid { len }
 }
 
+/// Whether the damaged bytes `[from, to)` hold the header of a lapped
+/// writer that died before it could note itself in the lap log
+/// (shm-layout.md, 7.3): at an aligned position `x`, a position stamp of
+/// `x` one or two laps back, under a COMMIT word that does not publish that
+/// older position (so it is not an intact record left from an earlier lap,
+/// as a never-written reservation shows). A lapped writer writes its header
+/// first and never its COMMIT word, so a writer killed in the middle of its
+/// late copy leaves exactly this. Only classifies damage; never makes a
+/// record valid.
+fn late_header_in(data: &[u8], start: u64, header: &Header, from: u64, to: u64) -> bool {
+    let cap = header.capacity;
+    let from = from.max(start);
+    let mut x = from;
+    while x < to {
+        let at = (x - start) as usize;
+        if at + RECORD_HEADER_LEN > data.len() {
+            break;
+        }
+        let stamp = u64_at(data, at + R_POS);
+        let back = x.wrapping_sub(stamp);
+        if stamp < x && back % cap == 0 && back / cap <= 2 {
+            let commit_tag = u64_at(data, at + R_COMMIT) >> 32;
+            if commit_tag != (stamp >> 3) as u32 as u64 {
+                return true;
+            }
+        }
+        x += RECORD_ALIGN as u64;
+    }
+    false
+}
+
 /// Walks the copied bytes from `valid_from`, collecting valid records and
 /// accounting for everything else (the reader's algorithm, steps 4-6).
 fn walk(snap: &mut Snapshot, start: u64, valid_from: u64) {
@@ -572,7 +603,10 @@ fn walk(snap: &mut Snapshot, start: u64, valid_from: u64) {
                 pos = next;
             }
             Found::Damaged { stride } => {
-                if snap.header.explained_by_lapped_write(pos, stride) {
+                let damage_from = expected.unwrap_or(valid_from);
+                if snap.header.explained_by_lapped_write(pos, stride)
+                    || late_header_in(data, start, &snap.header, damage_from, pos + stride)
+                {
                     pending.overwritten += 1;
                     totals.overwritten += 1;
                 } else {
@@ -701,6 +735,57 @@ mod tests {
         }
         let short = Ring::from_bytes(&bytes[..bytes.len() - 1]).unwrap_err();
         assert_eq!(short.kind(), crate::ErrorKind::Format);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A lapped writer killed in the middle of its late copy never notes
+    /// itself in the lap log; the header it wrote first (its own position
+    /// stamp, a lap back) explains the damage. The same damage without that
+    /// header stays corrupt.
+    #[test]
+    fn a_lapped_writer_killed_mid_copy_is_told_by_its_stale_stamp() {
+        let (path, dir) = temp_ring("late");
+        let cap = 8192u64;
+        let rec = Recorder::builder(&path)
+            .capacity(cap)
+            .heartbeat(None)
+            .create()
+            .unwrap();
+        for n in 0..300u64 {
+            rec.log(Level::Info, "unit", "lap", &[Field::new("n", n)])
+                .unwrap();
+        }
+        drop(rec);
+        let clean = std::fs::read(&path).unwrap();
+        let before = Ring::from_bytes(clean.clone()).unwrap().snapshot().unwrap();
+        assert_eq!(before.header.lapped_writes, 0);
+        let victim = before.records[before.records.len() / 2].pos();
+        // The late writer's record starts 16 bytes into the victim and was
+        // reserved one lap earlier.
+        let x = victim + 16;
+        let damage = |with_header: bool| {
+            let mut bytes = clean.clone();
+            let at = HEADER_LEN + (x % cap) as usize;
+            if with_header {
+                bytes[at + R_POS..at + R_POS + 8].copy_from_slice(&(x - cap).to_le_bytes());
+            } else {
+                bytes[at + R_POS..at + R_POS + 8].copy_from_slice(&0x5a5a_5a5a_u64.to_le_bytes());
+            }
+            // ...and part of its payload, over the rest of the victim.
+            for b in &mut bytes[at + RECORD_HEADER_LEN..at + RECORD_HEADER_LEN + 16] {
+                *b ^= 0xff;
+            }
+            Ring::from_bytes(bytes).unwrap().snapshot().unwrap()
+        };
+        let late = damage(true);
+        assert_eq!(late.corrupt(), 0, "{:?}", late.totals);
+        assert!(late.totals.overwritten >= 1, "{:?}", late.totals);
+        assert_eq!(
+            late.records.len(),
+            before.records.len() - late.totals.overwritten as usize
+        );
+        let wild = damage(false);
+        assert!(wild.corrupt() >= 1, "{:?}", wild.totals);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
