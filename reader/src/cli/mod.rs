@@ -398,17 +398,20 @@ pub fn main() -> i32 {
             })
         }
         Command::Watch(a) => watch::run(a),
-        Command::Ship(a) => ship::run(ship::Options {
-            ring: a.ring,
-            to: a.to,
-            format: a.format.into(),
-            reason: a.reason,
-            key: a.key,
-            attempts: a.attempts,
-            backoff: a.backoff,
-            timeout: a.timeout,
-            max_body: a.max_body,
-        }),
+        Command::Ship(a) => crate::ship::Destination::parse(&a.to)
+            .map_err(Failure::error)
+            .and_then(|to| {
+                let opts = crate::ship::ShipOptions {
+                    reason: a.reason,
+                    key: a.key,
+                    attempts: a.attempts,
+                    backoff: a.backoff,
+                    timeout: a.timeout,
+                    max_body: a.max_body,
+                    ..crate::ship::ShipOptions::new(to, a.format.into())
+                };
+                ship::run(&a.ring, &opts)
+            }),
         Command::Demo(a) => demo::run(demo::Options {
             ring: a.ring,
             dir: a.dir,

@@ -508,19 +508,13 @@ pub fn run(opts: Options) -> Result<i32, Failure> {
             max_body: opts.max_body,
             ..ShipOptions::new(to, opts.format)
         };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Failure::error(format!("cannot start the async runtime: {e}")))?;
-        let shipped = runtime
-            .block_on(crate::ship::ship_ring(&ring, &path, &ship))
-            .map_err(|e| {
-                // The error says how many tries it made.
-                Failure::error(format!(
-                    "{}: report written, but shipping failed: {e}",
-                    path.display()
-                ))
-            })?;
+        let shipped = super::ship::ship_blocking(&ring, &path, &ship)?.map_err(|e| {
+            // The error says how many tries it made.
+            Failure::error(format!(
+                "{}: report written, but shipping failed: {e}",
+                path.display()
+            ))
+        })?;
         // The report went to stdout; where the shipment went is news for
         // the journal too, but on stderr so `--to -` output stays clean.
         eprintln!(

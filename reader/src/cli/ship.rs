@@ -1,52 +1,37 @@
 //! `blackbox ship RING --to DEST [--format ndjson|otlp]`: the CLI glue
 //! around [`crate::ship::ship_ring`], on a current-thread tokio runtime.
 
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::Path;
 
 use super::Failure;
-use crate::ship::{ship_ring, Destination, Format, ShipOptions};
+use crate::ship::{ship_ring, ShipError, ShipOptions, Shipped};
 use crate::Ring;
 
-pub struct Options {
-    pub ring: PathBuf,
-    pub to: String,
-    pub format: Format,
-    pub reason: Option<String>,
-    pub key: Option<String>,
-    pub attempts: u32,
-    pub backoff: Duration,
-    pub timeout: Duration,
-    pub max_body: u64,
-}
-
-pub fn run(opts: Options) -> Result<i32, Failure> {
-    let to = Destination::parse(&opts.to).map_err(Failure::error)?;
-    let ring = Ring::open(&opts.ring).map_err(|e| Failure::ring(&opts.ring, &e))?;
-    let ship = ShipOptions {
-        to,
-        format: opts.format,
-        reason: opts.reason,
-        key: opts.key,
-        attempts: opts.attempts,
-        backoff: opts.backoff,
-        timeout: opts.timeout,
-        max_body: opts.max_body,
-    };
+/// Ships `ring` (opened from `path`) on a current-thread runtime: for the
+/// commands that ship once and exit (`ship`, `on-failure`). The outer
+/// `Result` is the runtime's own failure to start.
+pub fn ship_blocking(
+    ring: &Ring,
+    path: &Path,
+    opts: &ShipOptions,
+) -> Result<Result<Shipped, ShipError>, Failure> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::error(format!("cannot start the async runtime: {e}")))?;
-    let shipped = runtime
-        .block_on(ship_ring(&ring, &opts.ring, &ship))
-        .map_err(|e| {
-            // The message says how many tries were made.
-            Failure::error(format!("cannot ship {}: {e}", opts.ring.display()))
-        })?;
+    Ok(runtime.block_on(ship_ring(ring, path, opts)))
+}
+
+pub fn run(path: &Path, ship: &ShipOptions) -> Result<i32, Failure> {
+    let ring = Ring::open(path).map_err(|e| Failure::ring(path, &e))?;
+    let shipped = ship_blocking(&ring, path, ship)?.map_err(|e| {
+        // The message says how many tries were made.
+        Failure::error(format!("cannot ship {}: {e}", path.display()))
+    })?;
     // stdout may be the destination: the summary goes to stderr.
     let mut line = format!(
         "blackbox: shipped {} ({}, {}): {} records, {} bytes -> {}",
-        opts.ring.display(),
+        path.display(),
         shipped.writer,
         shipped.cause,
         shipped.records,

@@ -403,6 +403,20 @@ impl Watcher {
     }
 
     /// A retry of a ring that failed before counts as one retry.
+    /// Claims ring `id` for shipping; `Err` is the pass's outcome when it
+    /// cannot: `Done` if another collector holds it, `Failed` on an error.
+    fn claim(&self, id: &str, f: &Found) -> Result<state::Claim, Outcome> {
+        match self.state.claim(id) {
+            Ok(Some(claim)) => Ok(claim),
+            // Another collector is shipping it.
+            Ok(None) => Err(Outcome::Done),
+            Err(e) => {
+                eprintln!("blackbox watch: cannot claim {}: {e}", f.name);
+                Err(Outcome::Failed)
+            }
+        }
+    }
+
     fn note_attempt(&mut self, id: &str) {
         if self.memo.get(id).is_some_and(|m| m.failures > 0) {
             Counters::bump(&self.counters.retried);
@@ -422,14 +436,9 @@ impl Watcher {
         if !self.may_try(&id) {
             return Outcome::Done;
         }
-        let claim = match self.state.claim(&id) {
-            Ok(Some(claim)) => claim,
-            // Another collector is shipping it.
-            Ok(None) => return Outcome::Done,
-            Err(e) => {
-                eprintln!("blackbox watch: cannot claim {}: {e}", f.name);
-                return Outcome::Failed;
-            }
+        let claim = match self.claim(&id, f) {
+            Ok(claim) => claim,
+            Err(outcome) => return outcome,
         };
         // Under the claim: whoever held it before has marked it, or the
         // ring was removed meanwhile.
@@ -539,13 +548,9 @@ impl Watcher {
         if !self.snapshot_due(mark, trigger) || !self.may_try(&id) {
             return Outcome::Done;
         }
-        let claim = match self.state.claim(&id) {
-            Ok(Some(claim)) => claim,
-            Ok(None) => return Outcome::Done,
-            Err(e) => {
-                eprintln!("blackbox watch: cannot claim {}: {e}", f.name);
-                return Outcome::Failed;
-            }
+        let claim = match self.claim(&id, f) {
+            Ok(claim) => claim,
+            Err(outcome) => return outcome,
         };
         // Under the claim: another collector may have acted meanwhile.
         let mark = self.state.snapshot_mark(&id);
