@@ -13,8 +13,6 @@ pub struct Event<'a> {
     pub level_code: u8,
     /// Event flags (`EVENT_FLAG_*`).
     pub flags: u16,
-    /// Linux thread id of the writer thread.
-    pub thread_id: u32,
     /// Target (module path or component).
     pub target: Cow<'a, str>,
     /// Message.
@@ -98,6 +96,15 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// A level code as text: its name (`INFO`), or the number for a code the
+/// layout does not define (`shm-layout.md`, 6).
+pub fn level_text(code: u8) -> String {
+    match Level::from_code(code) {
+        Some(level) => level.as_str().to_string(),
+        None => code.to_string(),
+    }
+}
+
 /// Decodes the payload of a `KIND_EVENT` record.
 ///
 /// # Errors
@@ -114,11 +121,6 @@ pub fn decode_event(payload: &[u8]) -> Result<Event<'_>, DecodeError> {
     let target_len = u16::from_le_bytes([fixed[E_TARGET_LEN], fixed[E_TARGET_LEN + 1]]);
     let message_len = u16::from_le_bytes([fixed[E_MESSAGE_LEN], fixed[E_MESSAGE_LEN + 1]]);
     let flags = u16::from_le_bytes([fixed[E_FLAGS], fixed[E_FLAGS + 1]]);
-    let thread_id = u32::from_le_bytes(
-        fixed[E_THREAD_ID..E_THREAD_ID + 4]
-            .try_into()
-            .expect("4 bytes"),
-    );
     let target = c.text(target_len as usize)?;
     let message = c.text(message_len as usize)?;
     let mut fields = Vec::with_capacity(field_count as usize);
@@ -146,7 +148,6 @@ pub fn decode_event(payload: &[u8]) -> Result<Event<'_>, DecodeError> {
     Ok(Event {
         level_code,
         flags,
-        thread_id,
         target,
         message,
         fields,

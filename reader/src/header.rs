@@ -7,8 +7,8 @@ use recorder::layout::*;
 
 use crate::error::Error;
 
-/// Largest TAIL a reader accepts: 2^62.
-const MAX_TAIL: u64 = 1 << 62;
+/// Largest `DATA_OFFSET` a reader accepts (`shm-layout.md`, section 3).
+const MAX_DATA_OFFSET: u64 = 1 << 40;
 
 /// A validated copy of a ring file's header, as read at one instant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +19,16 @@ pub struct Header {
     pub compat_flags: u32,
     /// Capacity of the data region in bytes.
     pub capacity: u64,
+    /// Bytes per chunk.
+    pub chunk_size: u32,
+    /// Number of chunks.
+    pub chunk_count: u32,
+    /// File offset of the data region.
+    pub data_offset: u64,
+    /// What record timestamps count (`CLOCK_*`).
+    pub clock: u32,
+    /// The current clock calibration of a `CLOCK_TSC` ring, if usable.
+    pub calibration: Option<Calibration>,
     /// The file's random nonce (seeds record checksums).
     pub nonce: u64,
     /// Writer start time, Unix nanoseconds.
@@ -45,8 +55,10 @@ pub struct Header {
     pub container_name: String,
     /// Kubernetes pod name.
     pub pod_name: String,
-    /// TAIL: absolute position of the next reservation.
-    pub tail: u64,
+    /// The chunk cursor: claims (and skips) so far.
+    pub next_ticket: u64,
+    /// Writers registered so far.
+    pub writers: u32,
     /// STATE word (`STATE_*`).
     pub state: u32,
     /// Last heartbeat, Unix nanoseconds (0: none).
@@ -55,22 +67,32 @@ pub struct Header {
     pub close_unix_ns: u64,
     /// Heartbeat period in milliseconds (0: no heartbeat).
     pub heartbeat_period_ms: u32,
-    /// Appends that were lapped before publishing.
-    pub lapped_writes: u64,
+    /// Appends dropped because no chunk could be claimed.
+    pub dropped: u64,
     /// Appends refused for their size.
     pub oversize_drops: u64,
-    /// Snapshot requests so far (minor 2; 0: none).
+    /// Snapshot requests so far (0: none).
     pub snapshot_trigger: u64,
-    /// Position of the latest snapshot request's record, if any (minor 2).
-    pub snapshot_pos: Option<u64>,
-    /// The retained lap log entries: `(pos, stride)` of lapped appends.
-    pub lap_log: Vec<(u64, u64)>,
+    /// The record `(writer, seq)` of the latest snapshot request, if any.
+    pub snapshot_record: Option<(u32, u64)>,
     /// Minor layout version of the writer.
     pub minor_version: u32,
     /// Memory evidence from the writer's last heartbeat, if any.
     pub memory: Option<MemoryEvidence>,
     /// The cause of death the writer recorded, if any.
     pub death: Option<Death>,
+}
+
+/// How a `CLOCK_TSC` ring's timestamps become wall time (`shm-layout.md`,
+/// 8.5): one calibration slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Calibration {
+    /// A counter reading.
+    pub base_ticks: u64,
+    /// CLOCK_REALTIME nanoseconds at that reading.
+    pub base_ns: u64,
+    /// Nanoseconds per tick times 2^32.
+    pub mult: u64,
 }
 
 /// The writer's memory as last sampled (`shm-layout.md`, memory evidence).
@@ -206,13 +228,16 @@ impl Header {
         }
         let header_len = u32_at(bytes, H_HEADER_LEN);
         let record_header_len = u32_at(bytes, H_RECORD_HEADER_LEN);
-        let data_offset = u64_at(bytes, H_DATA_OFFSET);
+        let chunk_header_len = u32_at(bytes, H_CHUNK_HEADER_LEN);
+        let table_offset = u64_at(bytes, H_CHUNK_TABLE_OFFSET);
         if header_len as usize != HEADER_LEN
             || record_header_len as usize != RECORD_HEADER_LEN
-            || data_offset != HEADER_LEN as u64
+            || chunk_header_len as usize != CHUNK_HEADER_LEN
+            || table_offset != HEADER_LEN as u64
         {
             return Err(Error::format(format!(
-                "header sizes are damaged (header {header_len}, record header {record_header_len}, data offset {data_offset})"
+                "header sizes are damaged (header {header_len}, record header {record_header_len}, \
+                 chunk header {chunk_header_len}, chunk table at {table_offset})"
             )));
         }
         let incompat = u32_at(bytes, H_INCOMPAT_FLAGS);
@@ -222,9 +247,29 @@ impl Header {
             )));
         }
         let capacity = u64_at(bytes, H_CAPACITY);
+        let chunk_size = u32_at(bytes, H_CHUNK_SIZE);
+        let chunk_count = u32_at(bytes, H_CHUNK_COUNT);
         if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
             return Err(Error::format(format!(
                 "capacity {capacity} is not a power of two between {MIN_CAPACITY} and {MAX_CAPACITY}; header damaged"
+            )));
+        }
+        if !chunk_size.is_power_of_two()
+            || !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size)
+            || !(MIN_CHUNKS..=MAX_CHUNKS).contains(&chunk_count)
+            || chunk_size as u64 * chunk_count as u64 != capacity
+        {
+            return Err(Error::format(format!(
+                "chunk size {chunk_size} and count {chunk_count} do not make the capacity {capacity}; header damaged"
+            )));
+        }
+        let data_offset = u64_at(bytes, H_DATA_OFFSET);
+        if data_offset % TABLE_ALIGN != 0
+            || data_offset < table_offset + 8 * chunk_count as u64
+            || data_offset > MAX_DATA_OFFSET
+        {
+            return Err(Error::format(format!(
+                "data offset {data_offset} is not a page boundary after the chunk table; header damaged"
             )));
         }
         let needed = data_offset + capacity;
@@ -233,34 +278,31 @@ impl Header {
                 "file is truncated: {file_len} bytes, the header says {needed}"
             )));
         }
-        let tail = u64_at(bytes, H_TAIL);
-        // No real writer gets near 2^62 bytes (4 EiB); a larger TAIL is
-        // damage, and refusing it keeps every position sum below overflow.
-        if tail % RECORD_ALIGN as u64 != 0 || tail > MAX_TAIL {
+        let clock = u32_at(bytes, H_CLOCK);
+        if clock != CLOCK_REALTIME_NS && clock != CLOCK_TSC {
             return Err(Error::format(format!(
-                "write position {tail} is not a multiple of {RECORD_ALIGN} below 2^62; header damaged"
+                "clock code {clock} is unknown; header damaged"
             )));
         }
-        let lapped_writes = u64_at(bytes, H_LAPPED_WRITES);
-        let kept = (lapped_writes as usize).min(LAP_LOG_ENTRIES);
-        // Entries that no writer could have made are ignored.
-        let lap_log = (0..kept)
-            .map(|i| {
-                let e = H_LAP_LOG + i * 16;
-                (u64_at(bytes, e), u64_at(bytes, e + 8))
-            })
-            .filter(|&(pos, stride)| pos <= MAX_TAIL && stride <= MAX_RECORD_LEN as u64)
-            .collect();
+        let calibration = (clock == CLOCK_TSC)
+            .then(|| parse_calibration(bytes))
+            .flatten();
         let mut boot_id = [0u8; 16];
         boot_id.copy_from_slice(&bytes[H_BOOT_ID..H_BOOT_ID + 16]);
-        // The file's own limit may not exceed what the spec allows for the
-        // capacity; a hostile value cannot make records larger.
+        // The file's own limit may not exceed what its chunks allow; a
+        // hostile value cannot make records larger.
         let stated_max = u32_at(bytes, H_MAX_RECORD_LEN) as usize;
-        let max_record_len = max_record_len(capacity).min(stated_max.max(RECORD_HEADER_LEN));
+        let max_record_len = max_record_len(chunk_size).min(stated_max.max(RECORD_HEADER_LEN));
+        let snapshot_seq = u64_at(bytes, H_SNAPSHOT_SEQ);
         Ok(Header {
             version,
             compat_flags: u32_at(bytes, H_COMPAT_FLAGS),
             capacity,
+            chunk_size,
+            chunk_count,
+            data_offset,
+            clock,
+            calibration,
             nonce: u64_at(bytes, H_NONCE),
             start_unix_ns: u64_at(bytes, H_START_UNIX_NS),
             pid: u32_at(bytes, H_PID),
@@ -274,16 +316,18 @@ impl Header {
             pod_namespace: str_at(bytes, H_POD_NAMESPACE, SHORT_STR_LEN),
             container_name: str_at(bytes, H_CONTAINER_NAME, SHORT_STR_LEN),
             pod_name: str_at(bytes, H_POD_NAME, LONG_STR_LEN),
-            tail,
+            next_ticket: u64_at(bytes, H_NEXT_TICKET),
+            writers: u32_at(bytes, H_WRITERS),
             state: u32_at(bytes, H_STATE),
             heartbeat_unix_ns: u64_at(bytes, H_HEARTBEAT_UNIX_NS),
             close_unix_ns: u64_at(bytes, H_CLOSE_UNIX_NS),
             heartbeat_period_ms: u32_at(bytes, H_HEARTBEAT_PERIOD_MS),
-            lapped_writes,
+            dropped: u64_at(bytes, H_DROPPED),
             oversize_drops: u64_at(bytes, H_OVERSIZE_DROPS),
             snapshot_trigger: u64_at(bytes, H_SNAPSHOT_TRIGGER),
-            snapshot_pos: u64_at(bytes, H_SNAPSHOT_POS).checked_sub(1),
-            lap_log,
+            snapshot_record: snapshot_seq
+                .checked_sub(1)
+                .map(|seq| (u32_at(bytes, H_SNAPSHOT_WRITER), seq)),
             minor_version: u32_at(bytes, H_MINOR_VERSION),
             memory: parse_memory(bytes),
             death: parse_death(bytes),
@@ -303,19 +347,33 @@ impl Header {
         )
     }
 
-    /// Whether a damaged record at `[pos, pos + stride)` lies where a lapped
-    /// append (from the lap log) may have written late.
-    pub fn explained_by_lapped_write(&self, pos: u64, stride: u64) -> bool {
-        self.lap_log.iter().any(|&(p, s)| {
-            // The lapped append wrote [p, p + s) shifted by whole laps.
-            if pos + stride <= p {
-                return false;
-            }
-            let laps = (pos - p.min(pos)) / self.capacity;
-            (laps.max(1)..=laps + 1).any(|k| {
-                let start = p + k * self.capacity;
-                start < pos + stride && pos < start + s
-            })
-        })
+    /// A record timestamp as CLOCK_REALTIME nanoseconds (`shm-layout.md`,
+    /// 8.5): as it is for a `CLOCK_REALTIME_NS` ring, through the
+    /// calibration for a `CLOCK_TSC` ring (as it is, if the ring has none).
+    #[inline]
+    pub fn ts_unix_ns(&self, ts: u64) -> u64 {
+        match self.calibration {
+            Some(c) => tsc_to_unix_ns(ts, c.base_ticks, c.base_ns, c.mult),
+            None => ts,
+        }
     }
+
+    /// Whether this ring's timestamps are ticks without a usable
+    /// calibration (shown as if they were nanoseconds).
+    pub fn clock_uncalibrated(&self) -> bool {
+        self.clock == CLOCK_TSC && self.calibration.is_none()
+    }
+}
+
+/// The current calibration slot, if there is one with a multiplier.
+fn parse_calibration(b: &[u8]) -> Option<Calibration> {
+    let count = u64_at(b, H_CLOCK_CAL_COUNT);
+    let slot =
+        H_CLOCK_BASE_TICKS + (count.checked_sub(1)? % CLOCK_SLOTS as u64) as usize * CLOCK_SLOT_LEN;
+    let c = Calibration {
+        base_ticks: u64_at(b, slot),
+        base_ns: u64_at(b, slot + 8),
+        mult: u64_at(b, slot + 16),
+    };
+    (c.mult != 0).then_some(c)
 }

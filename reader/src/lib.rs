@@ -43,6 +43,6 @@ pub mod typed;
 pub mod watch;
 
 pub use error::{Error, ErrorKind};
-pub use event::{decode_event, DecodeError, Event, FieldValue};
-pub use header::{Death, Header, MemoryEvidence};
-pub use ring::{Gap, Record, Ring, Snapshot, State};
+pub use event::{decode_event, level_text, DecodeError, Event, FieldValue};
+pub use header::{Calibration, Death, Header, MemoryEvidence};
+pub use ring::{Gap, Record, Ring, Snapshot, State, Totals, WriterRun};

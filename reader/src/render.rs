@@ -168,39 +168,44 @@ fn field_json(v: &FieldValue<'_>) -> Value {
     }
 }
 
-/// One line of text for a gap before a record.
-pub fn gap_text(gap: &Gap) -> String {
-    let mut parts = vec![format!("{} bytes lost", gap.bytes)];
-    if gap.torn > 0 {
-        parts.push(format!("{} torn (writer never published)", gap.torn));
+/// One line of text for a gap before a record of writer `writer`.
+pub fn gap_text(writer: u32, gap: &Gap) -> String {
+    let mut parts = Vec::new();
+    if gap.missing > 0 {
+        let mut missing = format!("{} record(s) missing", gap.missing);
+        if gap.corrupt > 0 {
+            missing.push_str(&format!(" ({} corrupt: failed checksum)", gap.corrupt));
+        }
+        parts.push(missing);
     }
-    if gap.corrupt > 0 {
-        parts.push(format!("{} corrupt (failed checksum)", gap.corrupt));
+    if gap.dropped > 0 {
+        parts.push(format!("{} append(s) dropped (no free chunk)", gap.dropped));
     }
-    if gap.overwritten > 0 {
-        parts.push(format!(
-            "{} overwritten by a lapped writer",
-            gap.overwritten
-        ));
-    }
-    format!("-- gap: {} --", parts.join(", "))
+    format!("-- gap in writer {writer}: {} --", parts.join(", "))
 }
 
 fn gap_json(gap: &Gap) -> Value {
     json!({
-        "bytes": gap.bytes,
-        "torn": gap.torn,
+        "missing": gap.missing,
         "corrupt": gap.corrupt,
-        "overwritten": gap.overwritten,
+        "dropped": gap.dropped,
     })
 }
 
 /// The text line of a record.
 pub fn text(record: &Record, shown: &Shown<'_>) -> String {
+    let mut line = text_body(record, shown);
+    if record.flags != 0 {
+        let _ = write!(line, " [record flags {:#06x}]", record.flags);
+    }
+    line
+}
+
+fn text_body(record: &Record, shown: &Shown<'_>) -> String {
     let ts = rfc3339(record.ts_unix_ns);
     match shown {
         Shown::Event(e) => {
-            let level = e.level().map_or("?", |l| l.as_str());
+            let level = crate::event::level_text(e.level_code);
             let mut line = format!("{ts} {level:<5} {}: {}", e.target, e.message);
             for (name, value) in &e.fields {
                 let _ = write!(line, " {name}={}", field_text(value));
@@ -242,10 +247,16 @@ pub fn text(record: &Record, shown: &Shown<'_>) -> String {
 pub fn json(record: &Record, gap_before: Option<&Gap>, shown: &Shown<'_>) -> Value {
     let mut o = Map::new();
     o.insert("seq".into(), json!(record.seq));
+    o.insert("writer".into(), json!(record.writer));
     o.insert("ts".into(), json!(rfc3339(record.ts_unix_ns)));
     match shown {
         Shown::Event(e) => {
-            o.insert("level".into(), json!(e.level().map(|l| l.as_str())));
+            // A level the layout does not define is shown as its number.
+            let level = match e.level() {
+                Some(l) => json!(l.as_str()),
+                None => json!(e.level_code),
+            };
+            o.insert("level".into(), level);
             o.insert("target".into(), json!(e.target));
             o.insert("message".into(), json!(e.message));
             let fields: Map<String, Value> = e
@@ -260,7 +271,6 @@ pub fn json(record: &Record, gap_before: Option<&Gap>, shown: &Shown<'_>) -> Val
                 .map(|(n, v)| (n.to_string(), json!(field_type(v))))
                 .collect();
             o.insert("field_types".into(), Value::Object(types));
-            o.insert("thread_id".into(), json!(e.thread_id));
             if e.truncated() {
                 o.insert("truncated".into(), json!(true));
             }
@@ -293,6 +303,8 @@ pub fn json(record: &Record, gap_before: Option<&Gap>, shown: &Shown<'_>) -> Val
             }
         }
     }
+    o.insert("thread_id".into(), json!(record.thread_id));
+    o.insert("record_flags".into(), json!(record.flags));
     let kind = match shown {
         Shown::Event(_) => KIND_EVENT,
         Shown::Typed { .. } => KIND_TYPED,
@@ -305,11 +317,17 @@ pub fn json(record: &Record, gap_before: Option<&Gap>, shown: &Shown<'_>) -> Val
     Value::Object(o)
 }
 
-/// Bytes per second written over the window, if it spans any time.
+/// Bytes per second written over the window, if it spans any time: the
+/// records' strides over the time between the oldest and the newest.
 pub fn byte_rate(snap: &Snapshot) -> Option<f64> {
     let (first, last) = (snap.records.first()?, snap.records.last()?);
     let secs = last.ts_unix_ns.checked_sub(first.ts_unix_ns)? as f64 / 1e9;
-    (secs > 0.0).then(|| (last.end() - first.pos()) as f64 / secs)
+    let bytes: u64 = snap
+        .records
+        .iter()
+        .map(|r| recorder::layout::stride(r.len as usize) as u64)
+        .sum();
+    (secs > 0.0).then(|| bytes as f64 / secs)
 }
 
 fn empty_null(s: &str) -> Value {
@@ -359,7 +377,11 @@ pub fn info_json(path: &std::path::Path, state: State, snap: &Snapshot) -> Value
         },
         "layout_version": h.version,
         "capacity": h.capacity,
-        "bytes_written": s.tail,
+        "chunk_size": h.chunk_size,
+        "chunks": h.chunk_count,
+        "chunks_used": s.chunks_used,
+        "chunks_owned": s.chunks_owned,
+        "clock": if h.clock == recorder::layout::CLOCK_TSC { "tsc" } else { "realtime" },
         "records": s.records.len(),
         "first_seq": s.records.first().map(|r| r.seq),
         "last_seq": s.records.last().map(|r| r.seq),
@@ -368,11 +390,23 @@ pub fn info_json(path: &std::path::Path, state: State, snap: &Snapshot) -> Value
         "span_seconds": span.map(|(a, b)| b.saturating_sub(a) as f64 / 1e9),
         "bytes_per_second": rate,
         "window_seconds_at_rate": rate.map(|r| h.capacity as f64 / r),
+        "complete_from": s.complete_from_unix_ns().map(rfc3339),
+        "writers": s.writers.iter().map(|w| json!({
+            "writer": w.writer,
+            "thread_id": w.thread_id,
+            "thread_name": w.thread_name,
+            "first_seq": w.first_seq,
+            "last_seq": w.last_seq,
+            "records": w.records,
+            "dropped": w.dropped,
+            "first_ts": rfc3339(w.first_ts_unix_ns),
+            "last_ts": rfc3339(w.last_ts_unix_ns),
+        })).collect::<Vec<_>>(),
         "torn": s.totals.torn,
         "corrupt": s.totals.corrupt,
-        "overwritten": s.totals.overwritten,
+        "missing": s.totals.holes,
         "gaps": s.gaps.len(),
-        "lapped_writes": h.lapped_writes,
+        "dropped": h.dropped,
         "oversize_drops": h.oversize_drops,
         "snapshot_requests": h.snapshot_trigger,
         "snapshot_reason": s.snapshot_reason(h),

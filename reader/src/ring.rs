@@ -99,44 +99,75 @@ impl State {
 /// One valid record of a snapshot. Its bytes live in the [`Snapshot`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
-    /// Sequence number: the record's absolute position divided by 8.
-    /// Strictly increasing along the window; the next record's `seq` is
-    /// `seq + stride / 8` unless a gap lies between.
+    /// The writer (one thread's stream of records) that appended it.
+    pub writer: u32,
+    /// Its sequence number in that writer's run: how many records the
+    /// writer appended before it.
     pub seq: u64,
     /// Length in bytes (header + payload).
     pub len: u32,
-    /// Write time, Unix nanoseconds.
+    /// Write time, Unix nanoseconds (converted from the ring's clock).
     pub ts_unix_ns: u64,
     /// Record kind (`KIND_*`).
     pub kind: u16,
     /// Record flags.
     pub flags: u16,
+    /// Linux thread id of the writer's thread.
+    pub thread_id: u32,
     payload_at: usize,
 }
 
-impl Record {
-    /// Absolute byte position of the record.
-    pub fn pos(&self) -> u64 {
-        self.seq << 3
-    }
-
-    /// The position right after this record (where the next one starts).
-    pub fn end(&self) -> u64 {
-        self.pos() + stride(self.len as usize) as u64
-    }
-}
-
-/// Bytes between two valid records that hold no valid record.
+/// What a writer's run lost right before one of its records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Gap {
-    /// Length of the gap in bytes.
-    pub bytes: u64,
-    /// Records a writer reserved and never published (at least this many).
-    pub torn: u64,
-    /// Published records that failed their checksum or position stamp.
+    /// Sequence numbers of this writer that are not in the window between
+    /// the previous record of the writer and this one.
+    pub missing: u64,
+    /// Of those, records that failed their checksum.
     pub corrupt: u64,
-    /// Damaged records explained by a lapped append (see the lap log).
-    pub overwritten: u64,
+    /// Appends of this writer dropped in between (no chunk was free).
+    pub dropped: u64,
+}
+
+/// Totals over a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Totals {
+    /// Records marked as being written and never published (on a live ring,
+    /// some may be being written right now).
+    pub torn: u64,
+    /// Records that failed their checksum or had an impossible length, and
+    /// chunks whose header or table word no writer makes.
+    pub corrupt: u64,
+    /// Sequence numbers missing from the middle of a writer's run (a working
+    /// writer never leaves one).
+    pub holes: u64,
+    /// Appends dropped by the writers whose chunks the window shows (the
+    /// rises of their drop counts); the header's `dropped` counts all.
+    pub dropped: u64,
+}
+
+/// One writer as the window shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriterRun {
+    /// The writer's number.
+    pub writer: u32,
+    /// Linux thread id of its thread.
+    pub thread_id: u32,
+    /// Kernel name of its thread.
+    pub thread_name: String,
+    /// `seq` of its oldest record in the window: how many of its records
+    /// left the window before it.
+    pub first_seq: u64,
+    /// `seq` of its newest record in the window.
+    pub last_seq: u64,
+    /// Its valid records in the window.
+    pub records: u64,
+    /// Its appends dropped before its newest chunk in the window.
+    pub dropped: u64,
+    /// Time of its oldest record in the window, Unix nanoseconds.
+    pub first_ts_unix_ns: u64,
+    /// Time of its newest record in the window, Unix nanoseconds.
+    pub last_ts_unix_ns: u64,
 }
 
 /// The recovered window of a ring at one instant.
@@ -144,24 +175,24 @@ pub struct Gap {
 pub struct Snapshot {
     /// The header as read at the start of the snapshot.
     pub header: Header,
-    /// Valid records, oldest first.
+    /// Valid records, oldest first (by time across writers, by `seq` within
+    /// each).
     pub records: Vec<Record>,
-    /// Absolute position where the examined window starts.
-    pub window_start: u64,
-    /// TAIL when the snapshot began: the examined window ends here.
-    pub tail: u64,
+    /// The writers with records in the window, by writer number.
+    pub writers: Vec<WriterRun>,
     /// Totals over the window.
-    pub totals: Gap,
-    /// Bytes at the end of the window after the last valid record (records
-    /// being written, or torn by the writer's death).
-    pub trailing: Gap,
-    /// Gaps, each keyed by the `seq` of the record that follows it (sparse:
-    /// most records have none).
-    pub gaps: Vec<(u64, Gap)>,
+    pub totals: Totals,
+    /// Chunks ever claimed (not free).
+    pub chunks_used: u32,
+    /// Chunks owned at the snapshot (being written, or a dead writer's last).
+    pub chunks_owned: u32,
+    /// Gaps, each keyed by the `(writer, seq)` of the record that follows it
+    /// (sparse, sorted).
+    pub gaps: Vec<((u32, u64), Gap)>,
     data: Buffer,
 }
 
-/// The snapshot's copy of the window. Large copies go to an anonymous
+/// The snapshot's copy of the data region. Large copies go to an anonymous
 /// mapping with transparent huge pages: filling 64 MiB of fresh 4 KiB pages
 /// costs more page faults than the copy itself.
 #[derive(Debug)]
@@ -208,44 +239,73 @@ impl Clone for Buffer {
 }
 
 impl Snapshot {
-    /// The payload bytes of `record` (after its 32-byte header).
+    /// The payload bytes of `record` (after its 24-byte header).
     pub fn payload(&self, record: &Record) -> &[u8] {
         &self.data.bytes()
             [record.payload_at..record.payload_at + record.len as usize - RECORD_HEADER_LEN]
     }
 
-    /// What was lost right before `record`, if anything.
+    /// What its writer lost right before `record`, if anything.
     pub fn gap_before(&self, record: &Record) -> Option<&Gap> {
         self.gaps
-            .binary_search_by_key(&record.seq, |g| g.0)
+            .binary_search_by_key(&(record.writer, record.seq), |g| g.0)
             .ok()
             .map(|i| &self.gaps[i].1)
     }
 
-    /// Records torn anywhere in the window (between records and at its end).
+    /// Records torn anywhere in the window.
     pub fn torn(&self) -> u64 {
         self.totals.torn
     }
 
-    /// Published records that failed validation and no lapped append explains.
+    /// Records and chunks that failed validation.
     pub fn corrupt(&self) -> u64 {
         self.totals.corrupt
     }
 
-    /// The record at absolute position `pos`, if it is in the window.
-    pub fn record_at(&self, pos: u64) -> Option<&Record> {
+    /// The record `seq` of `writer`, if it is in the window.
+    pub fn record(&self, writer: u32, seq: u64) -> Option<&Record> {
         self.records
-            .binary_search_by_key(&pos, Record::pos)
-            .ok()
-            .map(|i| &self.records[i])
+            .iter()
+            .find(|r| r.writer == writer && r.seq == seq)
     }
 
-    /// Why the writer last asked for a snapshot (shm-layout.md, 8.4): the
-    /// message of the record at `header`'s `SNAPSHOT_POS`, or for an event
-    /// that asked by its level, `LEVEL target: message`. `None` when no
-    /// snapshot was asked for or its record has left the window.
+    /// The writer `number`, if it has records in the window.
+    pub fn writer(&self, number: u32) -> Option<&WriterRun> {
+        self.writers
+            .binary_search_by_key(&number, |w| w.writer)
+            .ok()
+            .map(|i| &self.writers[i])
+    }
+
+    /// From when on the window holds every record of every writer
+    /// (`shm-layout.md`, 8.8): the newest first-record time among writers
+    /// whose first records left the window; `None` if none did.
+    pub fn complete_from_unix_ns(&self) -> Option<u64> {
+        self.writers
+            .iter()
+            .filter(|w| w.first_seq > 0)
+            .map(|w| w.first_ts_unix_ns)
+            .max()
+    }
+
+    /// How many records the writers in the window have appended, counting
+    /// the ones that left it: the sum of `last_seq + 1`. Grows as a live
+    /// ring is written; the same for the same window.
+    pub fn appended(&self) -> u64 {
+        self.writers.iter().map(|w| w.last_seq + 1).sum()
+    }
+
+    /// Why the writer last asked for a snapshot (`shm-layout.md`, 9.4): the
+    /// message of the record named by `header`'s snapshot fields, or for an
+    /// event that asked by its level, `LEVEL target: message`. `None` when
+    /// no snapshot was asked for or its record has left the window.
     pub fn snapshot_reason(&self, header: &crate::Header) -> Option<String> {
-        let record = self.record_at(header.snapshot_pos?)?;
+        if header.snapshot_trigger == 0 {
+            return None;
+        }
+        let (writer, seq) = header.snapshot_record?;
+        let record = self.record(writer, seq)?;
         if record.kind != KIND_EVENT {
             return None;
         }
@@ -253,7 +313,7 @@ impl Snapshot {
         if event.target == recorder::SNAPSHOT_TARGET {
             return Some(event.message.into_owned());
         }
-        let level = event.level().map_or("?", |l| l.as_str());
+        let level = crate::event::level_text(event.level_code);
         Some(format!("{level} {}: {}", event.target, event.message))
     }
 }
@@ -380,74 +440,39 @@ impl Ring {
         })
     }
 
-    /// Recovers the whole window.
+    /// Recovers the whole window (`shm-layout.md`, section 11).
+    ///
+    /// On a live ring, a record that fails validation may have been caught
+    /// mid-write: the snapshot is taken again, at most twice more, before
+    /// anything is called corrupt. Every record returned was, at some
+    /// moment, whole and published.
     ///
     /// # Errors
     ///
     /// The file cannot be read or its header became invalid.
     pub fn snapshot(&self) -> Result<Snapshot, Error> {
-        self.snapshot_from(0)
-    }
-
-    /// Recovers the part of the window at or after absolute position `from`
-    /// (for `--follow`: only what is new since the last look).
-    ///
-    /// On a live ring, records being overwritten while they are copied are
-    /// dropped (the snapshot re-reads TAIL after the copy), and a published
-    /// record that fails validation is read once more before it is called
-    /// corrupt, so every record returned was intact.
-    ///
-    /// # Errors
-    ///
-    /// As [`Ring::snapshot`].
-    pub fn snapshot_from(&self, from: u64) -> Result<Snapshot, Error> {
-        let mut snap = self.snapshot_once(from)?;
+        let mut snap = self.snapshot_once()?;
         for _ in 0..2 {
             if snap.totals.corrupt == 0 || !self.is_locked().unwrap_or(false) {
                 break;
             }
-            snap = self.snapshot_once(from)?;
+            snap = self.snapshot_once()?;
         }
         Ok(snap)
     }
 
-    fn snapshot_once(&self, from: u64) -> Result<Snapshot, Error> {
+    fn snapshot_once(&self) -> Result<Snapshot, Error> {
         let header = self.reread_header()?;
-        let capacity = header.capacity;
-        let tail = header.tail;
-        let start = tail.saturating_sub(capacity).max(from.min(tail));
-        let len = (tail - start) as usize;
-        let mut data = Buffer::zeroed(len);
-        // Copy in position order (oldest byte first), so a record's COMMIT
-        // word is read before its payload: with the writer's Release store
-        // of COMMIT, a COMMIT seen here means its bytes are complete.
-        let offset = (start & (capacity - 1)) as usize;
-        let first = len.min(capacity as usize - offset);
-        let bytes = data.bytes_mut();
-        self.read_exact_at(&mut bytes[..first], HEADER_LEN as u64 + offset as u64)?;
-        self.read_exact_at(&mut bytes[first..], HEADER_LEN as u64)?;
-        // Seqlock check: whatever a writer reserved after `tail` may have
-        // overwritten bytes below `tail_after - capacity` during the copy.
-        let tail_after = self.read_tail()?.max(tail);
-        let valid_from = start.max(tail_after.saturating_sub(capacity));
-        let mut snap = Snapshot {
-            header,
-            records: Vec::new(),
-            window_start: valid_from,
-            tail,
-            totals: Gap::default(),
-            trailing: Gap::default(),
-            gaps: Vec::new(),
-            data,
-        };
-        walk(&mut snap, start, valid_from);
-        Ok(snap)
-    }
-
-    fn read_tail(&self) -> Result<u64, Error> {
-        let mut b = [0u8; 8];
-        self.read_exact_at(&mut b, H_TAIL as u64)?;
-        Ok(u64::from_le_bytes(b))
+        let mut table_bytes = vec![0u8; 8 * header.chunk_count as usize];
+        self.read_exact_at(&mut table_bytes, HEADER_LEN as u64)?;
+        let table: Vec<u64> = table_bytes
+            .chunks_exact(8)
+            .map(|w| u64::from_le_bytes(w.try_into().expect("8 bytes")))
+            .collect();
+        drop(table_bytes);
+        let mut data = Buffer::zeroed(header.capacity as usize);
+        self.read_exact_at(data.bytes_mut(), header.data_offset)?;
+        Ok(recover(header, &table, data))
     }
 
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<(), Error> {
@@ -471,17 +496,6 @@ fn read_header(source: &Source) -> Result<Header, Error> {
     Header::parse(&bytes, len)
 }
 
-/// What lies at a candidate record position.
-enum Found {
-    /// A valid record of `len` bytes.
-    Valid { len: u32 },
-    /// A COMMIT word published for this position, but the record fails its
-    /// length, stamp or checksum.
-    Damaged { stride: u64 },
-    /// No record published for this position.
-    Nothing,
-}
-
 fn u64_at(b: &[u8], off: usize) -> u64 {
     u64::from_le_bytes(b[off..off + 8].try_into().expect("8 bytes"))
 }
@@ -494,159 +508,251 @@ fn u16_at(b: &[u8], off: usize) -> u16 {
     u16::from_le_bytes(b[off..off + 2].try_into().expect("2 bytes"))
 }
 
-/// Examines the candidate record at absolute position `pos`, whose bytes
-/// start at `data[at..]`.
-///
-/// A COMMIT word counts as published only if its tag is this position's and
-/// its length is one a writer can produce; anything else (zeroes, stale
-/// bytes of an earlier lap, the middle of another record) is `Nothing`.
-fn examine(data: &[u8], header: &Header, seed: u32, pos: u64, at: usize) -> Found {
-    if at + RECORD_HEADER_LEN > data.len() {
-        return Found::Nothing;
-    }
-    let commit = u64_at(data, at + R_COMMIT);
-    if commit >> 32 != (pos >> 3) as u32 as u64 {
-        return Found::Nothing;
-    }
-    let len = commit as u32;
-    let stride_len = stride(len as usize);
-    if (len as usize) < RECORD_HEADER_LEN
-        || len as usize > header.max_record_len
-        || at + stride_len > data.len()
-    {
-        return Found::Nothing;
-    }
-    let crc = record_crc(seed, len, &data[at + R_CRC_START..at + stride_len]);
-    if u64_at(data, at + R_POS) != pos || u32_at(data, at + R_CRC) != crc {
-        return Found::Damaged {
-            stride: stride_len as u64,
-        };
-    }
-    Found::Valid { len }
+/// Largest `FIRST_SEQ` a reader accepts: no writer appends 2^62 records,
+/// and the bound keeps `FIRST_SEQ + k` from overflowing.
+const MAX_SEQ: u64 = 1 << 62;
+
+/// The records one chunk holds for one claim.
+struct ChunkRun {
+    writer: u32,
+    gen: u64,
+    first_seq: u64,
+    dropped_before: u64,
+    thread_id: u32,
+    thread_name: [u8; THREAD_NAME_LEN],
+    /// Valid, then corrupt: the `seq`s this chunk used.
+    used: u64,
+    /// Its records in the walk's list.
+    records: std::ops::Range<usize>,
 }
 
-/// Whether the damaged bytes `[from, to)` hold the header of a lapped
-/// writer that died before it could note itself in the lap log
-/// (shm-layout.md, 7.3): at an aligned position `x`, a position stamp of
-/// `x` one or two laps back, under a COMMIT word that does not publish that
-/// older position (so it is not an intact record left from an earlier lap,
-/// as a never-written reservation shows). A lapped writer writes its header
-/// first and never its COMMIT word, so a writer killed in the middle of its
-/// late copy leaves exactly this. Only classifies damage; never makes a
-/// record valid.
-fn late_header_in(data: &[u8], start: u64, header: &Header, from: u64, to: u64) -> bool {
-    let cap = header.capacity;
-    let from = from.max(start);
-    let mut x = from;
-    while x < to {
-        let at = (x - start) as usize;
-        if at + RECORD_HEADER_LEN > data.len() {
-            break;
+/// Walks every chunk once, then orders the writers' runs and merges them
+/// by time (the reader's algorithm, steps 5 to 7).
+fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
+    let chunk_size = header.chunk_size as usize;
+    let count = header.chunk_count as u64;
+    let max = header.max_record_len;
+    let bytes = data.bytes();
+    let mut totals = Totals::default();
+    let mut runs: Vec<ChunkRun> = Vec::new();
+    // Valid records in walk order (chunk by chunk), and the corrupt ones'
+    // (writer, seq), for the gaps.
+    let mut walked: Vec<Record> = Vec::with_capacity(bytes.len() / 128);
+    let mut corrupt_seqs: Vec<(u32, u64)> = Vec::new();
+    let (mut chunks_used, mut chunks_owned) = (0u32, 0u32);
+    for (index, &word) in table.iter().enumerate() {
+        let (state, visits) = (table_state(word), table_visits(word));
+        if state == CHUNK_FREE && visits == 0 {
+            continue;
         }
-        let stamp = u64_at(data, at + R_POS);
-        let back = x.wrapping_sub(stamp);
-        if stamp < x && back % cap == 0 && back / cap <= 2 {
-            let commit_tag = u64_at(data, at + R_COMMIT) >> 32;
-            if commit_tag != (stamp >> 3) as u32 as u64 {
-                return true;
+        if state != CHUNK_OWNED && state != CHUNK_SEALED {
+            totals.corrupt += 1;
+            continue;
+        }
+        chunks_used += 1;
+        if state == CHUNK_OWNED {
+            chunks_owned += 1;
+        }
+        let chunk = &bytes[index * chunk_size..(index + 1) * chunk_size];
+        let head: &[u8; CHUNK_HEADER_LEN] = chunk[..CHUNK_HEADER_LEN].try_into().expect("64 bytes");
+        let gen = u64_at(head, C_GEN);
+        let first_seq = u64_at(head, C_FIRST_SEQ);
+        if gen % count != index as u64 || gen / count >= visits || first_seq > MAX_SEQ {
+            totals.corrupt += 1;
+            continue;
+        }
+        let writer = u32_at(head, C_WRITER);
+        let thread_id = u32_at(head, C_THREAD_ID);
+        let seed = crc_seed(header.nonce, head);
+        let tag = commit_tag(gen);
+        let base = index * chunk_size;
+        let start = walked.len();
+        let mut offset = CHUNK_HEADER_LEN;
+        let mut k = 0u64;
+        while offset + RECORD_HEADER_LEN <= chunk_size {
+            let commit = u64_at(chunk, offset + R_COMMIT);
+            if commit >> COMMIT_LEN_BITS != tag {
+                break;
             }
-        }
-        x += RECORD_ALIGN as u64;
-    }
-    false
-}
-
-/// Walks the copied bytes from `valid_from`, collecting valid records and
-/// accounting for everything else (the reader's algorithm, steps 4-6).
-fn walk(snap: &mut Snapshot, start: u64, valid_from: u64) {
-    let seed = crc_seed(snap.header.nonce);
-    let end = snap.tail;
-    let mut pos = valid_from;
-    // Where the next record must begin; None until the first valid record
-    // (the bytes before it are the window's overwritten edge).
-    let mut expected: Option<u64> = None;
-    let mut pending = Gap::default();
-    let mut totals = Gap::default();
-    // Every record is at least 32 bytes: reserve for the typical 64.
-    // (A fast writer can move valid_from past end during the copy.)
-    let mut records = Vec::with_capacity((end.saturating_sub(valid_from) / 64) as usize);
-    let mut gaps = Vec::new();
-    let data = snap.data.bytes();
-    while pos + RECORD_HEADER_LEN as u64 <= end {
-        let at = (pos - start) as usize;
-        match examine(data, &snap.header, seed, pos, at) {
-            Found::Valid { len } => {
-                match expected {
-                    Some(e) if e != pos => {
-                        pending.bytes = pos - e;
-                        gaps.push((pos >> 3, pending));
-                    }
-                    // Damage before the first valid record: report it with
-                    // the first record rather than lose it.
-                    None if pending != Gap::default() => {
-                        pending.bytes = pos - valid_from;
-                        gaps.push((pos >> 3, pending));
-                    }
-                    _ => {}
-                }
-                records.push(Record {
-                    seq: pos >> 3,
-                    len,
-                    ts_unix_ns: u64_at(data, at + R_TS),
-                    kind: u16_at(data, at + R_KIND),
-                    flags: u16_at(data, at + R_FLAGS),
-                    payload_at: at + RECORD_HEADER_LEN,
+            let len = (commit & ((1 << COMMIT_LEN_BITS) - 1)) as usize;
+            if len == 0 {
+                totals.torn += 1;
+                break;
+            }
+            let step = stride(len);
+            if len < RECORD_HEADER_LEN || len > max || offset + step > chunk_size {
+                totals.corrupt += 1;
+                break;
+            }
+            let body = &chunk[offset + R_CRC_START..offset + step];
+            if u32_at(chunk, offset + R_CRC) != record_crc(seed, len as u32, body) {
+                totals.corrupt += 1;
+                corrupt_seqs.push((writer, first_seq + k));
+            } else {
+                walked.push(Record {
+                    writer,
+                    seq: first_seq + k,
+                    len: len as u32,
+                    ts_unix_ns: header.ts_unix_ns(u64_at(chunk, offset + R_TS)),
+                    kind: u16_at(chunk, offset + R_KIND),
+                    flags: u16_at(chunk, offset + R_FLAGS),
+                    thread_id,
+                    payload_at: base + offset + RECORD_HEADER_LEN,
                 });
-                pending = Gap::default();
-                let next = pos + stride(len as usize) as u64;
-                expected = Some(next);
-                pos = next;
             }
-            Found::Damaged { stride } => {
-                let damage_from = expected.unwrap_or(valid_from);
-                if snap.header.explained_by_lapped_write(pos, stride)
-                    || late_header_in(data, start, &snap.header, damage_from, pos + stride)
-                {
-                    pending.overwritten += 1;
-                    totals.overwritten += 1;
+            offset += step;
+            k += 1;
+        }
+        let mut thread_name = [0u8; THREAD_NAME_LEN];
+        thread_name.copy_from_slice(&head[C_THREAD_NAME..C_THREAD_NAME + THREAD_NAME_LEN]);
+        runs.push(ChunkRun {
+            writer,
+            gen,
+            first_seq,
+            dropped_before: u64_at(head, C_WRITER_DROPPED),
+            thread_id,
+            thread_name,
+            used: k,
+            records: start..walked.len(),
+        });
+    }
+    corrupt_seqs.sort_unstable();
+
+    // Step 6: each writer's chunks in seq order; overlaps (no working writer
+    // makes them) keep the later claim.
+    runs.sort_unstable_by_key(|r| (r.writer, r.first_seq, r.gen));
+    let mut kept: Vec<ChunkRun> = Vec::with_capacity(runs.len());
+    for run in runs {
+        match kept.last() {
+            Some(prev)
+                if prev.writer == run.writer && run.first_seq < prev.first_seq + prev.used =>
+            {
+                let (loser_used, keep_new) = if run.gen > prev.gen {
+                    (prev.used, true)
                 } else {
-                    pending.corrupt += 1;
-                    totals.corrupt += 1;
+                    (run.used, false)
+                };
+                totals.corrupt += loser_used;
+                if keep_new {
+                    kept.pop();
+                    kept.push(run);
                 }
-                // Do not trust its length: look for the next record from
-                // the next aligned position.
-                pos += RECORD_ALIGN as u64;
             }
-            Found::Nothing => {
-                if expected == Some(pos) {
-                    if snap
-                        .header
-                        .explained_by_lapped_write(pos, RECORD_ALIGN as u64)
-                    {
-                        // A lapped writer's late bytes hide this record.
-                        pending.overwritten += 1;
-                        totals.overwritten += 1;
-                    } else {
-                        // A writer reserved this position and never published.
-                        pending.torn += 1;
-                        totals.torn += 1;
+            _ => kept.push(run),
+        }
+    }
+
+    let mut writers: Vec<WriterRun> = Vec::new();
+    let mut gaps: Vec<((u32, u64), Gap)> = Vec::new();
+    // Per writer, its records in seq order, as index ranges into `ordered`.
+    let mut ordered: Vec<Record> = Vec::with_capacity(walked.len());
+    let mut streams: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut i = 0;
+    while i < kept.len() {
+        let writer = kept[i].writer;
+        let mut j = i;
+        while j < kept.len() && kept[j].writer == writer {
+            j += 1;
+        }
+        let group = &kept[i..j];
+        let stream_start = ordered.len();
+        // Where the previous record of this writer was, and its chunk's drop
+        // count.
+        let mut prev: Option<(u64, u64)> = None;
+        for (n, run) in group.iter().enumerate() {
+            if n > 0 {
+                let before = &group[n - 1];
+                let hole = run.first_seq - (before.first_seq + before.used);
+                totals.holes += hole;
+            }
+            for record in &walked[run.records.clone()] {
+                if let Some((prev_seq, prev_dropped)) = prev {
+                    let missing = record.seq - prev_seq - 1;
+                    let dropped = run.dropped_before.saturating_sub(prev_dropped);
+                    if missing > 0 || dropped > 0 {
+                        let lo = corrupt_seqs.partition_point(|c| *c <= (writer, prev_seq));
+                        let hi = corrupt_seqs.partition_point(|c| *c < (writer, record.seq));
+                        totals.dropped += dropped;
+                        gaps.push((
+                            (writer, record.seq),
+                            Gap {
+                                missing,
+                                corrupt: (hi - lo) as u64,
+                                dropped,
+                            },
+                        ));
                     }
                 }
-                pos += RECORD_ALIGN as u64;
+                prev = Some((record.seq, run.dropped_before));
+                ordered.push(record.clone());
             }
         }
-    }
-    if let Some(e) = expected {
-        if e < end {
-            pending.bytes = end - e;
+        if ordered.len() > stream_start {
+            let (first, last) = (&ordered[stream_start], &ordered[ordered.len() - 1]);
+            let newest = &group[group.len() - 1];
+            writers.push(WriterRun {
+                writer,
+                thread_id: newest.thread_id,
+                thread_name: c_text(&newest.thread_name),
+                first_seq: first.seq,
+                last_seq: last.seq,
+                records: (ordered.len() - stream_start) as u64,
+                dropped: newest.dropped_before,
+                first_ts_unix_ns: first.ts_unix_ns,
+                last_ts_unix_ns: last.ts_unix_ns,
+            });
+            streams.push(stream_start..ordered.len());
         }
-    } else if end > valid_from {
-        pending.bytes = end - valid_from;
+        i = j;
     }
-    snap.totals = totals;
-    snap.trailing = pending;
-    snap.records = records;
-    snap.gaps = gaps;
+    drop(walked);
+    let records = merge_by_time(ordered, &streams);
+    Snapshot {
+        header,
+        records,
+        writers,
+        totals,
+        chunks_used,
+        chunks_owned,
+        gaps,
+        data,
+    }
+}
+
+/// Merges the writers' runs (each in `seq` order) into one list by time,
+/// ties broken by writer and `seq`: a k-way merge, `O(n log k)`.
+fn merge_by_time(ordered: Vec<Record>, streams: &[std::ops::Range<usize>]) -> Vec<Record> {
+    if streams.len() <= 1 {
+        return ordered;
+    }
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let mut heads: Vec<usize> = streams.iter().map(|s| s.start).collect();
+    let mut heap: BinaryHeap<Reverse<(u64, u32, u64, usize)>> = streams
+        .iter()
+        .enumerate()
+        .map(|(k, s)| {
+            let r = &ordered[s.start];
+            Reverse((r.ts_unix_ns, r.writer, r.seq, k))
+        })
+        .collect();
+    let mut out = Vec::with_capacity(ordered.len());
+    while let Some(Reverse((_, _, _, k))) = heap.pop() {
+        let at = heads[k];
+        out.push(ordered[at].clone());
+        heads[k] += 1;
+        if heads[k] < streams[k].end {
+            let r = &ordered[heads[k]];
+            heap.push(Reverse((r.ts_unix_ns, r.writer, r.seq, k)));
+        }
+    }
+    out
+}
+
+/// A NUL-padded name as text.
+fn c_text(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
 #[cfg(test)]

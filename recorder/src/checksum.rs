@@ -11,13 +11,16 @@
 //! This module uses `unsafe` only to call the intrinsic, behind a runtime
 //! check of the CPU feature.
 
+#![allow(unsafe_code)]
+
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// The checksum of one record.
 ///
-/// `seed` is [`crate::layout::crc_seed`] of the file's nonce, `len` the
-/// record's length, and `body` the record's bytes from offset 12 to its
-/// stride (`stride(len) - 12` bytes, padding included).
+/// `seed` is [`crate::layout::crc_seed`] of the file's nonce and the
+/// record's chunk header, `len` the record's length, and `body` the
+/// record's bytes from offset 12 to its stride (`stride(len) - 12` bytes,
+/// padding included).
 ///
 /// # Panics
 ///
@@ -28,9 +31,10 @@ use std::sync::atomic::{AtomicU8, Ordering};
 ///
 /// ```
 /// use recorder::{checksum::record_crc, layout::crc_seed};
-/// let body = [0u8; 20]; // a 32-byte record without payload: bytes 12..32
-/// let fast = record_crc(crc_seed(7), 32, &body);
-/// let plain = crc32c::crc32c_append(crc32c::crc32c_append(crc_seed(7), &32u32.to_le_bytes()), &body);
+/// let seed = crc_seed(7, &[0u8; 64]);
+/// let body = [0u8; 12]; // a 24-byte record without payload: bytes 12..24
+/// let fast = record_crc(seed, 24, &body);
+/// let plain = crc32c::crc32c_append(crc32c::crc32c_append(seed, &24u32.to_le_bytes()), &body);
 /// assert_eq!(fast, plain);
 /// ```
 #[inline]

@@ -11,9 +11,10 @@
 //! `sigaction`, `SA_SIGINFO | SA_ONSTACK`, so it runs on the alternate stack
 //! that Rust's runtime gives every thread, and a stack overflow is caught).
 //! The handler only does async-signal-safe work: atomics, plain stores into
-//! the mapping, `clock_gettime`, `gettid`, `prctl`. No allocation, no lock,
-//! nothing that can wait for a lock the crashing thread holds; an append is
-//! re-entrant (one `fetch_add`, then bytes only this append owns), so a
+//! the mapping, `clock_gettime` (or `rdtsc`), `gettid`, `prctl`. No
+//! allocation, no lock, nothing that can wait for a lock the crashing thread
+//! holds. It appends its crash event as a writer of its own, into a chunk of
+//! its own (`shm-layout.md`, 8.6), never through the thread's writer, so a
 //! crash in the middle of an append on the same thread is fine.
 //!
 //! Then it restores the disposition that was there before (Rust's stack
@@ -34,7 +35,10 @@
 //! also records the cause and marks the ring crashed; a panic on another
 //! thread may be caught and survived, so it is logged only.
 //!
-//! This module and `mapping` are where the recorder uses `unsafe`.
+//! `unsafe` is allowed here: `sigaction`, the signal handler's arguments,
+//! and the leaked handle the handlers read.
+
+#![allow(unsafe_code)]
 
 use std::cell::UnsafeCell;
 use std::fmt::Write as _;
@@ -44,7 +48,7 @@ use std::sync::{Arc, Once};
 
 use crate::event::{Field, Level};
 use crate::layout::*;
-use crate::ring::Shared;
+use crate::recorder::Shared;
 use crate::sys;
 
 /// The ring the handlers write to; null when none. Points into an `Arc`
@@ -351,7 +355,7 @@ fn record_signal(shared: &Shared, signal: libc::c_int, code: i32, fault_addr: u6
         std::str::from_utf8(thread_name).unwrap_or("?")
     );
     write_termination_log(shared, text.as_str());
-    let _ = shared.log(
+    let _ = shared.log_alone(
         Level::Error,
         "blackbox::crash",
         text.as_str(),

@@ -1,52 +1,69 @@
 //! The bytes on disk: every offset, size and code of `shm-layout.md`, by the
 //! spec's names.
 //!
-//! Both the writer (this crate) and the reader (`blackbox-reader`) use these
-//! constants; `tests/layout_spec.rs` checks them against the tables in
-//! `shm-layout.md`, which is the authority. Change a byte here only together
-//! with the spec and [`VERSION`].
+//! Both the writer (this crate) and the reader (the `blackbox` crate's
+//! library) use these constants; `tests/layout_spec.rs` checks them against
+//! the tables in `shm-layout.md`, which is the authority. Change a byte here
+//! only together with the spec and [`VERSION`] or [`MINOR_VERSION`].
 //!
-//! All integers are little-endian. All offsets are from the start of the file
-//! (header fields) or from the start of a record (record fields).
+//! All integers are little-endian. Offsets are from the start of the file
+//! (`H_*`), of a chunk (`C_*`), of a record (`R_*`) or of an event payload
+//! (`E_*`).
 
 /// The first 8 bytes of every ring file.
 pub const MAGIC: [u8; 8] = *b"BBOXRING";
 
 /// Layout version. A reader refuses a version it does not know.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Minor layout version: compatible additions within [`VERSION`] (meaning
 /// given to bytes that earlier minors kept zero). A reader accepts any minor
 /// and reads what it knows; zero bytes mean "not recorded".
-/// 0: the ring, identity, state and lap log. 1: adds the memory evidence
-/// and the cause of death. 2: adds the snapshot trigger.
-pub const MINOR_VERSION: u32 = 2;
+pub const MINOR_VERSION: u32 = 0;
 
 /// Written as a `u32` at [`H_ENDIAN`]; reads back as this value only on a
 /// little-endian machine.
 pub const ENDIAN_CHECK: u32 = 0x0102_0304;
 
-/// Size of the file header; the data region starts right after it.
-/// Must be a multiple of the page size (4096) so the data region is page aligned.
+/// Size of the file header; the chunk table starts right after it.
+/// Must be a multiple of [`TABLE_ALIGN`].
 pub const HEADER_LEN: usize = 4096;
 
-/// Size of a record header.
-pub const RECORD_HEADER_LEN: usize = 32;
+/// Size of a chunk header; the chunk's records start right after it.
+pub const CHUNK_HEADER_LEN: usize = 64;
 
-/// Records start at multiples of this; a record's stride is its length
-/// rounded up to it.
+/// Size of a record header.
+pub const RECORD_HEADER_LEN: usize = 24;
+
+/// Records start at multiples of this inside their chunk; a record's stride
+/// is its length rounded up to it.
 pub const RECORD_ALIGN: usize = 8;
 
-/// Smallest data region: one page.
-pub const MIN_CAPACITY: u64 = 4096;
+/// The chunk table is padded to a multiple of this, so the data region
+/// starts on a page.
+pub const TABLE_ALIGN: u64 = 4096;
 
-/// Largest data region: 4 GiB. Keeps the commit tag (32 bits of the position
-/// in 8-byte units, a period of 32 GiB) unambiguous across at least 8 laps.
+/// Smallest data region: 16 KiB ([`MIN_CHUNKS`] chunks of the smallest size).
+pub const MIN_CAPACITY: u64 = 16 * 1024;
+
+/// Largest data region: 4 GiB.
 pub const MAX_CAPACITY: u64 = 1 << 32;
 
-/// Largest record (header + payload) a writer produces and a reader accepts.
-/// A ring smaller than 4 × this accepts records of at most capacity / 4.
-pub const MAX_RECORD_LEN: usize = 64 * 1024;
+/// Smallest chunk. A power of two.
+pub const MIN_CHUNK_SIZE: u32 = 1024;
+
+/// Largest chunk. A power of two; bounds the largest record.
+pub const MAX_CHUNK_SIZE: u32 = 64 * 1024;
+
+/// Fewest chunks in a ring.
+pub const MIN_CHUNKS: u32 = 16;
+
+/// Most chunks in a ring: bounds the chunk table to 8 MiB.
+pub const MAX_CHUNKS: u32 = 1 << 20;
+
+/// Largest record (header + payload) in any ring: a whole chunk but its
+/// header.
+pub const MAX_RECORD_LEN: usize = MAX_CHUNK_SIZE as usize - CHUNK_HEADER_LEN;
 
 // ---------------------------------------------------------------------------
 // File header: ABI block (written once at create, before MAGIC).
@@ -68,7 +85,7 @@ pub const H_COMPAT_FLAGS: usize = 28;
 /// `u64` offset of the data region from the start of the file.
 pub const H_DATA_OFFSET: usize = 32;
 /// `u64` capacity of the data region in bytes: a power of two in
-/// [`MIN_CAPACITY`]..=[`MAX_CAPACITY`].
+/// [`MIN_CAPACITY`]..=[`MAX_CAPACITY`], `CHUNK_COUNT · CHUNK_SIZE`.
 pub const H_CAPACITY: usize = 40;
 /// `u64` random per-file value; seeds every record checksum.
 pub const H_NONCE: usize = 48;
@@ -82,7 +99,17 @@ pub const H_MAX_RECORD_LEN: usize = 68;
 pub const H_BOOT_ID: usize = 72;
 /// `u32` [`MINOR_VERSION`] of the writer.
 pub const H_MINOR_VERSION: usize = 88;
-// 92..128 reserved, zero.
+/// `u32` bytes per chunk.
+pub const H_CHUNK_SIZE: usize = 92;
+/// `u32` number of chunks.
+pub const H_CHUNK_COUNT: usize = 96;
+/// `u32` chunk header length in bytes ([`CHUNK_HEADER_LEN`]).
+pub const H_CHUNK_HEADER_LEN: usize = 100;
+/// `u64` file offset of the chunk table ([`HEADER_LEN`]).
+pub const H_CHUNK_TABLE_OFFSET: usize = 104;
+/// `u32` what record timestamps count: [`CLOCK_REALTIME_NS`] or [`CLOCK_TSC`].
+pub const H_CLOCK: usize = 112;
+// 116..128 reserved, zero.
 
 // Identity strings: UTF-8, padded with NUL bytes; a field that is full has no NUL.
 
@@ -109,11 +136,10 @@ pub const SHORT_STR_LEN: usize = 64;
 /// Size of [`H_POD_NAME`].
 pub const LONG_STR_LEN: usize = 256;
 
-// Live counters, each group on its own 64-byte cache line.
+// Live counters. NEXT_TICKET alone on its cache line.
 
-/// `u64` TAIL: absolute byte position of the next reservation. Starts at 0,
-/// only grows, always a multiple of [`RECORD_ALIGN`].
-pub const H_TAIL: usize = 1024;
+/// `u64` the chunk cursor: the next claim ticket. Starts at 0, only grows.
+pub const H_NEXT_TICKET: usize = 1024;
 /// `u32` STATE: one of the `STATE_*` values.
 pub const H_STATE: usize = 1088;
 /// `u64` last heartbeat, Unix nanoseconds; 0 when the writer keeps none.
@@ -122,22 +148,42 @@ pub const H_HEARTBEAT_UNIX_NS: usize = 1096;
 pub const H_CLOSE_UNIX_NS: usize = 1104;
 /// `u32` heartbeat period in milliseconds; 0 when the writer keeps none.
 pub const H_HEARTBEAT_PERIOD_MS: usize = 1112;
-/// `u64` count of appends that found themselves lapped before publishing.
-pub const H_LAPPED_WRITES: usize = 1152;
+/// `u32` writers registered so far: the next writer number.
+pub const H_WRITERS: usize = 1116;
+/// `u64` appends dropped because no chunk could be claimed.
+pub const H_DROPPED: usize = 1152;
 /// `u64` count of appends refused because the record was too large.
 pub const H_OVERSIZE_DROPS: usize = 1160;
-/// `u64` count of snapshot requests (minor 2): bumped after the request's
-/// record is published.
+/// `u64` count of snapshot requests: bumped after the request's record is
+/// published.
 pub const H_SNAPSHOT_TRIGGER: usize = 1168;
-/// `u64` position of the record that carries the latest snapshot request's
-/// reason, plus one (0: none yet) (minor 2).
-pub const H_SNAPSHOT_POS: usize = 1176;
-/// Lap log: [`LAP_LOG_ENTRIES`] entries of `{ pos: u64, stride: u64 }`.
-/// Entry `k % LAP_LOG_ENTRIES` holds the k-th lapped write (k counted from 0).
-pub const H_LAP_LOG: usize = 1280;
-/// Number of lap log entries.
-pub const LAP_LOG_ENTRIES: usize = 16;
-/// Memory evidence for OOM attribution, sampled by the heartbeat (minor 1).
+/// `u64` `seq` of the record that carries the latest snapshot request's
+/// reason, plus one (0: none yet).
+pub const H_SNAPSHOT_SEQ: usize = 1176;
+/// `u32` the writer of that record.
+pub const H_SNAPSHOT_WRITER: usize = 1184;
+
+/// Clock calibration for [`CLOCK_TSC`] rings.
+pub const H_CLOCK_CAL: usize = 1280;
+/// `u64` calibrations written; the current one is in slot `(count - 1) % 2`.
+pub const H_CLOCK_CAL_COUNT: usize = 1280;
+/// `u64` slot 0: a timestamp counter reading.
+pub const H_CLOCK_BASE_TICKS: usize = 1312;
+/// `u64` slot 0: CLOCK_REALTIME nanoseconds at that reading.
+pub const H_CLOCK_BASE_NS: usize = 1320;
+/// `u64` slot 0: nanoseconds per tick times `2^CLOCK_SHIFT`.
+pub const H_CLOCK_MULT: usize = 1328;
+/// Slot 1: the same fields at the same offsets plus [`CLOCK_SLOT_LEN`].
+pub const H_CLOCK_SLOT_1: usize = 1344;
+/// Number of calibration slots.
+pub const CLOCK_SLOTS: usize = 2;
+/// Bytes per calibration slot.
+pub const CLOCK_SLOT_LEN: usize = 32;
+/// Fixed-point shift of the calibration's multiplier.
+pub const CLOCK_SHIFT: u32 = 32;
+// 1376..1536 reserved, zero.
+
+/// Memory evidence for OOM attribution, sampled by the heartbeat.
 pub const H_MEMORY_EVIDENCE: usize = 1536;
 /// `u64` when the memory evidence was sampled, Unix nanoseconds (0: never).
 pub const H_MEM_SAMPLED_UNIX_NS: usize = 1536;
@@ -149,7 +195,7 @@ pub const H_MEM_CGROUP_USAGE: usize = 1552;
 pub const H_MEM_CGROUP_LIMIT: usize = 1560;
 // 1568..2048 reserved, zero.
 
-/// The cause of death, written once by the first crash handler (minor 1).
+/// The cause of death, written once by the first crash handler.
 pub const H_DEATH: usize = 2048;
 /// `u32` one of `DEATH_*`; claimed first (0 to the kind), the rest follows.
 pub const H_DEATH_KIND: usize = 2048;
@@ -195,32 +241,88 @@ pub const STATE_EXITED: u32 = 2;
 /// The writer recorded its own crash (panic or fatal signal).
 pub const STATE_CRASHED: u32 = 3;
 
+// CLOCK values.
+
+/// Record timestamps are CLOCK_REALTIME nanoseconds since the Unix epoch.
+pub const CLOCK_REALTIME_NS: u32 = 1;
+/// Record timestamps are x86 time stamp counter ticks (see the calibration).
+pub const CLOCK_TSC: u32 = 2;
+
 // ---------------------------------------------------------------------------
-// Record header, at the record's position in the data region.
+// The chunk table: one u64 per chunk, `VISITS << CHUNK_STATE_BITS | STATE`.
+
+/// `STATE` of a chunk never claimed.
+pub const CHUNK_FREE: u64 = 0;
+/// `STATE` of a chunk its owner may be writing; nobody else writes it.
+pub const CHUNK_OWNED: u64 = 1;
+/// `STATE` of a chunk its owner finished; the next visit may claim it.
+pub const CHUNK_SEALED: u64 = 2;
+/// Width of `STATE` in a table word; `VISITS` is the word shifted right by it.
+pub const CHUNK_STATE_BITS: u32 = 2;
+
+/// A chunk table word from its state and visit count.
+#[inline]
+pub const fn table_word(state: u64, visits: u64) -> u64 {
+    visits << CHUNK_STATE_BITS | state
+}
+
+/// The `STATE` of a chunk table word.
+#[inline]
+pub const fn table_state(word: u64) -> u64 {
+    word & ((1 << CHUNK_STATE_BITS) - 1)
+}
+
+/// The `VISITS` of a chunk table word.
+#[inline]
+pub const fn table_visits(word: u64) -> u64 {
+    word >> CHUNK_STATE_BITS
+}
+
+// Chunk header, at the start of each chunk.
+
+/// `u64` GEN: the ticket of the claim this header belongs to.
+pub const C_GEN: usize = 0;
+/// `u64` the writer's `seq` of the chunk's first record.
+pub const C_FIRST_SEQ: usize = 8;
+/// `u64` the writer's dropped appends before the chunk's first record.
+pub const C_WRITER_DROPPED: usize = 16;
+/// `u32` the writer's number.
+pub const C_WRITER: usize = 24;
+/// `u32` Linux thread id of the writer's thread.
+pub const C_THREAD_ID: usize = 28;
+/// `[u8; 16]` the writer thread's kernel name.
+pub const C_THREAD_NAME: usize = 32;
+/// Size of [`C_THREAD_NAME`].
+pub const THREAD_NAME_LEN: usize = 16;
+// 48..64 reserved, zero.
+
+// ---------------------------------------------------------------------------
+// Record header, at the record's offset in its chunk.
 //
-//  0               8       12      14      16              24              32
-//  +---------------+-------+-------+-------+---------------+---------------+---------
-//  | COMMIT  (u64) | CRC   | KIND  | FLAGS | POS     (u64) | TS      (u64) | payload..
-//  | len | tag<<32 | (u32) | (u16) | (u16) |               |               |
-//  +---------------+-------+-------+-------+---------------+---------------+---------
+//  0               8       12      14      16              24
+//  +---------------+-------+-------+-------+---------------+---------
+//  | COMMIT  (u64) | CRC   | KIND  | FLAGS | TS      (u64) | payload..
+//  | tag<<16 | len | (u32) | (u16) | (u16) |               |
+//  +---------------+-------+-------+-------+---------------+---------
 //
 // COMMIT is stored last; the record is published when COMMIT equals
-// commit_word(len, pos) for the position the reader expects.
+// commit_word(gen, len) with the chunk header's GEN and len >= 24.
 
-/// `u64` COMMIT: `len | (pos / 8 mod 2^32) << 32`; written last (release).
+/// `u64` COMMIT: `((GEN + 1) mod 2^48) << 16 | len`; written last (release);
+/// `len` 0 while the record is being written.
 pub const R_COMMIT: usize = 0;
-/// `u32` CRC-32C over `nonce (u64) ‖ len (u32) ‖ record bytes [12, stride)`.
+/// `u32` CRC-32C over `nonce ‖ chunk header ‖ len (u32) ‖ record bytes [12, stride)`.
 pub const R_CRC: usize = 8;
 /// `u16` record kind, one of `KIND_*`.
 pub const R_KIND: usize = 12;
-/// `u16` flags, zero in version 1.
+/// `u16` flags, zero in version 2.
 pub const R_FLAGS: usize = 14;
-/// `u64` POS: the record's absolute position (its stamp).
-pub const R_POS: usize = 16;
-/// `u64` TS: write time, nanoseconds since the Unix epoch (CLOCK_REALTIME).
-pub const R_TS: usize = 24;
+/// `u64` TS: write time in the unit of [`H_CLOCK`].
+pub const R_TS: usize = 16;
 /// First byte of the CRC-covered part of the record.
 pub const R_CRC_START: usize = 12;
+/// Width of `len` in a COMMIT word; the tag is the word shifted right by it.
+pub const COMMIT_LEN_BITS: u32 = 16;
 
 /// A structured log event (the standard payload below).
 pub const KIND_EVENT: u16 = 1;
@@ -258,12 +360,10 @@ pub const E_FIELD_COUNT: usize = 1;
 pub const E_TARGET_LEN: usize = 2;
 /// `u16` message length in bytes.
 pub const E_MESSAGE_LEN: usize = 4;
-/// `u16` flags, zero in version 1.
+/// `u16` flags (`EVENT_FLAG_*`).
 pub const E_FLAGS: usize = 6;
-/// `u32` Linux thread id of the writing thread.
-pub const E_THREAD_ID: usize = 8;
 /// Size of the fixed part; target, message and fields follow.
-pub const EVENT_FIXED_LEN: usize = 12;
+pub const EVENT_FIXED_LEN: usize = 8;
 
 /// Level codes, from least to most severe.
 pub const LEVEL_TRACE: u8 = 1;
@@ -289,13 +389,21 @@ pub const FIELD_STR: u8 = 5;
 /// Field type: a value rendered with `Debug`, `u16` length then UTF-8 bytes.
 pub const FIELD_DEBUG: u8 = 6;
 
-/// The COMMIT word that publishes a record of `len` bytes at `pos`.
-///
-/// The tag (the high half) ties the word to one position, so a commit word
-/// left by an earlier lap never publishes a later record at the same offset.
+/// The COMMIT tag of a claim: the low 48 bits of `GEN + 1`, so that zero
+/// bytes (a chunk never written) never carry the tag of a claim.
 #[inline]
-pub const fn commit_word(len: u32, pos: u64) -> u64 {
-    (len as u64) | (((pos >> 3) as u32 as u64) << 32)
+pub const fn commit_tag(gen: u64) -> u64 {
+    gen.wrapping_add(1) & ((1 << (64 - COMMIT_LEN_BITS)) - 1)
+}
+
+/// The COMMIT word that publishes a record of `len` bytes written under the
+/// claim `gen` (with `len` 0: the "being written" mark).
+///
+/// The tag ties the word to one claim, so a commit word left by an earlier
+/// claim of the chunk never publishes a record of the current one.
+#[inline]
+pub const fn commit_word(gen: u64, len: u16) -> u64 {
+    commit_tag(gen) << COMMIT_LEN_BITS | len as u64
 }
 
 /// A record's stride: its length rounded up to [`RECORD_ALIGN`].
@@ -304,40 +412,80 @@ pub const fn stride(len: usize) -> usize {
     (len + RECORD_ALIGN - 1) & !(RECORD_ALIGN - 1)
 }
 
-/// The largest record a ring of `capacity` bytes holds.
+/// The default chunk size for a ring of `capacity` bytes: `capacity / 128`,
+/// kept within [`MIN_CHUNK_SIZE`]..=[`MAX_CHUNK_SIZE`].
 #[inline]
-pub const fn max_record_len(capacity: u64) -> usize {
-    let quarter = (capacity / 4) as usize;
-    if quarter < MAX_RECORD_LEN {
-        quarter
+pub const fn default_chunk_size(capacity: u64) -> u32 {
+    let c = capacity / 128;
+    if c < MIN_CHUNK_SIZE as u64 {
+        MIN_CHUNK_SIZE
+    } else if c > MAX_CHUNK_SIZE as u64 {
+        MAX_CHUNK_SIZE
     } else {
-        MAX_RECORD_LEN
+        c as u32
     }
 }
 
-/// The CRC-32C seed for a file: the checksum of its nonce.
+/// The largest record a ring of `chunk_size`-byte chunks holds.
 #[inline]
-pub fn crc_seed(nonce: u64) -> u32 {
-    crc32c::crc32c(&nonce.to_le_bytes())
+pub const fn max_record_len(chunk_size: u32) -> usize {
+    chunk_size as usize - CHUNK_HEADER_LEN
 }
 
-/// Continue a record checksum from the file's seed with the record length.
+/// Where the data region starts for `chunk_count` chunks: after the header
+/// and the chunk table, rounded up to [`TABLE_ALIGN`].
+#[inline]
+pub const fn data_offset(chunk_count: u32) -> u64 {
+    let end = HEADER_LEN as u64 + 8 * chunk_count as u64;
+    end.div_ceil(TABLE_ALIGN) * TABLE_ALIGN
+}
+
+/// The CRC-32C seed of a claim: the checksum of the file's nonce and the
+/// chunk's 64-byte header.
+#[inline]
+pub fn crc_seed(nonce: u64, chunk_header: &[u8; CHUNK_HEADER_LEN]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(&nonce.to_le_bytes()), chunk_header)
+}
+
+/// Continue a record checksum from its claim's seed with the record length.
 #[inline]
 pub fn crc_start(seed: u32, len: u32) -> u32 {
     crc32c::crc32c_append(seed, &len.to_le_bytes())
 }
 
+/// Turns a [`CLOCK_TSC`] timestamp into CLOCK_REALTIME nanoseconds with a
+/// calibration slot (`shm-layout.md`, 8.5): exact, in 128-bit arithmetic.
+#[inline]
+pub const fn tsc_to_unix_ns(ts: u64, base_ticks: u64, base_ns: u64, mult: u64) -> u64 {
+    if ts >= base_ticks {
+        let delta = ((ts - base_ticks) as u128 * mult as u128) >> CLOCK_SHIFT;
+        (base_ns as u128 + delta) as u64
+    } else {
+        let delta = ((base_ticks - ts) as u128 * mult as u128) >> CLOCK_SHIFT;
+        if delta > base_ns as u128 {
+            0
+        } else {
+            base_ns - delta as u64
+        }
+    }
+}
+
 // The header's groups do not overlap, fit in the header, and the hot
-// counters sit on cache lines of their own (checked at compile time).
+// counter sits on a cache line of its own (checked at compile time).
 const _: () = {
-    assert!(H_BOOT_ID + 16 <= H_PROGRAM);
-    assert!(H_POD_NAME + LONG_STR_LEN <= H_TAIL);
-    assert!(H_TAIL % 64 == 0 && H_STATE % 64 == 0 && H_LAPPED_WRITES % 64 == 0);
-    assert!(H_LAP_LOG + LAP_LOG_ENTRIES * 16 <= H_MEMORY_EVIDENCE);
+    assert!(H_CLOCK + 4 <= H_PROGRAM);
+    assert!(H_POD_NAME + LONG_STR_LEN <= H_NEXT_TICKET);
+    assert!(H_NEXT_TICKET % 64 == 0 && H_STATE % 64 == 0);
+    assert!(H_SNAPSHOT_WRITER + 4 <= H_CLOCK_CAL);
+    assert!(H_CLOCK_SLOT_1 + CLOCK_SLOT_LEN <= H_MEMORY_EVIDENCE);
+    assert!(H_CLOCK_BASE_TICKS + CLOCK_SLOT_LEN == H_CLOCK_SLOT_1);
     assert!(H_MEM_CGROUP_LIMIT + 8 <= H_DEATH);
     assert!(H_DEATH_LOCATION + LONG_STR_LEN <= H_DEATH_MESSAGE);
     assert!(H_DEATH_MESSAGE + DEATH_MESSAGE_LEN <= HEADER_LEN);
-    assert!(HEADER_LEN % 4096 == 0);
+    assert!(HEADER_LEN as u64 % TABLE_ALIGN == 0);
+    assert!(C_THREAD_NAME + THREAD_NAME_LEN <= CHUNK_HEADER_LEN);
+    assert!(MAX_RECORD_LEN < 1 << COMMIT_LEN_BITS);
+    assert!(MIN_CAPACITY == MIN_CHUNKS as u64 * MIN_CHUNK_SIZE as u64);
 };
 
 #[cfg(test)]
@@ -345,18 +493,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn commit_word_differs_across_laps() {
-        for cap in [MIN_CAPACITY, 1 << 20, MAX_CAPACITY] {
-            let pos = 8 * 12345;
-            assert_ne!(commit_word(40, pos), commit_word(40, pos + cap));
-            assert_ne!(commit_word(40, pos), commit_word(40, pos + 7 * cap));
-        }
+    fn commit_words_differ_across_claims_and_mark_the_write() {
+        let gen = 12345;
+        assert_ne!(commit_word(gen, 40), commit_word(gen + 16, 40));
+        assert_ne!(commit_word(gen, 0), commit_word(gen, 40));
+        assert_eq!(commit_word(gen, 40) >> COMMIT_LEN_BITS, gen + 1);
+        assert_ne!(commit_word(0, 0), 0, "zero bytes carry no claim's tag");
+        assert_eq!(commit_word(gen, 40) as u16, 40);
     }
 
     #[test]
     fn stride_rounds_up_to_eight() {
-        assert_eq!(stride(32), 32);
-        assert_eq!(stride(33), 40);
-        assert_eq!(stride(39), 40);
+        assert_eq!(stride(24), 24);
+        assert_eq!(stride(25), 32);
+        assert_eq!(stride(31), 32);
+    }
+
+    #[test]
+    fn default_chunks_fit_the_bounds() {
+        assert_eq!(default_chunk_size(MIN_CAPACITY), MIN_CHUNK_SIZE);
+        assert_eq!(default_chunk_size(1 << 20), 8192);
+        assert_eq!(default_chunk_size(MAX_CAPACITY), MAX_CHUNK_SIZE);
+        assert_eq!(data_offset(16), 8192);
+        assert_eq!(data_offset(512), 8192);
+        assert_eq!(data_offset(513), 12288);
+    }
+
+    #[test]
+    fn tsc_conversion_is_exact_both_ways() {
+        // 2.5 ns per tick.
+        let mult = 5u64 << (CLOCK_SHIFT - 1);
+        assert_eq!(tsc_to_unix_ns(1_000, 1_000, 5_000, mult), 5_000);
+        assert_eq!(tsc_to_unix_ns(1_004, 1_000, 5_000, mult), 5_010);
+        assert_eq!(tsc_to_unix_ns(996, 1_000, 5_000, mult), 4_990);
+        assert_eq!(tsc_to_unix_ns(0, 1_000_000, 5, mult), 0);
     }
 }

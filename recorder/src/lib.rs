@@ -2,11 +2,12 @@
 //! death of the process that writes it.
 //!
 //! A [`Recorder`] appends records to a file-backed shared mapping laid out as
-//! a ring (`shm-layout.md` at the repository root has every byte). An append
-//! is one atomic add, a copy and a release store: no lock, no system call,
-//! no allocation. The pages belong to the kernel's page cache, so when the
-//! process dies (panic, abort, segfault, SIGKILL, OOM kill) the records stay,
-//! and the `blackbox` reader recovers them from another process.
+//! a ring of chunks (`shm-layout.md` at the repository root has every byte).
+//! Each thread appends into a chunk it owns: a copy and one release store,
+//! no lock, no allocation, and no system call once the thread has appended
+//! before. The pages belong to the kernel's page cache, so when the process
+//! dies (panic, abort, segfault, SIGKILL, OOM kill) the records stay, and
+//! the `blackbox` reader recovers them from another process.
 //!
 //! # Examples
 //!
@@ -27,33 +28,52 @@
 //!
 //! # What it guarantees
 //!
-//! A record whose append returned `Ok` is in the ring until newer records
-//! overwrite it, whatever happens to the process afterwards. A record whose
+//! A record whose append returned `Ok` is in the ring until its chunk is
+//! reused for newer records (chunks are reused oldest first), whatever
+//! happens to the process afterwards. No thread, however long it is
+//! stalled, ever writes over another thread's records: when no chunk is
+//! free, the new record is dropped and counted instead. A record whose
 //! writer died before publishing it is recognised as torn and skipped; it
 //! costs that record only.
+//!
+//! # Unsafe code
+//!
+//! `unsafe` is denied in the crate and allowed only in the modules that
+//! need it: `mapping` (raw pointers into the shared mapping), `clock`
+//! (`rdtsc`), `sys` (libc calls), `checksum` (the CRC instruction),
+//! `crash` (signal handlers), and one claim-to-cursor step in `append`.
 
+#![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod append;
 pub mod checksum;
+mod claim;
+mod clock;
 pub mod crash;
+mod create;
+mod error;
 mod event;
+mod heartbeat;
 pub mod layout;
 pub mod lock;
 #[cfg(any(feature = "log", feature = "tracing"))]
 pub mod log_adapter;
 mod mapping;
 mod memory;
-mod ring;
+mod payload;
+mod recorder;
 mod sys;
 #[cfg(feature = "tracing")]
 pub mod tracing_layer;
 #[cfg(feature = "typed-codec")]
 pub mod typed;
 
+pub use clock::Clock;
+pub use error::{AppendError, CreateError, CreateErrorKind};
 pub use event::{Field, Level, Value, EVENT_FLAG_TRUNCATED};
-pub use ring::{
-    AppendError, CreateError, CreateErrorKind, Recorder, RecorderBuilder, Seq, DEFAULT_CAPACITY,
-    DEFAULT_HEARTBEAT, ENV_DIR, SNAPSHOT_TARGET,
+pub use recorder::{
+    Recorder, RecorderBuilder, Seq, DEFAULT_CAPACITY, DEFAULT_HEARTBEAT, ENV_DIR, SNAPSHOT_TARGET,
 };
 pub use sys::realtime_ns;
 

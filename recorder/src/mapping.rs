@@ -1,70 +1,98 @@
 //! The writer's view of a ring file: raw pointers into a shared mapping.
 //!
-//! This is one of the two modules of the recorder that use `unsafe` (the
-//! other is `sys`). Everything here rests on one fact, checked when the
-//! [`RingMap`] is built: the mapping is at least `HEADER_LEN + capacity`
-//! bytes long, page aligned, and lives as long as the `RingMap`.
+//! # Safety
 //!
-//! # Safety model
+//! Everything here rests on one fact, checked when the [`RingMap`] is
+//! built: the mapping is at least `DATA_OFFSET + CAPACITY` bytes long, page
+//! aligned, and lives as long as the `RingMap`. Like memmap2's `MmapRaw`,
+//! this module hands out raw pointers and atomics, never `&[u8]` views of
+//! the shared bytes: other threads, and other processes, read and write the
+//! same memory at the same time.
 //!
-//! Like memmap2's `MmapRaw`, this module hands out raw pointers and atomics,
-//! never `&[u8]` views of the shared bytes: other threads, and other
-//! processes, read and write the same memory at the same time. Two writers
-//! touch the same data bytes only when one of them was lapped (it reserved a
-//! range, stalled for a whole lap, and then wrote into bytes the ring had
-//! given to a newer record). That race is part of the design: the bytes are
-//! plain data, the reader trusts none of them and rejects a mixed record by
-//! its checksum and position stamp (see `shm-layout.md`, "Concurrency").
+//! Who touches what (`shm-layout.md`, sections 4 and 7):
+//!
+//! - header words that several threads change (the cursor, the counters,
+//!   the chunk table, the state word) only through atomics;
+//! - header bytes written once (at create, or the death area after its
+//!   claim) through [`RingMap::write_header_bytes`];
+//! - a chunk's bytes only through a [`ChunkCursor`], which exists only for a
+//!   chunk its holder claimed and has not sealed: the claim's
+//!   compare-and-swap (acquire) follows the previous owner's seal (release),
+//!   so no two threads ever write a chunk at the same time, and the COMMIT
+//!   words that a reader may look at are stored as atomics.
 //!
 //! The file must not shrink while it is mapped (a shrunk file raises SIGBUS
 //! on access). The recorder never shrinks it, and the ring file is mode
 //! 0600 (0640 at most) so only its owner can.
 
-use std::sync::atomic::{AtomicU32, AtomicU64};
+#![allow(unsafe_code)]
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use memmap2::MmapRaw;
 
-use crate::layout::HEADER_LEN;
+use crate::layout::{commit_word, CHUNK_HEADER_LEN, HEADER_LEN, R_COMMIT};
 
 /// A ring file mapped read-write and shared.
 pub(crate) struct RingMap {
     map: MmapRaw,
-    /// Start of the data region (`map` + `HEADER_LEN`).
+    /// Start of the data region (`map` + `DATA_OFFSET`).
     data: *mut u8,
-    capacity: u64,
-    /// `capacity - 1`; capacity is a power of two.
-    mask: u64,
+    /// Start of the chunk table (`map` + `HEADER_LEN`).
+    table: *const AtomicU64,
+    chunk_size: u32,
+    chunk_count: u32,
 }
 
-// SAFETY: RingMap only hands out atomics and performs raw copies; sharing it
+// SAFETY: RingMap only hands out atomics and chunk cursors; sharing it
 // between threads is the point (all cross-thread access goes through atomics
-// or through byte ranges owned by one reservation, see the module docs).
+// or through chunks owned by one thread at a time, see the module docs).
 unsafe impl Send for RingMap {}
 // SAFETY: as above.
 unsafe impl Sync for RingMap {}
 
 impl RingMap {
-    /// Wraps a mapping of a ring file with a data region of `capacity` bytes.
+    /// Wraps a mapping of a ring file whose data region of `chunk_count`
+    /// chunks of `chunk_size` bytes starts at `data_offset`.
     ///
     /// # Panics
     ///
-    /// If the mapping is shorter than the header plus `capacity`, or
-    /// `capacity` is not a power of two (the caller validated both).
-    pub(crate) fn new(map: MmapRaw, capacity: u64) -> RingMap {
-        assert!(capacity.is_power_of_two());
-        assert!(map.len() as u64 >= HEADER_LEN as u64 + capacity);
-        // SAFETY: HEADER_LEN is within the mapping (checked just above).
-        let data = unsafe { map.as_mut_ptr().add(HEADER_LEN) };
+    /// If the mapping is too short for the table and the data region, or
+    /// `data_offset` does not leave room for the table (the caller computed
+    /// all three from the layout).
+    pub(crate) fn new(
+        map: MmapRaw,
+        data_offset: u64,
+        chunk_size: u32,
+        chunk_count: u32,
+    ) -> RingMap {
+        let capacity = chunk_size as u64 * chunk_count as u64;
+        assert!(data_offset >= HEADER_LEN as u64 + 8 * chunk_count as u64);
+        assert!(map.len() as u64 >= data_offset + capacity);
+        assert!(data_offset % 4096 == 0 && chunk_size % 8 == 0);
+        // SAFETY: both offsets are within the mapping (asserted just above);
+        // HEADER_LEN is a multiple of 8, so the table is 8-aligned.
+        let (data, table) = unsafe {
+            (
+                map.as_mut_ptr().add(data_offset as usize),
+                map.as_mut_ptr().add(HEADER_LEN).cast::<AtomicU64>() as *const AtomicU64,
+            )
+        };
         RingMap {
             map,
             data,
-            capacity,
-            mask: capacity - 1,
+            table,
+            chunk_size,
+            chunk_count,
         }
     }
 
-    pub(crate) fn capacity(&self) -> u64 {
-        self.capacity
+    pub(crate) fn chunk_size(&self) -> u32 {
+        self.chunk_size
+    }
+
+    pub(crate) fn chunk_count(&self) -> u32 {
+        self.chunk_count
     }
 
     /// The `u64` header field at `offset`.
@@ -83,6 +111,14 @@ impl RingMap {
         unsafe { AtomicU32::from_ptr(self.map.as_mut_ptr().add(offset).cast()) }
     }
 
+    /// The chunk table: one word per chunk.
+    pub(crate) fn table(&self) -> &[AtomicU64] {
+        // SAFETY: the table's chunk_count words lie inside the mapping
+        // (checked in `new`), are 8-aligned, and are only accessed as
+        // atomics; the mapping outlives &self.
+        unsafe { std::slice::from_raw_parts(self.table, self.chunk_count as usize) }
+    }
+
     /// Copies `bytes` into the header at `offset`: for fields only one
     /// writer ever writes (while the file is created, or the death area
     /// after its claim), which readers validate anyway.
@@ -99,36 +135,24 @@ impl RingMap {
         }
     }
 
-    /// The COMMIT word of the record at absolute position `pos`.
-    #[inline]
-    pub(crate) fn commit_word(&self, pos: u64) -> &AtomicU64 {
-        let offset = pos & self.mask;
-        debug_assert!(offset % 8 == 0);
-        // SAFETY: offset < capacity and offset + 8 <= capacity because both
-        // are multiples of 8; the data region is 8-aligned (page aligned).
-        unsafe { AtomicU64::from_ptr(self.data.add(offset as usize).cast()) }
-    }
-
-    /// Copies `bytes` to the data region starting at absolute position
-    /// `pos`, wrapping at the end of the region.
-    #[inline]
-    pub(crate) fn write_data(&self, pos: u64, bytes: &[u8]) {
-        debug_assert!(bytes.len() as u64 <= self.capacity);
-        let offset = (pos & self.mask) as usize;
-        let first = bytes.len().min(self.capacity as usize - offset);
-        // The bytes belong to our reservation (see the module docs for the
-        // lapped-writer race).
-        // SAFETY: offset + first <= capacity, and bytes.len() - first <=
-        // offset as the length is at most the capacity: both copies fit.
-        unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.data.add(offset), first);
-            if first < bytes.len() {
-                std::ptr::copy_nonoverlapping(
-                    bytes.as_ptr().add(first),
-                    self.data,
-                    bytes.len() - first,
-                );
-            }
+    /// A cursor over chunk `index`, just claimed with ticket `gen`.
+    ///
+    /// # Safety
+    ///
+    /// The caller claimed chunk `index` (its compare-and-swap to `OWNED`
+    /// succeeded with ticket `gen`) and has not sealed it, and uses the
+    /// cursor only while this `RingMap` is alive and only on one thread at
+    /// a time.
+    pub(crate) unsafe fn owned_chunk(&self, index: u32, gen: u64) -> ChunkCursor {
+        assert!(index < self.chunk_count);
+        ChunkCursor {
+            // SAFETY: index < chunk_count, so the chunk lies in the data
+            // region (checked in `new`).
+            start: unsafe { self.data.add(index as usize * self.chunk_size as usize) },
+            size: self.chunk_size,
+            offset: CHUNK_HEADER_LEN as u32,
+            index,
+            gen,
         }
     }
 
@@ -151,5 +175,85 @@ impl RingMap {
             unsafe { std::ptr::write_volatile(self.map.as_mut_ptr().add(offset), 0) };
             offset += page;
         }
+    }
+}
+
+/// Write access to one chunk that the holder owns (`shm-layout.md`, 4.1):
+/// its header, then records one after another from offset 64.
+///
+/// Made only by [`RingMap::owned_chunk`], whose contract (the chunk is
+/// claimed and not sealed, the mapping alive, one thread) makes every write
+/// below a write to bytes nobody else writes at the same time.
+pub(crate) struct ChunkCursor {
+    start: *mut u8,
+    size: u32,
+    /// Where the next record goes.
+    offset: u32,
+    index: u32,
+    gen: u64,
+}
+
+// SAFETY: a cursor is the exclusive right to write one chunk; moving it to
+// another thread (a thread-local that is torn down elsewhere, say) moves
+// that right with it.
+unsafe impl Send for ChunkCursor {}
+
+impl ChunkCursor {
+    /// The chunk's index in the ring.
+    pub(crate) fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// Whether a record of `stride` bytes fits after the last one.
+    #[inline]
+    pub(crate) fn fits(&self, stride: usize) -> bool {
+        self.offset as usize + stride <= self.size as usize
+    }
+
+    /// Writes the chunk header (all 64 bytes).
+    pub(crate) fn write_header(&mut self, header: &[u8; CHUNK_HEADER_LEN]) {
+        // SAFETY: the chunk is ours (type invariant) and at least 1024 bytes.
+        unsafe { std::ptr::copy_nonoverlapping(header.as_ptr(), self.start, CHUNK_HEADER_LEN) };
+    }
+
+    /// The COMMIT word of the record at the cursor.
+    #[inline]
+    fn commit(&self) -> &AtomicU64 {
+        debug_assert!(self.offset % 8 == 0 && self.offset as usize + 8 <= self.size as usize);
+        // SAFETY: offset is 8-aligned and inside the chunk (callers check
+        // `fits` first); the chunk start is 8-aligned.
+        unsafe { AtomicU64::from_ptr(self.start.add(self.offset as usize + R_COMMIT).cast()) }
+    }
+
+    /// Marks the record at the cursor as being written (its COMMIT gets
+    /// this claim's tag with length 0).
+    #[inline]
+    pub(crate) fn mark(&self) {
+        // Relaxed: a hint for a reader of a dead writer's file (a record
+        // that was begun); the Release in `publish` orders what matters.
+        self.commit()
+            .store(commit_word(self.gen, 0), Ordering::Relaxed);
+    }
+
+    /// Copies `bytes` to `at` bytes into the record at the cursor.
+    #[inline]
+    pub(crate) fn write(&mut self, at: usize, bytes: &[u8]) {
+        let from = self.offset as usize + at;
+        assert!(from + bytes.len() <= self.size as usize);
+        // SAFETY: the range is inside the chunk (asserted), which is ours.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.start.add(from), bytes.len()) };
+    }
+
+    /// Publishes the record at the cursor (`len` bytes, written before) and
+    /// moves the cursor past it.
+    #[inline]
+    pub(crate) fn publish(&mut self, len: usize, stride: usize) {
+        // Release: every byte of the record (and the chunk header) written
+        // before is ordered before this word. A reader copies the chunk with
+        // pread and checks the record's checksum, so a copy that caught the
+        // word but not the bytes is rejected, never shown.
+        self.commit()
+            .store(commit_word(self.gen, len as u16), Ordering::Release);
+        self.offset += stride as u32;
     }
 }

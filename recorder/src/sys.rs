@@ -1,7 +1,8 @@
-//! Small system calls the recorder needs and std does not offer.
-//!
-//! The second module of the recorder that uses `unsafe` (FFI to libc).
-//! Everything here is async-signal-safe: it may run inside a crash handler.
+//! Small system calls the recorder needs and std does not offer (FFI to
+//! libc, so `unsafe` is allowed here). Everything here is
+//! async-signal-safe: it may run inside a crash handler.
+
+#![allow(unsafe_code)]
 
 use std::cell::Cell;
 
@@ -42,6 +43,18 @@ pub fn thread_id() -> u32 {
         cached.set(tid);
         tid
     })
+}
+
+/// The calling thread's kernel name (`prctl(PR_GET_NAME)`, at most 15
+/// bytes), NUL-padded; all zero if the call fails.
+pub fn thread_name() -> [u8; 16] {
+    let mut name = [0u8; 17];
+    // SAFETY: PR_GET_NAME writes at most 16 bytes (NUL-terminated) to name,
+    // which has 17.
+    unsafe { libc::prctl(libc::PR_GET_NAME, name.as_mut_ptr()) };
+    let mut out = [0u8; 16];
+    out[..15].copy_from_slice(&name[..15]);
+    out
 }
 
 /// Eight random bytes from the kernel (`getrandom`), or a mix of the time and

@@ -158,7 +158,7 @@ mod writer {
     use super::{codec, stored_type_name, CodecError};
     use crate::event::Sink;
     use crate::layout::{KIND_TYPED, TYPED_CODEC_BINCODE, TYPED_FIXED_LEN};
-    use crate::ring::Payload;
+    use crate::payload::Payload;
     use crate::{AppendError, Recorder, Seq};
 
     /// Why [`Recorder::record`] did not store a value.

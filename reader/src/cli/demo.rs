@@ -36,6 +36,8 @@ pub struct Options {
     pub snapshot_reason: String,
     pub snapshot_level: Option<Level>,
     pub capacity: u64,
+    pub chunk_size: Option<u64>,
+    pub clock: Option<recorder::Clock>,
     pub records: u64,
     pub threads: u64,
     pub rate: f64,
@@ -93,6 +95,12 @@ pub fn run(opts: Options) -> Result<i32, Failure> {
         .heartbeat(Some(heartbeat));
     if let Some(path) = &opts.termination_log {
         builder = builder.termination_log(path);
+    }
+    if let Some(size) = opts.chunk_size {
+        builder = builder.chunk_size(u32::try_from(size).unwrap_or(u32::MAX));
+    }
+    if let Some(clock) = opts.clock {
+        builder = builder.clock(clock);
     }
     let rec = builder
         .create()
@@ -342,20 +350,27 @@ fn write_thread(
             let garbage = vec![n as u8; 64 + (n % 1024) as usize];
             std::hint::black_box(&garbage);
         }
+        // How many of this thread's appends were dropped so far (no free
+        // chunk): a gap of k in `n` must come with a rise of k here.
+        let dropped = rec.dropped_on_this_thread();
         let appended = match opts.via {
             Via::Raw => {
-                let fields = [Field::new("t", t), Field::new("n", n)];
+                let fields = [
+                    Field::new("t", t),
+                    Field::new("n", n),
+                    Field::new("dropped", dropped),
+                ];
                 rec.log(Level::Info, "blackbox::demo", "demo record", &fields)
                     .map(drop)
             }
             // The layer and the logger return nothing: their append has
             // returned when the macro has.
             Via::Tracing => {
-                tracing::info!(target: "blackbox::demo", t, n, "demo record");
+                tracing::info!(target: "blackbox::demo", t, n, dropped, "demo record");
                 Ok(())
             }
             Via::Log => {
-                log::info!(target: "blackbox::demo", t = t, n = n; "demo record");
+                log::info!(target: "blackbox::demo", t = t, n = n, dropped = dropped; "demo record");
                 Ok(())
             }
         };

@@ -112,18 +112,20 @@ pub fn run(path: &Path, as_json: bool) -> Result<i32, Failure> {
     }
     writeln!(
         out,
-        "capacity  {} ({} written since start)",
+        "capacity  {} in {} chunks of {} ({} used, {} owned)",
         size_text(h.capacity),
-        size_text(s.tail)
+        h.chunk_count,
+        size_text(h.chunk_size as u64),
+        s.chunks_used,
+        s.chunks_owned
     )?;
     match (s.records.first(), s.records.last()) {
         (Some(first), Some(last)) => {
             writeln!(
                 out,
-                "records   {} in the window, seq {} .. {}",
+                "records   {} in the window, from {} writer(s)",
                 s.records.len(),
-                first.seq,
-                last.seq
+                s.writers.len()
             )?;
             let span = last.ts_unix_ns.saturating_sub(first.ts_unix_ns) as f64 / 1e9;
             let mut line = format!(
@@ -139,19 +141,46 @@ pub fn run(path: &Path, as_json: bool) -> Result<i32, Failure> {
                 ));
             }
             writeln!(out, "{line}")?;
+            if let Some(from) = s.complete_from_unix_ns() {
+                writeln!(
+                    out,
+                    "complete  from {} (before it, only some writers' records are left)",
+                    rfc3339(from)
+                )?;
+            }
         }
         _ => writeln!(out, "records   none in the window")?,
     }
+    const WRITER_LINES: usize = 16;
+    for w in s.writers.iter().take(WRITER_LINES) {
+        writeln!(
+            out,
+            "writer {:<3} thread {} '{}': seq {} .. {} ({} records, {} dropped before)",
+            w.writer, w.thread_id, w.thread_name, w.first_seq, w.last_seq, w.records, w.dropped
+        )?;
+    }
+    if s.writers.len() > WRITER_LINES {
+        writeln!(
+            out,
+            "writers   ... and {} more",
+            s.writers.len() - WRITER_LINES
+        )?;
+    }
     writeln!(
         out,
-        "damage    {} torn, {} corrupt, {} overwritten by lapped writes, {} gaps; {} appends lapped, {} refused as too large",
+        "losses    {} torn, {} corrupt, {} missing from a writer's run; {} dropped (no free chunk), {} refused as too large",
         s.totals.torn,
         s.totals.corrupt,
-        s.totals.overwritten,
-        s.gaps.len(),
-        h.lapped_writes,
+        s.totals.holes,
+        h.dropped,
         h.oversize_drops
     )?;
+    if h.clock_uncalibrated() {
+        writeln!(
+            out,
+            "clock     the ring's time stamp counter has no calibration: times are raw ticks"
+        )?;
+    }
     if h.snapshot_trigger > 0 {
         let reason = s.snapshot_reason(h).map_or_else(
             || "its record has left the window".to_string(),

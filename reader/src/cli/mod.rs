@@ -240,6 +240,14 @@ struct DemoArgs {
     /// Ring capacity, a power of two with units (64KiB, 16MiB).
     #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = units::parse_size)]
     capacity: u64,
+    /// Chunk size, a power of two from 1KiB to 64KiB (default: the
+    /// capacity / 128 within those bounds).
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_size)]
+    chunk_size: Option<u64>,
+    /// The records' clock: tsc (where the kernel trusts it) or realtime
+    /// (default: the best this machine has).
+    #[arg(long, value_name = "CLOCK", value_enum)]
+    clock: Option<DemoClock>,
     /// Records per thread.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     records: u64,
@@ -317,6 +325,15 @@ shipment: the report is then still printed).
 
 Example (what the collector unit runs):
   BLACKBOX_DIR=/run/blackbox/myapp.service blackbox on-failure --keep 8";
+
+/// `blackbox demo --clock`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum DemoClock {
+    /// The time stamp counter.
+    Tsc,
+    /// CLOCK_REALTIME.
+    Realtime,
+}
 
 #[derive(Args, Debug)]
 struct OnFailureArgs {
@@ -420,6 +437,11 @@ pub fn main() -> i32 {
             snapshot_reason: a.snapshot_reason,
             snapshot_level: a.snapshot_level,
             capacity: a.capacity,
+            chunk_size: a.chunk_size,
+            clock: a.clock.map(|c| match c {
+                DemoClock::Tsc => recorder::Clock::Tsc,
+                DemoClock::Realtime => recorder::Clock::Realtime,
+            }),
             records: a.records,
             threads: a.threads,
             rate: a.rate,

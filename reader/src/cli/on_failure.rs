@@ -492,7 +492,7 @@ pub fn run(opts: Options) -> Result<i32, Failure> {
         )?;
         for r in last {
             if let Some(gap) = snap.gap_before(r) {
-                writeln!(out, "  {}", gap_text(gap))?;
+                writeln!(out, "  {}", gap_text(r.writer, gap))?;
             }
             writeln!(out, "  {}", record_text(r, &show(snap, r)))?;
         }

@@ -1,8 +1,9 @@
 //! `blackbox read RING [--json] [--last N] [--since D] [--level L] [--target PREFIX] [--follow]`.
 
+use std::collections::HashMap;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::render::{gap_text, json, show, text, Shown};
 use super::Failure;
@@ -20,10 +21,6 @@ pub struct Options {
 
 /// How often `--follow` looks for new records.
 const FOLLOW_POLL: Duration = Duration::from_millis(100);
-
-/// How long `--follow` waits for a reserved but unpublished record before
-/// it counts it as torn and moves past it.
-const FOLLOW_GRACE: Duration = Duration::from_secs(1);
 
 struct Filter {
     min_level: Option<recorder::Level>,
@@ -68,7 +65,7 @@ fn emit(
         writeln!(out, "{}", json(record, gap, shown))
     } else {
         if let Some(gap) = gap {
-            writeln!(out, "{}", gap_text(gap))?;
+            writeln!(out, "{}", gap_text(record.writer, gap))?;
         }
         writeln!(out, "{}", text(record, shown))
     }
@@ -88,21 +85,8 @@ pub fn run(opts: Options) -> Result<i32, Failure> {
     let mut out = BufWriter::new(stdout.lock());
 
     let snap = ring.snapshot().map_err(|e| Failure::ring(&path, &e))?;
-    // Following a live ring: a hole where a record was reserved but not yet
-    // published may fill in a moment. Print up to the first such hole now
-    // and let the follow loop take it from there, so nothing in flight at
-    // the start is skipped.
-    let live = opts.follow && ring.is_locked().unwrap_or(false);
-    let upto = if live {
-        snap.records
-            .iter()
-            .position(|r| snap.gap_before(r).is_some_and(|g| g.torn > 0))
-            .unwrap_or(snap.records.len())
-    } else {
-        snap.records.len()
-    };
-    let initial = &snap.records[..upto];
-    let kept: Vec<(&Record, Shown<'_>)> = initial
+    let kept: Vec<(&Record, Shown<'_>)> = snap
+        .records
         .iter()
         .map(|r| (r, show(&snap, r)))
         .filter(|(r, s)| filter.keeps(r, s))
@@ -115,79 +99,55 @@ pub fn run(opts: Options) -> Result<i32, Failure> {
     if !opts.follow {
         return Ok(0);
     }
-    let next = initial.last().map_or(snap.window_start, Record::end);
+    // Everything in the first window counts as seen, printed or filtered.
+    let seen: HashMap<u32, u64> = snap
+        .writers
+        .iter()
+        .map(|w| (w.writer, w.last_seq))
+        .collect();
     drop(kept);
-    follow(&ring, &opts, &filter, &mut out, next)
+    follow(&ring, &opts, &filter, &mut out, seen)
 }
 
 /// Prints records as they are published, until the writer is no longer
-/// running. A reserved record that is not yet published holds the output
-/// back for up to [`FOLLOW_GRACE`], so a slow writer's record is printed in
-/// order instead of skipped.
+/// running: each poll takes a snapshot and prints, per writer, the records
+/// after the last `seq` seen (`shm-layout.md`, 8.4). Records that left the
+/// window before a poll could see them are reported, not hidden.
 fn follow(
     ring: &Ring,
     opts: &Options,
     filter: &Filter,
     out: &mut impl Write,
-    mut next: u64,
+    mut seen: HashMap<u32, u64>,
 ) -> Result<i32, Failure> {
     let path = ring.path();
-    // The start of a gap we are waiting on, and since when.
-    let mut waiting: Option<(u64, Instant)> = None;
-    // True when `next` is the window's overwritten edge (after a lap),
-    // not the end of a record: the first record after it is no hole.
-    let mut at_edge = false;
     loop {
+        // Read the lock before the snapshot: a writer that is gone by then
+        // has published everything this snapshot will show.
         let running = ring.is_locked().map_err(|e| Failure::ring(path, &e))?;
-        let snap = ring
-            .snapshot_from(next)
-            .map_err(|e| Failure::ring(path, &e))?;
-        if snap.window_start > next || at_edge {
-            // Lapped: what lay between `next` and the first record still
-            // in the window was overwritten before it could be read.
-            let resume = snap.records.first().map_or(snap.window_start, Record::pos);
-            if resume > next {
-                lapped_notice(out, opts.json, resume - next)?;
-            }
-            at_edge = snap.records.is_empty();
-            next = resume.max(next);
-            waiting = None;
-        }
+        let snap = ring.snapshot().map_err(|e| Failure::ring(path, &e))?;
         for record in &snap.records {
-            if record.pos() < next {
+            let last = seen.get(&record.writer).copied();
+            if last.is_some_and(|s| record.seq <= s) {
                 continue;
             }
+            let expected = last.map_or(0, |s| s + 1);
             let mut gap = snap.gap_before(record).copied();
-            if record.pos() > next {
-                if running {
-                    // A record before this one is reserved but not yet
-                    // published: wait for it, up to the grace period.
-                    let since = match waiting {
-                        Some((at, since)) if at == next => since,
-                        _ => {
-                            let now = Instant::now();
-                            waiting = Some((next, now));
-                            now
-                        }
-                    };
-                    if since.elapsed() < FOLLOW_GRACE {
-                        break;
-                    }
-                }
-                // Moving past it: report the hole (the snapshot started
-                // inside it, so its own gap list does not hold it).
-                gap = gap.or(Some(Gap {
-                    bytes: record.pos() - next,
-                    torn: 1,
-                    ..Gap::default()
-                }));
+            if gap.is_none() && record.seq > expected {
+                // Between the last poll and this one, the writer's records
+                // from `expected` on left the window unread.
+                missed_notice(out, opts.json, record.writer, record.seq - expected)?;
+            } else if let Some(g) = &mut gap {
+                // The snapshot's own gap counts from the writer's previous
+                // record in the window, which may be older than what this
+                // follower printed already.
+                g.missing = g.missing.min(record.seq - expected);
             }
-            waiting = None;
             let shown = show(&snap, record);
             if filter.keeps(record, &shown) {
                 emit(out, opts, gap.as_ref(), record, &shown)?;
             }
-            next = record.end();
+            seen.insert(record.writer, record.seq);
         }
         out.flush()?;
         if !running {
@@ -203,16 +163,21 @@ fn follow(
     }
 }
 
-fn lapped_notice(out: &mut impl Write, json: bool, bytes: u64) -> std::io::Result<()> {
+fn missed_notice(
+    out: &mut impl Write,
+    json: bool,
+    writer: u32,
+    records: u64,
+) -> std::io::Result<()> {
     if json {
         writeln!(
             out,
-            "{{\"lapped\":{{\"bytes\":{bytes},\"message\":\"the writer overwrote records before they were read\"}}}}"
+            "{{\"missed\":{{\"writer\":{writer},\"records\":{records},\"message\":\"records left the window before they were read\"}}}}"
         )
     } else {
         writeln!(
             out,
-            "-- lapped: {bytes} bytes overwritten before they were read --"
+            "-- missed: writer {writer}: {records} record(s) left the window before they were read --"
         )
     }
 }

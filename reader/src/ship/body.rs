@@ -195,7 +195,8 @@ impl Shipment<'_> {
         attrs.push(kv("blackbox.gaps", json!(s.gaps.len())));
         attrs.push(kv("blackbox.torn", json!(s.totals.torn)));
         attrs.push(kv("blackbox.corrupt", json!(s.totals.corrupt)));
-        attrs.push(kv("blackbox.overwritten", json!(s.totals.overwritten)));
+        attrs.push(kv("blackbox.dropped", json!(s.header.dropped)));
+        attrs.push(kv("blackbox.writers", json!(s.writers.len())));
         attrs
     }
 }

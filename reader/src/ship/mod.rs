@@ -333,13 +333,15 @@ impl std::fmt::Display for ShipError {
 impl std::error::Error for ShipError {}
 
 /// The idempotency key of a shipment of `snap` taken in `state`:
-/// `NONCE-TAIL-STATE`, e.g. `9f3c0e1d2b4a5968-1048576-killed`. The same
-/// window of the same ring always gives the same key.
+/// `NONCE-CLAIMS-APPENDED-STATE`, e.g. `9f3c0e1d2b4a5968-37-4210-killed`
+/// (the chunk cursor and [`Snapshot::appended`]). The same window of the
+/// same ring always gives the same key.
 pub fn default_key(snap: &Snapshot, state: State) -> String {
     format!(
-        "{:016x}-{}-{}",
+        "{:016x}-{}-{}-{}",
         snap.header.nonce,
-        snap.tail,
+        snap.header.next_ticket,
+        snap.appended(),
         state.as_str()
     )
 }

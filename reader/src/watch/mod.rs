@@ -558,9 +558,10 @@ impl Watcher {
         if !self.snapshot_due(mark, trigger) {
             return Outcome::Done;
         }
-        let reason = header
-            .snapshot_pos
-            .and_then(|pos| f.ring.snapshot_from(pos).ok())
+        let reason = f
+            .ring
+            .snapshot()
+            .ok()
             .and_then(|snap| snap.snapshot_reason(&header))
             .unwrap_or_else(|| "snapshot requested (its record has left the window)".to_string());
         let key = format!("{:016x}-snapshot-{trigger}", header.nonce);

@@ -1,0 +1,107 @@
+//! The writer's background thread: the heartbeat, the clock calibration,
+//! the memory evidence, and the optional periodic write-back. It writes only
+//! its own header words and makes the only `msync` calls: the append path
+//! never waits for it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::clock::{mult, Clock, Pair};
+use crate::layout::*;
+use crate::mapping::RingMap;
+use crate::recorder::Shared;
+use crate::sys;
+
+/// The running background thread of a ring.
+pub(crate) struct Heartbeat {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Heartbeat {
+    /// Starts the thread that keeps the heartbeat (every `heartbeat`) and
+    /// writes the ring back (every `msync`); none if both are `None`.
+    pub(crate) fn start(
+        shared: &Arc<Shared>,
+        heartbeat: Option<Duration>,
+        msync: Option<Duration>,
+    ) -> Option<Heartbeat> {
+        if heartbeat.is_none() && msync.is_none() {
+            return None;
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let shared = Arc::clone(shared);
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name("blackbox-heartbeat".into())
+                .spawn(move || run(&shared, &stop, heartbeat, msync))
+                .expect("spawn heartbeat thread")
+        };
+        Some(Heartbeat { stop, thread })
+    }
+
+    /// Stops the thread and waits for it.
+    pub(crate) fn stop(self) {
+        // Relaxed: the stop flag is a request; join() orders the rest.
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.thread().unpark();
+        let _ = self.thread.join();
+    }
+}
+
+fn run(shared: &Shared, stop: &AtomicBool, heartbeat: Option<Duration>, msync: Option<Duration>) {
+    let start = Instant::now();
+    let mut next_beat = start;
+    let mut next_sync = start + msync.unwrap_or_default();
+    // Relaxed: the stop flag is a request; join() orders the rest.
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if let Some(period) = heartbeat.filter(|_| now >= next_beat) {
+            shared
+                .map
+                .header_u64(H_HEARTBEAT_UNIX_NS)
+                .store(sys::realtime_ns(), Ordering::Relaxed);
+            if shared.clock == Clock::Tsc {
+                calibrate(&shared.map, shared.clock_origin, Pair::now());
+            }
+            crate::memory::sample(&shared.map);
+            next_beat = now + period;
+        }
+        if let Some(period) = msync.filter(|_| now >= next_sync) {
+            // A failed write-back (EIO) is retried next period; there is no
+            // one to tell on this thread.
+            let _ = shared.map.flush();
+            next_sync = Instant::now() + period;
+        }
+        let wake = match (heartbeat, msync) {
+            (Some(_), Some(_)) => next_beat.min(next_sync),
+            (Some(_), None) => next_beat,
+            _ => next_sync,
+        };
+        std::thread::park_timeout(wake.saturating_duration_since(Instant::now()));
+    }
+}
+
+/// Writes a clock calibration (`shm-layout.md`, 8.5): the pair `now` and
+/// the nanoseconds per tick since `origin`, into the slot after the current
+/// one, then publishes it by counting it. A pair too close to the origin to
+/// give a rate is skipped.
+pub(crate) fn calibrate(map: &RingMap, origin: Pair, now: Pair) {
+    let m = mult(origin, now);
+    if m == 0 {
+        return;
+    }
+    let count = map.header_u64(H_CLOCK_CAL_COUNT);
+    // Relaxed: only this thread (or create, before anyone else) writes it.
+    let n = count.load(Ordering::Relaxed);
+    let slot = H_CLOCK_BASE_TICKS + (n as usize % CLOCK_SLOTS) * CLOCK_SLOT_LEN;
+    // Relaxed: published by the Release increment below.
+    map.header_u64(slot).store(now.ticks, Ordering::Relaxed);
+    map.header_u64(slot + 8).store(now.ns, Ordering::Relaxed);
+    map.header_u64(slot + 16).store(m, Ordering::Relaxed);
+    // Release: a reader that sees the new count sees the slot's fields.
+    count.store(n + 1, Ordering::Release);
+}

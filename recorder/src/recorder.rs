@@ -1,0 +1,605 @@
+//! The writer's public face: [`Recorder`] and [`RecorderBuilder`], and the
+//! state its threads share ([`Shared`]).
+//!
+//! # The append protocol (`shm-layout.md`, section 7)
+//!
+//! Each thread appends into a chunk of the ring that it alone owns: it
+//! marks the record as being written, copies it, and publishes it with one
+//! release store of its COMMIT word. Only when its chunk is full does it
+//! seal the chunk and claim another, with two compare-and-swaps on shared
+//! words. A chunk is never taken from its owner, so a thread that is
+//! preempted or stopped for any time can never write over another thread's
+//! records; when no chunk is free the new record is dropped and counted.
+//!
+//! A writer that dies before publishing leaves a record the reader sees as
+//! torn; it costs that record only.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use crate::append::{publish, Published};
+use crate::clock::{Clock, Pair};
+use crate::error::{AppendError, CreateError};
+use crate::event::{Field, Level};
+use crate::heartbeat::Heartbeat;
+use crate::layout::*;
+use crate::mapping::RingMap;
+use crate::payload::{EventPayload, Payload, RawPayload};
+use crate::sys;
+
+/// Default capacity of the data region: 16 MiB.
+pub const DEFAULT_CAPACITY: u64 = 16 << 20;
+
+/// Default heartbeat period: one second.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// The environment variable that names the directory for
+/// [`Recorder::builder_from_env`].
+pub const ENV_DIR: &str = "BLACKBOX_DIR";
+
+/// Target of the event [`Recorder::snapshot`] appends.
+pub const SNAPSHOT_TARGET: &str = "blackbox::snapshot";
+
+/// Settings for a new ring; see [`Recorder::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RecorderBuilder {
+    pub(crate) path: PathBuf,
+    pub(crate) capacity: u64,
+    pub(crate) program: Option<String>,
+    pub(crate) app_version: String,
+    pub(crate) heartbeat: Option<Duration>,
+    pub(crate) mode: u32,
+    pub(crate) msync: Option<Duration>,
+    pub(crate) termination_log: Option<PathBuf>,
+    /// `path` is a directory: name the ring in it (program, start, pid).
+    pub(crate) in_dir: bool,
+    pub(crate) snapshot_level: Option<Level>,
+    pub(crate) chunk_size: Option<u32>,
+    pub(crate) clock: Option<Clock>,
+}
+
+impl RecorderBuilder {
+    /// Events at `level` or more severe also ask for a snapshot: a
+    /// collector (`blackbox watch`) ships the live ring's window, as
+    /// [`Recorder::snapshot`] asks, with the event as the reason. `None`
+    /// (the default) turns it off. The request costs two more stores on
+    /// such events, no system call; the collector rate-limits shipments.
+    pub fn snapshot_level(mut self, level: Option<Level>) -> Self {
+        self.snapshot_level = level;
+        self
+    }
+
+    /// Also write the one-line cause of death to this file when the
+    /// process panics or dies of a fatal signal, once the crash handlers are
+    /// installed ([`Recorder::install_crash_handlers`]); for example
+    /// `/dev/termination-log`, so `kubectl describe pod` shows why the
+    /// container died. The file is opened (and emptied) when the ring is
+    /// created, so the crash path only calls `write(2)`. Default: none.
+    pub fn termination_log(mut self, path: impl Into<PathBuf>) -> Self {
+        self.termination_log = Some(path.into());
+        self
+    }
+
+    /// Size of the data region in bytes: a power of two from 16 KiB to 4 GiB.
+    /// Default [`DEFAULT_CAPACITY`] (16 MiB).
+    pub fn capacity(mut self, bytes: u64) -> Self {
+        self.capacity = bytes;
+        self
+    }
+
+    /// Size of a chunk in bytes: a power of two from 1 KiB to 64 KiB that
+    /// leaves the ring at least 16 chunks. Default: the capacity / 128, kept
+    /// within those bounds (128 KiB rings and smaller get 1 KiB chunks).
+    ///
+    /// Each appending thread owns one chunk at a time, and the largest
+    /// record is the chunk size less 64 bytes. Smaller chunks suit many
+    /// threads (a thread that appends and then idles holds its chunk);
+    /// larger chunks suit large records (`shm-layout.md`, 7.5 and 8.7).
+    pub fn chunk_size(mut self, bytes: u32) -> Self {
+        self.chunk_size = Some(bytes);
+        self
+    }
+
+    /// The clock of the records' timestamps. Default: [`Clock::best`], the
+    /// time stamp counter where the kernel itself uses it (~13 ns a read
+    /// here), else `CLOCK_REALTIME` through the vDSO (~27 ns).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Program name stored in the header. Default: the file name of `argv[0]`.
+    pub fn program(mut self, name: impl Into<String>) -> Self {
+        self.program = Some(name.into());
+        self
+    }
+
+    /// Application version or build id stored in the header. Default: empty.
+    pub fn app_version(mut self, version: impl Into<String>) -> Self {
+        self.app_version = version.into();
+        self
+    }
+
+    /// Heartbeat period, or `None` for no heartbeat thread. Default
+    /// [`DEFAULT_HEARTBEAT`] (one second). The heartbeat runs on its own
+    /// thread, off the append path.
+    pub fn heartbeat(mut self, period: Option<Duration>) -> Self {
+        self.heartbeat = period;
+        self
+    }
+
+    /// Permission bits of the ring file. Default `0o600` (owner only).
+    ///
+    /// `0o640` lets a collector running under the file's group read it:
+    /// give the ring that group by creating it in a directory with the
+    /// set-group-ID bit (`chmod g+s`), whose group new files inherit. The
+    /// mode is set exactly, whatever the process's umask. Only read and
+    /// write bits for the owner and read bits for group and others are
+    /// accepted ([`CreateErrorKind::BadMode`] otherwise): a process that can
+    /// write the file can also truncate it, and a truncated ring kills its
+    /// writer with SIGBUS.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::os::unix::fs::PermissionsExt;
+    /// let dir = std::env::temp_dir().join(format!("mode-doc-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir).unwrap();
+    /// let rec = recorder::Recorder::builder(dir.join("app.ring"))
+    ///     .capacity(64 << 10)
+    ///     .mode(0o640)
+    ///     .create()
+    ///     .unwrap();
+    /// let mode = std::fs::metadata(rec.path()).unwrap().permissions().mode();
+    /// assert_eq!(mode & 0o777, 0o640);
+    /// # drop(rec);
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// ```
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Writes the ring back to its file every `period` (`msync(MS_SYNC)` of
+    /// the whole mapping, on the heartbeat thread), or never with `None`.
+    /// Default `None`.
+    ///
+    /// A ring survives the death of its process without this: its pages
+    /// are in the kernel's page cache. Only a crash of the kernel or a power
+    /// loss loses what was not written back yet, and the kernel writes
+    /// dirty pages back on its own schedule (Linux: after about 30 s,
+    /// `vm.dirty_expire_centisecs`). With a period, a disk-backed ring
+    /// loses at most the records of the last period (plus the time the
+    /// write takes) to a power loss; on tmpfs (`/dev/shm`, a memory-backed
+    /// `emptyDir`) there is no disk and it does nothing useful.
+    ///
+    /// The trade-off: every period the whole dirty part of the ring is
+    /// written to disk (up to the capacity, a lap of records, each time),
+    /// and after the write the kernel write-protects those pages again, so
+    /// the next append to each page takes a page fault (a few µs), which on
+    /// file systems with stable pages can wait for that page's write to
+    /// finish. The append path itself makes no system call; the cost shows
+    /// as rare, slower appends and as disk bandwidth. Choose a period of
+    /// seconds, not milliseconds. A clean close is not synced: the
+    /// records of the last period and the `exited` state word reach the
+    /// disk when the kernel writes them back.
+    pub fn msync(mut self, period: Option<Duration>) -> Self {
+        self.msync = period;
+        self
+    }
+
+    /// Creates the ring file and starts recording.
+    ///
+    /// The file is built under a temporary name in the same directory and
+    /// renamed into place, so a reader never sees a half-made header. An
+    /// existing file at the path is replaced, unless a live writer holds it.
+    ///
+    /// # Errors
+    ///
+    /// A bad capacity or mode, a path held by a live writer, a file system
+    /// that cannot reserve the pages (full disk or tmpfs: the error comes
+    /// now, not as SIGBUS later), a read-only file system or directory, or
+    /// any other I/O failure.
+    pub fn create(self) -> Result<Recorder, CreateError> {
+        crate::create::create(self)
+    }
+}
+
+/// What every thread of a ring shares: the mapping and the settings the
+/// append path needs.
+pub(crate) struct Shared {
+    /// Unique per `Shared` in this process: how a thread finds its writer
+    /// for this ring.
+    pub(crate) id: u64,
+    pub(crate) map: RingMap,
+    pub(crate) nonce: u64,
+    pub(crate) max_record_len: usize,
+    pub(crate) clock: Clock,
+    /// The clock pair read at create, the base of every calibration.
+    pub(crate) clock_origin: Pair,
+    /// Tickets a claim may try before the append is dropped.
+    pub(crate) claim_budget: usize,
+    /// Where the crash handlers also write the cause, opened in advance.
+    pub(crate) termination_log: Option<File>,
+    /// Level code at and above which an event asks for a snapshot;
+    /// `u8::MAX`: never.
+    pub(crate) snapshot_level: u8,
+    this: Weak<Shared>,
+}
+
+/// Hands out [`Shared::id`]s.
+static NEXT_SHARED_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Shared {
+    /// Wraps a ring's mapping; `Arc::new_cyclic` gives it a handle to
+    /// itself for the threads' writers.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        map: RingMap,
+        nonce: u64,
+        clock: Clock,
+        clock_origin: Pair,
+        termination_log: Option<File>,
+        snapshot_level: Option<Level>,
+    ) -> Arc<Shared> {
+        Arc::new_cyclic(|this| Shared {
+            // Relaxed: only uniqueness matters.
+            id: NEXT_SHARED_ID.fetch_add(1, Ordering::Relaxed),
+            max_record_len: max_record_len(map.chunk_size()),
+            claim_budget: crate::claim::claim_budget(map.chunk_count()),
+            map,
+            nonce,
+            clock,
+            clock_origin,
+            termination_log,
+            snapshot_level: snapshot_level.map_or(u8::MAX, Level::code),
+            this: this.clone(),
+        })
+    }
+
+    pub(crate) fn weak(&self) -> Weak<Shared> {
+        self.this.clone()
+    }
+
+    /// Appends an event: level, target, message and typed fields, cut to
+    /// fit the ring's largest record.
+    ///
+    /// # Errors
+    ///
+    /// [`AppendError::Dropped`] if no chunk could be claimed.
+    #[inline]
+    pub(crate) fn log(
+        &self,
+        level: Level,
+        target: &str,
+        message: &str,
+        fields: &[Field<'_>],
+    ) -> Result<Seq, AppendError> {
+        let event = EventPayload::fit(self.max_record_len, level, target, message, fields);
+        let at = publish(self, KIND_EVENT, &event)?;
+        if level.code() >= self.snapshot_level {
+            self.request_snapshot(at);
+        }
+        Ok(at.seq)
+    }
+
+    /// Appends an event as a writer of its own, never through the calling
+    /// thread's writer: for the fatal-signal handler (`shm-layout.md`, 8.6).
+    pub(crate) fn log_alone(
+        &self,
+        level: Level,
+        target: &str,
+        message: &str,
+        fields: &[Field<'_>],
+    ) -> Result<Seq, AppendError> {
+        let event = EventPayload::fit(self.max_record_len, level, target, message, fields);
+        let len = RECORD_HEADER_LEN + event.len();
+        let at = crate::append::append_alone(self, KIND_EVENT, len, self.clock.now(), &event)?;
+        Ok(at.seq)
+    }
+
+    /// Asks a collector for a snapshot whose reason is the record `at`
+    /// (`shm-layout.md`, 9.4).
+    pub(crate) fn request_snapshot(&self, at: Published) {
+        let map = &self.map;
+        // Relaxed: ordered before the reader's view by the Release below.
+        map.header_u32(H_SNAPSHOT_WRITER)
+            .store(at.writer, Ordering::Relaxed);
+        map.header_u64(H_SNAPSHOT_SEQ)
+            .store(at.seq + 1, Ordering::Relaxed);
+        // Release: a collector that reads the new count also reads the
+        // reason's record (published before) and the two fields above.
+        map.header_u64(H_SNAPSHOT_TRIGGER)
+            .fetch_add(1, Ordering::Release);
+    }
+
+    /// Appends a record of `kind` whose bytes `payload` writes; one that
+    /// does not fit is refused and counted.
+    ///
+    /// # Errors
+    ///
+    /// [`AppendError::TooLarge`] for a record over the limit,
+    /// [`AppendError::Dropped`] if no chunk could be claimed.
+    pub(crate) fn append_payload(
+        &self,
+        kind: u16,
+        payload: &impl Payload,
+    ) -> Result<Seq, AppendError> {
+        let len = RECORD_HEADER_LEN + payload.len();
+        if len > self.max_record_len {
+            // Relaxed: a counter for the reader.
+            self.map
+                .header_u64(H_OVERSIZE_DROPS)
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(AppendError::TooLarge {
+                len,
+                max: self.max_record_len,
+            });
+        }
+        Ok(publish(self, kind, payload)?.seq)
+    }
+
+    /// Marks the ring `exited` (a clean close, `shm-layout.md`, 9).
+    pub(crate) fn mark_exited(&self) {
+        let map = &self.map;
+        map.header_u64(H_CLOSE_UNIX_NS)
+            .store(sys::realtime_ns(), Ordering::Relaxed);
+        // Release: the reader that sees EXITED (after the lock is gone) sees
+        // every record published before. Only RUNNING becomes EXITED, so a
+        // crash recorded earlier is never overwritten.
+        let _ = map.header_u32(H_STATE).compare_exchange(
+            STATE_RUNNING,
+            STATE_EXITED,
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Test hook: marks a record as being written in this thread's chunk
+    /// and leaves it so, as a writer killed mid-append would.
+    pub(crate) fn log_unpublished_for_test(&self, message: &str) -> Seq {
+        crate::append::mark_only_for_test(self, message)
+    }
+}
+
+/// A record's sequence number in its writer's run: how many records that
+/// writer (one thread) appended to the ring before it (`shm-layout.md`, 7.1).
+pub type Seq = u64;
+
+/// The writer side of a ring file.
+///
+/// `Recorder` is `Send + Sync`: share it by reference (or in an `Arc`)
+/// between threads; every method takes `&self`. Dropping it closes the ring
+/// cleanly ([`Recorder::close`]), except while the thread is panicking.
+///
+/// # Examples
+///
+/// ```
+/// use recorder::{Field, Level, Recorder};
+/// let dir = std::env::temp_dir().join(format!("doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let rec = Recorder::builder(dir.join("app.ring")).capacity(64 << 10).create().unwrap();
+/// rec.log(Level::Info, "app", "started", &[Field::new("port", 8080u64)]).unwrap();
+/// rec.close();
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// ```
+pub struct Recorder {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) heartbeat: Option<Heartbeat>,
+    pub(crate) path: PathBuf,
+    /// Holds the liveness lock; closed last.
+    pub(crate) _file: File,
+}
+
+impl Recorder {
+    /// Settings for a ring at `path`, with the defaults.
+    pub fn builder(path: impl Into<PathBuf>) -> RecorderBuilder {
+        RecorderBuilder {
+            path: path.into(),
+            capacity: DEFAULT_CAPACITY,
+            program: None,
+            app_version: String::new(),
+            heartbeat: Some(DEFAULT_HEARTBEAT),
+            mode: 0o600,
+            msync: None,
+            termination_log: None,
+            in_dir: false,
+            snapshot_level: None,
+            chunk_size: None,
+            clock: None,
+        }
+    }
+
+    /// Settings for a new ring in the directory `dir`, named
+    /// `{program}-{start_unix_ms}-{pid}.ring` (the program name with any
+    /// character outside `[A-Za-z0-9._-]` replaced by `_`).
+    ///
+    /// A ring never replaces an existing file there: a restarted
+    /// application (which may get the same pid, as pid 1 of a container
+    /// does) leaves its dead predecessor's ring for the collector. A name
+    /// already taken (a second ring of the same program and pid within a
+    /// millisecond) gets a suffix: `{program}-{start_unix_ms}-{pid}-{n}.ring`.
+    /// [`Recorder::path`] tells the name chosen. Removing old rings is the
+    /// collector's job (`blackbox watch` keeps at most K of them).
+    pub fn builder_in_dir(dir: impl Into<PathBuf>) -> RecorderBuilder {
+        let mut b = Recorder::builder(dir);
+        b.in_dir = true;
+        b
+    }
+
+    /// As [`Recorder::builder_in_dir`], in the directory named by the
+    /// environment variable `BLACKBOX_DIR` if it is set and not empty, else
+    /// in `default_dir`: so where a service's rings go is deployment
+    /// configuration, not code.
+    pub fn builder_from_env(default_dir: impl Into<PathBuf>) -> RecorderBuilder {
+        match std::env::var_os(ENV_DIR) {
+            Some(dir) if !dir.is_empty() => Recorder::builder_in_dir(dir),
+            _ => Recorder::builder_in_dir(default_dir),
+        }
+    }
+
+    /// Creates a ring at `path` with `capacity` bytes of data and the other
+    /// defaults.
+    ///
+    /// # Errors
+    ///
+    /// As [`RecorderBuilder::create`].
+    pub fn create(path: impl Into<PathBuf>, capacity: u64) -> Result<Recorder, CreateError> {
+        Recorder::builder(path).capacity(capacity).create()
+    }
+
+    /// The ring's shared state, for the crate's other append paths
+    /// (typed records).
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// Size of a chunk in bytes.
+    pub fn chunk_size(&self) -> u32 {
+        self.shared.map.chunk_size()
+    }
+
+    /// The clock of the records' timestamps.
+    pub fn clock(&self) -> Clock {
+        self.shared.clock
+    }
+
+    /// The path the ring was created at.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Capacity of the data region in bytes.
+    pub fn capacity(&self) -> u64 {
+        self.shared.map.chunk_size() as u64 * self.shared.map.chunk_count() as u64
+    }
+
+    /// The largest record (header + payload) this ring accepts.
+    pub fn max_record_len(&self) -> usize {
+        self.shared.max_record_len
+    }
+
+    /// Appends an event: level, target, message and typed fields.
+    ///
+    /// No lock and no allocation; no system call once the thread has
+    /// appended to this ring before (the first append of each thread reads
+    /// its id and name), and the clock is the time stamp counter or the
+    /// vDSO's (`shm-layout.md`, 8.5). Parts too long for the ring are cut to
+    /// fit, and the event is flagged as truncated; it is never refused for
+    /// its size. Returns the record's `seq` in this thread's run.
+    ///
+    /// # Errors
+    ///
+    /// [`AppendError::Dropped`] if no chunk could be claimed (every chunk
+    /// is held by a thread that has not finished it); the drop is counted
+    /// in the ring.
+    #[inline]
+    pub fn log(
+        &self,
+        level: Level,
+        target: &str,
+        message: &str,
+        fields: &[Field<'_>],
+    ) -> Result<Seq, AppendError> {
+        self.shared.log(level, target, message, fields)
+    }
+
+    /// Appends opaque bytes as a record of kind `KIND_RAW`.
+    ///
+    /// # Errors
+    ///
+    /// [`AppendError::TooLarge`] if `payload` does not fit (see
+    /// [`Recorder::max_record_len`]); [`AppendError::Dropped`] as for
+    /// [`Recorder::log`]. Both are counted in the ring.
+    #[inline]
+    pub fn append(&self, payload: &[u8]) -> Result<Seq, AppendError> {
+        self.shared.append_payload(KIND_RAW, &RawPayload(payload))
+    }
+
+    /// Asks a collector to ship the window now, as Go's flight recorder is
+    /// asked to write out the last seconds after a slow request: appends a
+    /// `WARN` event (target `blackbox::snapshot`, `reason` as its message)
+    /// and bumps the ring's snapshot trigger. No system call, no lock; a
+    /// running `blackbox watch` notices within its poll interval and ships
+    /// the window with the reason (at most one shipment per ring per
+    /// interval, however often this is called).
+    ///
+    /// # Errors
+    ///
+    /// [`AppendError::Dropped`] if the reason's record could not be
+    /// appended; then no snapshot is requested.
+    pub fn snapshot(&self, reason: &str) -> Result<Seq, AppendError> {
+        let shared = &self.shared;
+        let event = EventPayload::fit(
+            shared.max_record_len,
+            Level::Warn,
+            SNAPSHOT_TARGET,
+            reason,
+            &[],
+        );
+        let at = publish(shared, KIND_EVENT, &event)?;
+        shared.request_snapshot(at);
+        Ok(at.seq)
+    }
+
+    /// Test hook: begins an event like [`Recorder::log`] (marks it as being
+    /// written in this thread's chunk) but never publishes it, as a writer
+    /// killed mid-append would leave it. Returns the `seq` it would have
+    /// had; the thread's next record goes to a new chunk.
+    #[doc(hidden)]
+    pub fn log_unpublished_for_test(&self, message: &str) -> Seq {
+        self.shared.log_unpublished_for_test(message)
+    }
+
+    /// How many of the calling thread's appends to this ring were dropped
+    /// because no chunk was free (see [`AppendError::Dropped`]). A thread
+    /// can stamp it into its records, so that a reader tells a drop from a
+    /// loss.
+    pub fn dropped_on_this_thread(&self) -> u64 {
+        crate::append::dropped_on_this_thread(&self.shared)
+    }
+
+    /// Records the cause of death when the process panics or receives a
+    /// fatal signal (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT); see
+    /// [`crate::crash`]. Installing again, or for another ring, points the
+    /// handlers at this ring; handlers installed before are chained.
+    pub fn install_crash_handlers(&self) {
+        crate::crash::install(&self.shared);
+    }
+
+    /// Closes the ring cleanly: stops the heartbeat, marks the state word
+    /// `exited`, and releases the liveness lock. Dropping the `Recorder`
+    /// does the same.
+    pub fn close(self) {
+        drop(self);
+    }
+
+    /// Marks the ring `exited` now, without closing it: for a recorder
+    /// that is never dropped, such as one shared (in an `Arc`) with a global
+    /// `tracing` subscriber or `log` logger. Call it as the last thing
+    /// before a clean exit; otherwise the reader would find the state
+    /// still `running`, the lock gone, and say `killed`. Appends after it
+    /// still work. A crash recorded before is kept.
+    pub fn mark_clean_exit(&self) {
+        self.shared.mark_exited();
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        crate::crash::detach(&self.shared);
+        if let Some(hb) = self.heartbeat.take() {
+            hb.stop();
+        }
+        // A recorder dropped while its thread unwinds from a panic did not
+        // exit cleanly: leave the state word as it is.
+        if !std::thread::panicking() {
+            self.shared.mark_exited();
+        }
+        // The file (and with it the lock) closes after this, field by field.
+    }
+}
