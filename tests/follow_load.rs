@@ -1,22 +1,23 @@
 //! `blackbox read --follow --json` under load, proven by sequence numbers.
 //!
-//! A record's `seq` is its position / 8, so consecutive records printed by
-//! the follower must satisfy `next.seq = prev.seq + prev.stride / 8`
-//! (the stride is computed from the printed event itself), unless the
-//! follower says what lies between: a `gap_before` of exactly the missing
-//! bytes, or `{"lapped":{"bytes":B}}` notices (plus at most one record
-//! whose start was overwritten at the window's edge). Per writer thread the
-//! counters `n` strictly increase (nothing repeated) and run contiguously
-//! except across such a notice. Every printed record is a well-formed
-//! demo record (nothing torn is shown).
+//! Each writer (one thread) numbers its records `seq` 0, 1, 2, ..., so the
+//! records the follower prints for one writer must satisfy
+//! `next.seq = prev.seq + 1`, unless the follower says what lies between:
+//! a `gap_before` of exactly the missing records, or
+//! `{"missed":{"writer":W,"records":R}}` notices for that writer (records
+//! that left the window before the follower could read them). Per writer
+//! thread the counters `n` strictly increase (nothing repeated) and run
+//! contiguously except across such a notice. Every printed record is a
+//! well-formed demo record (nothing torn is shown).
 //!
 //! `live.rs` checks that `--follow` prints every record of a slow writer
-//! once and from the middle of a stream; these tests add load (a wrapping
-//! ring), a follower that is lapped, and a hole that never fills while
-//! the writer runs.
+//! once and from the middle of a stream; these tests add load (a ring whose
+//! chunks are reused), a follower that falls behind, and a record that is
+//! never published while the writer runs.
 
 mod common;
 
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::mpsc::Receiver;
@@ -29,9 +30,6 @@ use recorder::{Field, Level, Recorder};
 use serde_json::Value;
 
 const PATIENCE: Duration = Duration::from_secs(60);
-/// A demo record: target `blackbox::demo`, message `demo record`, two u64
-/// fields (shm-layout.md 7.7).
-const DEMO_STRIDE: u64 = 96;
 
 /// The tests of this file run one at a time: each loads both cores.
 fn serial() -> std::sync::MutexGuard<'static, ()> {
@@ -43,43 +41,25 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 #[derive(Debug)]
 enum Line {
     Record(Value),
-    Lapped(u64),
+    Missed { writer: u64, records: u64 },
 }
 
 fn parse(line: &str) -> Line {
     let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
-    match v.get("lapped") {
-        Some(l) => Line::Lapped(l["bytes"].as_u64().unwrap_or_else(|| panic!("{line}"))),
+    match v.get("missed") {
+        Some(m) => Line::Missed {
+            writer: m["writer"].as_u64().unwrap_or_else(|| panic!("{line}")),
+            records: m["records"].as_u64().unwrap_or_else(|| panic!("{line}")),
+        },
         None => Line::Record(v),
     }
-}
-
-/// The stride of a printed event, from its target, message and typed
-/// fields (shm-layout.md sections 4 and 5).
-fn event_stride(r: &Value) -> u64 {
-    let text = |v: &Value| {
-        v.as_str()
-            .unwrap_or_else(|| panic!("not an event: {r}"))
-            .len()
-    };
-    let mut len = 32 + 12 + text(&r["target"]) + text(&r["message"]);
-    let fields = r["fields"].as_object().expect("fields");
-    for (name, value) in fields {
-        len += 2 + name.len();
-        len += match r["field_types"][name].as_str() {
-            Some("u64" | "i64" | "f64") => 8,
-            Some("bool") => 1,
-            Some("str" | "debug") => 2 + text(value),
-            other => panic!("field {name} of unknown type {other:?}: {r}"),
-        };
-    }
-    (len as u64 + 7) & !7
 }
 
 /// What the proof found: the records printed and everything that breaks it.
 struct Proof {
     records: Vec<Value>,
-    lapped: Vec<u64>,
+    /// The missed notices: (writer, records).
+    missed: Vec<(u64, u64)>,
     problems: Vec<String>,
 }
 
@@ -87,88 +67,70 @@ struct Proof {
 fn prove(lines: &[String], threads: u64) -> Proof {
     let mut proof = Proof {
         records: Vec::new(),
-        lapped: Vec::new(),
+        missed: Vec::new(),
         problems: Vec::new(),
     };
-    // The previous record: (its end position, its line number); the
-    // lapped bytes and notices since; each thread's last counter.
-    let mut prev: Option<(u64, usize)> = None;
-    let mut lapped_since = 0u64;
-    let mut last_line_lapped = false;
-    let mut counters: Vec<Option<u64>> = vec![None; threads as usize];
-    // Per thread: whether a notice (lapped, or a gap) came since its last
-    // record; one notice may explain a jump in every thread's counters.
-    let mut noticed = vec![false; threads as usize];
+    // Per writer: its last seq printed and the line, and the records said
+    // missed since.
+    let mut writers: BTreeMap<u64, (u64, usize, u64)> = BTreeMap::new();
+    // Per writer: missed notices not yet followed by one of its records.
+    let mut pending: BTreeMap<u64, u64> = BTreeMap::new();
+    // Per thread: its last counter, and whether a notice came since.
+    let mut counters: Vec<Option<(u64, u64)>> = vec![None; threads as usize];
     for (k, line) in lines.iter().enumerate() {
         let r = match parse(line) {
-            Line::Lapped(bytes) => {
-                if last_line_lapped {
+            Line::Missed { writer, records } => {
+                if pending.contains_key(&writer) {
                     proof.problems.push(format!(
-                        "line {k}: lapped twice in a row: the records of the snapshot after \
-                         line {} were in the window and none was printed:\n  {}\n  {line}",
-                        k - 1,
-                        lines[k - 1]
+                        "line {k}: writer {writer} missed twice with none of its records between"
                     ));
                 }
-                proof.lapped.push(bytes);
-                lapped_since += bytes;
-                noticed.iter_mut().for_each(|n| *n = true);
-                last_line_lapped = true;
+                *pending.entry(writer).or_default() += records;
+                proof.missed.push((writer, records));
                 continue;
             }
             Line::Record(r) => r,
         };
-        last_line_lapped = false;
+        let writer = r["writer"].as_u64().expect("writer");
         let seq = r["seq"].as_u64().expect("seq");
         let gap = r
             .get("gap_before")
-            .map_or(0, |g| g["bytes"].as_u64().unwrap());
-        if r.get("gap_before").is_some() {
-            noticed.iter_mut().for_each(|n| *n = true);
-        }
-        if let Some((end, at)) = prev {
-            let skipped = (seq * 8).checked_sub(end);
-            let said = gap + lapped_since;
-            let ok = match skipped {
-                None => false,
-                // Without a lapped notice the gap must be exact; after one,
-                // the window's edge may have cut one record in two.
-                Some(s) if lapped_since == 0 => s == gap,
-                Some(s) => s >= said && s < said + 65536,
-            };
-            if !ok {
+            .map_or(0, |g| g["missing"].as_u64().unwrap());
+        let said = gap + pending.remove(&writer).unwrap_or(0);
+        if let Some(&(prev, at, _)) = writers.get(&writer) {
+            if seq <= prev || seq - prev - 1 != said {
                 proof.problems.push(format!(
-                    "line {k}: seq {seq} after a record ending at position {end} (line {at}): \
-                     {} bytes skipped, {gap} reported as a gap and {lapped_since} as lapped:\n  \
-                     {}\n  {line}",
-                    skipped.map_or("-".into(), |s| s.to_string()),
+                    "line {k}: writer {writer}: seq {seq} after seq {prev} (line {at}), with \
+                     {said} record(s) said missing between:\n  {}\n  {line}",
                     lines[at]
                 ));
             }
         }
+        writers.insert(writer, (seq, k, said));
         if r["target"] == "blackbox::demo" && r["message"] == "demo record" {
             let (t, n) = common::counter(&r);
             assert!(t < threads, "record of thread {t}: {r}");
-            if let Some(m) = counters[t as usize] {
+            if let Some((w, m)) = counters[t as usize] {
+                if w != writer {
+                    proof.problems.push(format!(
+                        "line {k}: thread {t} from writers {w} and {writer}"
+                    ));
+                }
                 if n <= m {
                     proof.problems.push(format!(
                         "line {k}: thread {t} record {n} after its record {m}: repeated or \
                          out of order"
                     ));
-                } else if n > m + 1 && !noticed[t as usize] {
+                } else if n - m - 1 != said {
                     proof.problems.push(format!(
-                        "line {k}: thread {t} records {}..={} missing with no notice",
+                        "line {k}: thread {t} records {}..={} missing, {said} said missing",
                         m + 1,
                         n - 1
                     ));
                 }
             }
-            counters[t as usize] = Some(n);
-            noticed[t as usize] = false;
-            assert_eq!(event_stride(&r), DEMO_STRIDE, "{r}");
+            counters[t as usize] = Some((writer, n));
         }
-        prev = Some((seq * 8 + event_stride(&r), k));
-        lapped_since = 0;
         proof.records.push(r);
     }
     proof
@@ -222,9 +184,9 @@ fn assert_proven(proof: &Proof, what: &str) {
     );
 }
 
-/// Two writer threads wrap a 1 MiB ring while a follower keeps up: every
-/// record is printed once, in order, without a hole, and the final window
-/// is the tail of what was printed.
+/// Two writer threads go round a 1 MiB ring while a follower keeps up:
+/// every record is printed once, in order, without a hole, and the final
+/// window is the tail of what was printed.
 #[test]
 fn follow_under_load_prints_every_record_once() {
     let _serial = serial();
@@ -241,44 +203,43 @@ fn follow_under_load_prints_every_record_once() {
     let proof = prove(&out, 2);
     assert_proven(&proof, "follow under load");
     // Every record of the final window was printed (none skipped that was
-    // still there), and, if the follower was never lapped, every record.
+    // still there), and, if the follower never fell behind, every record.
     let window = common::read_json(&ring, &[]);
-    let printed: std::collections::HashSet<u64> = proof
-        .records
-        .iter()
-        .map(|r| r["seq"].as_u64().unwrap())
-        .collect();
+    let key = |r: &Value| (r["writer"].as_u64().unwrap(), r["seq"].as_u64().unwrap());
+    let printed: HashSet<(u64, u64)> = proof.records.iter().map(key).collect();
     for r in &window {
         assert!(
-            printed.contains(&r["seq"].as_u64().unwrap()),
+            printed.contains(&key(r)),
             "the final window's record was never printed: {r}"
         );
     }
     let counters = common::counters_of(&proof.records);
-    if proof.lapped.is_empty() {
+    if proof.missed.is_empty() {
         assert_eq!(counters.len() as u64, 2 * per_thread, "records printed");
     } else {
         eprintln!(
-            "follower was lapped {} times ({} bytes); accounted for",
-            proof.lapped.len(),
-            proof.lapped.iter().sum::<u64>()
+            "follower missed records {} times ({} records); accounted for",
+            proof.missed.len(),
+            proof.missed.iter().map(|m| m.1).sum::<u64>()
         );
     }
-    assert!(info_json(&ring)["bytes_written"].as_u64().unwrap() > 1 << 20);
+    let info = info_json(&ring);
+    assert!(
+        info["chunk_tickets"].as_u64().unwrap() > info["chunks"].as_u64().unwrap(),
+        "the ring should have gone round: {info}"
+    );
 }
 
-/// A follower that falls a lap behind (frozen with SIGSTOP while the writer
-/// wraps a 64 KiB ring twice) says how many bytes it missed, and then
-/// follows again: it prints the records of the snapshot in which it
-/// noticed the lap, so two lapped notices are never adjacent while the
-/// writer goes on.
+/// A follower that falls behind (frozen with SIGSTOP while the writers take
+/// a 64 KiB ring round twice) says, per writer, how many records it missed,
+/// and then follows again.
 #[test]
-fn lapped_follower_says_how_much_it_missed_and_follows_again() {
+fn a_follower_that_falls_behind_says_what_it_missed_and_follows_again() {
     let _serial = serial();
-    let dir = TempDir::new("follow-lapped");
-    let ring = dir.path("lapped.ring");
-    let capacity = 64u64 << 10;
-    // 2 x 1000 records/s of 96 bytes: a lap every ~0.34 s, for ~5 s.
+    let dir = TempDir::new("follow-behind");
+    let ring = dir.path("behind.ring");
+    // 2 x 1000 records/s of 96 bytes into 64 chunks of 1 KiB: round in
+    // ~0.35 s, for ~5 s.
     let mut writer = spawn_demo(&ring, "64KiB", 5000, 1000);
     let (mut follower, lines) = spawn_follower(&ring);
     let mut out = vec![lines
@@ -286,13 +247,13 @@ fn lapped_follower_says_how_much_it_missed_and_follows_again() {
         .expect("follower printed nothing")];
     let pid = Pid::from_raw(follower.0.id() as i32);
     kill(pid, Signal::SIGSTOP).expect("SIGSTOP the follower");
-    let written = |ring: &Path| info_json(ring)["bytes_written"].as_u64().unwrap();
-    let at_stop = written(&ring);
+    let tickets = |ring: &Path| info_json(ring)["chunk_tickets"].as_u64().unwrap();
+    let at_stop = tickets(&ring);
     let deadline = Instant::now() + PATIENCE;
-    while written(&ring) < at_stop + 2 * capacity {
+    while tickets(&ring) < at_stop + 2 * 64 {
         assert!(
             Instant::now() < deadline,
-            "the writer did not wrap the ring"
+            "the writers did not go round the ring"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -303,25 +264,29 @@ fn lapped_follower_says_how_much_it_missed_and_follows_again() {
 
     let proof = prove(&out, 2);
     assert!(
-        !proof.lapped.is_empty(),
-        "a follower frozen for two laps of the ring printed no lapped notice"
+        !proof.missed.is_empty(),
+        "a follower frozen for two rounds of the ring printed no missed notice"
     );
-    assert!(proof.lapped.iter().all(|&b| b > 0), "{:?}", proof.lapped);
+    assert!(
+        proof.missed.iter().all(|&(_, r)| r > 0),
+        "{:?}",
+        proof.missed
+    );
     eprintln!(
-        "lapped {} times, {} bytes in all; {} records printed",
-        proof.lapped.len(),
-        proof.lapped.iter().sum::<u64>(),
+        "missed {} times, {} records in all; {} records printed",
+        proof.missed.len(),
+        proof.missed.iter().map(|m| m.1).sum::<u64>(),
         proof.records.len()
     );
-    assert_proven(&proof, "lapped follower");
+    assert_proven(&proof, "follower that fell behind");
 }
 
-/// A record reserved and never published while the writer goes on (a
-/// thread stuck mid-append) holds the follower back for its grace period;
-/// then the follower moves past it, and must say so: the next record
-/// carries a gap with the torn record, never a silent jump in `seq`.
+/// A record begun and never published while the writer goes on (a thread
+/// stuck mid-append, as the test hook leaves it) holds nothing back: the
+/// writer's run goes on in a new chunk, the follower prints every record,
+/// and the torn record is counted in the ring, never shown.
 #[test]
-fn follower_reports_the_hole_it_moves_past() {
+fn a_torn_record_holds_the_follower_back_for_nothing() {
     let _serial = serial();
     let dir = TempDir::new("follow-hole");
     let ring = dir.path("hole.ring");
@@ -339,19 +304,15 @@ fn follower_reports_the_hole_it_moves_past() {
         )
         .expect("append");
     };
-    log(0, 0);
     let (mut follower, lines) = spawn_follower(&ring);
-    let mut out = vec![lines
-        .recv_timeout(PATIENCE)
-        .expect("follower printed nothing")];
     let per_thread = 2500u64;
     std::thread::scope(|s| {
         for t in 0..2u64 {
             let (log, rec) = (&log, &rec);
             s.spawn(move || {
-                for n in u64::from(t == 0)..per_thread {
+                for n in 0..per_thread {
                     if t == 0 && n == 500 {
-                        // Reserved and filled, never published.
+                        // Begun and filled, never published.
                         rec.log_unpublished_for_test("demo record");
                     }
                     log(t, n);
@@ -360,19 +321,19 @@ fn follower_reports_the_hole_it_moves_past() {
             });
         }
     });
+    let torn = info_json(&ring)["torn"].clone();
     rec.close();
+    let mut out = Vec::new();
     finish(&mut follower.0, &lines, &mut out);
 
     let proof = prove(&out, 2);
-    assert!(proof.lapped.is_empty(), "a 1 MiB ring cannot lap here");
+    assert!(
+        proof.missed.is_empty(),
+        "a 1 MiB ring cannot lose records here"
+    );
+    assert!(proof.records.iter().all(|r| r.get("gap_before").is_none()));
     let counters = common::counters_of(&proof.records);
     assert_eq!(counters.len() as u64, 2 * per_thread, "records printed");
-    let torn: u64 = proof
-        .records
-        .iter()
-        .filter_map(|r| r.get("gap_before"))
-        .map(|g| g["torn"].as_u64().unwrap())
-        .sum();
-    assert_proven(&proof, "follower past a hole");
-    assert_eq!(torn, 1, "the follower must report the one torn record");
+    assert_proven(&proof, "follower past a torn record");
+    assert_eq!(torn, 1, "the ring counts the one torn record");
 }

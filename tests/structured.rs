@@ -161,8 +161,8 @@ fn check_killed_demo(ring: &Path, via: &str) {
     assert_eq!(types.len(), 1, "{via}: one every-type event: {types:?}");
     assert_every_type_event(&types[0], via);
 
-    // Every demo record arrived (nothing lost to the SIGKILL), with `t`
-    // and `n` as u64 fields whatever the path.
+    // Every demo record arrived (nothing lost to the SIGKILL), with `t`,
+    // `n` and `dropped` as u64 fields whatever the path.
     let demo: Vec<&Value> = rest
         .iter()
         .filter(|r| r["message"] == "demo record")
@@ -170,7 +170,7 @@ fn check_killed_demo(ring: &Path, via: &str) {
     for r in &demo {
         assert_eq!(
             r["field_types"],
-            json!({"t": "u64", "n": "u64"}),
+            json!({"t": "u64", "n": "u64", "dropped": "u64"}),
             "{via}: {r}"
         );
     }
@@ -326,23 +326,17 @@ fn typed_payload(name: &str, codec_id: u8, value: &[u8]) -> Vec<u8> {
     p
 }
 
-/// Turns the (closed) ring's raw record `seq` into a typed record: its
-/// KIND becomes `KIND_TYPED` and its checksum is recomputed, as a writer
-/// following the spec would have written it.
+/// Turns the (closed) ring's raw record `seq` (of the only writer) into a
+/// typed record: its KIND becomes `KIND_TYPED` and its checksum is
+/// recomputed, as a writer following the spec would have written it.
 fn retag_as_typed(ring: &Path, seq: u64) {
     let mut file = std::fs::read(ring).unwrap();
-    let u64_at = |f: &[u8], at: usize| u64::from_le_bytes(f[at..at + 8].try_into().unwrap());
-    let capacity = u64_at(&file, H_CAPACITY);
-    let nonce = u64_at(&file, H_NONCE);
-    let at = HEADER_LEN + ((seq * 8) % capacity) as usize;
-    let len = (u64_at(&file, at) & 0xffff_ffff) as usize;
-    file[at + R_KIND..at + R_KIND + 2].copy_from_slice(&KIND_TYPED.to_le_bytes());
-    let crc = recorder::checksum::record_crc(
-        crc_seed(nonce),
-        len as u32,
-        &file[at + R_CRC_START..at + stride(len)],
-    );
-    file[at + R_CRC..at + R_CRC + 4].copy_from_slice(&crc.to_le_bytes());
+    let r = common::file_records(&file)
+        .into_iter()
+        .find(|r| r.seq == seq && r.writer == 0)
+        .expect("the record is in the file");
+    file[r.at + R_KIND..r.at + R_KIND + 2].copy_from_slice(&KIND_TYPED.to_le_bytes());
+    common::reseal_record(&mut file, &r);
     std::fs::write(ring, file).unwrap();
 }
 

@@ -1,8 +1,11 @@
 //! SIGKILL torture: a multi-threaded writer killed at random instants, many
-//! times, on rings from 4 KiB (wrapping constantly, lapped appends) to
-//! 1 MiB. After every kill another process must recover a consistent window
-//! that holds every record the writer reported as appended (unless newer
-//! records overwrote it), with no false record.
+//! times, on rings from 16 KiB (chunks reused constantly) to 1 MiB, with
+//! one to eight threads on this machine's two cores. After every kill
+//! another process must recover a consistent window in which nothing
+//! committed was destroyed: each thread's records form one run that ends at
+//! its last append reported as returned, and a jump in a thread's counter
+//! is exactly a rise of its `dropped` field (appends dropped, and counted,
+//! when no chunk was free). No loss is tolerated.
 //!
 //! Replay a failure with the seed it prints:
 //! `BLACKBOX_TORTURE_SEED=<seed> cargo test -p blackbox --test torture -- --nocapture`.
@@ -18,8 +21,8 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{
-    check_runs, forward_lines, info_json, lapped_gap_after, parse_report, read_json, verify_ok,
-    wait_or_fail, Reaper, TempDir,
+    check_runs, forward_lines, info_json, parse_report, read_json, verify_ok, wait_or_fail, Reaper,
+    TempDir,
 };
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -78,9 +81,8 @@ struct Case {
 }
 
 /// One iteration: start, wait for the first report, wait `wait_ms`, kill,
-/// check. Panics on any violation; returns the tolerated lapped-writer
-/// losses.
-fn torture_once(ring: &Path, case: &Case) -> Vec<String> {
+/// check. Panics on any violation; returns the appends dropped.
+fn torture_once(ring: &Path, case: &Case) -> u64 {
     let mut child = Reaper(
         common::blackbox()
             .arg("demo")
@@ -122,15 +124,16 @@ fn torture_once(ring: &Path, case: &Case) -> Vec<String> {
     check_killed_ring(ring, case.threads, &lines)
 }
 
-fn check_killed_ring(ring: &Path, threads: u64, lines: &[String]) -> Vec<String> {
+fn check_killed_ring(ring: &Path, threads: u64, lines: &[String]) -> u64 {
     verify_ok(ring);
     let records = read_json(ring, &[]);
     assert!(!records.is_empty(), "no record recovered");
+    // Strict: every jump in a thread's run is its own counted drop.
     let runs = check_runs(&records, threads);
 
     // Every reported (t, n): the append returned, so the record is in the
-    // window unless newer records pushed it out; either way, the thread's
-    // run in the window goes at least up to n.
+    // window unless its chunk was reused; either way, the thread's run in
+    // the window goes at least up to n.
     let mut reported: BTreeMap<u64, u64> = BTreeMap::new();
     for line in lines {
         let (t, n) = parse_report(line);
@@ -138,32 +141,32 @@ fn check_killed_ring(ring: &Path, threads: u64, lines: &[String]) -> Vec<String>
         let e = reported.entry(t).or_default();
         *e = (*e).max(n);
     }
-    let mut losses = runs.lapped_losses;
     for (&t, &n) in &reported {
         let Some(ns) = runs.threads.get(&t) else {
-            continue; // all of its records were pushed out of the window
+            continue; // all of its chunks were reused
         };
         let last = *ns.last().unwrap();
-        if n > last {
-            let text = format!(
-                "thread {t}: record {n} was reported appended, but the thread's run in the \
-                 window is {}..={last}",
-                ns[0]
-            );
-            assert!(
-                lapped_gap_after(&records, runs.last_index[&t]),
-                "{text}, and no lapped writer explains it"
-            );
-            losses.push(text);
-        }
+        assert!(
+            n <= last,
+            "thread {t}: record {n} was reported appended, but the thread's run in the window \
+             is {}..={last}: committed records destroyed",
+            ns[0]
+        );
     }
 
     let info = info_json(ring);
     assert_eq!(info["state"], "killed", "{info}");
     assert_eq!(info["cause"]["kind"], "killed", "{info}");
     assert_eq!(info["corrupt"], 0, "{info}");
+    assert_eq!(info["missing"], 0, "{info}");
     assert_eq!(info["program"], "blackbox-demo", "{info}");
     assert_eq!(info["records"], records.len(), "{info}");
+    // Drops the threads saw are counted in the ring.
+    let seen: u64 = runs.dropped.values().sum();
+    assert!(
+        info["dropped"].as_u64().unwrap() >= seen,
+        "threads saw {seen} drops, the ring counts fewer: {info}"
+    );
     // At most one torn record per thread: the append each was in when the
     // SIGKILL landed.
     let torn = info["torn"].as_u64().unwrap();
@@ -171,7 +174,7 @@ fn check_killed_ring(ring: &Path, threads: u64, lines: &[String]) -> Vec<String>
         torn <= threads,
         "{torn} torn records from {threads} threads: {info}"
     );
-    losses
+    info["dropped"].as_u64().unwrap()
 }
 
 #[test]
@@ -187,15 +190,15 @@ fn random_sigkill_of_multithreaded_writer() {
     let start = Instant::now();
     let mut done = 0;
     let mut failures = Vec::new();
-    let mut tolerated = 0;
+    let mut dropped = 0;
     for iter in 0..iters {
         if start.elapsed() > TIME_BUDGET {
             eprintln!("torture: time budget spent after {done} iterations");
             break;
         }
         let case = Case {
-            capacity_kib: 4 << rng.range(0, 8), // 4 KiB ..= 1 MiB
-            threads: rng.range(2, 4),
+            capacity_kib: 16 << rng.range(0, 6), // 16 KiB ..= 1 MiB
+            threads: [1, 2, 4, 8][rng.range(0, 3) as usize],
             wait_ms: rng.range(1, 50),
         };
         let what = format!(
@@ -204,12 +207,7 @@ fn random_sigkill_of_multithreaded_writer() {
         );
         let ring = dir.path(&format!("t{iter}.ring"));
         match std::panic::catch_unwind(|| torture_once(&ring, &case)) {
-            Ok(losses) => {
-                for l in &losses {
-                    eprintln!("torture: {what}: tolerated (lapped writer): {l}");
-                }
-                tolerated += losses.len();
-            }
+            Ok(d) => dropped += d,
             Err(e) => {
                 let what = format!("{what}: {}", panic_text(&*e));
                 eprintln!("torture: FAILED {what}");
@@ -226,7 +224,7 @@ fn random_sigkill_of_multithreaded_writer() {
         done += 1;
     }
     eprintln!(
-        "torture: {done} iterations in {:.1} s, {} failed, {tolerated} losses to lapped writers",
+        "torture: {done} iterations in {:.1} s, {} failed, {dropped} appends dropped (counted)",
         start.elapsed().as_secs_f64(),
         failures.len()
     );
@@ -239,58 +237,100 @@ fn random_sigkill_of_multithreaded_writer() {
     );
 }
 
-/// A lapped writer is reported, never shown. A writer preempted between
-/// its reservation and its publication for a whole lap of the ring writes
-/// its stale bytes over newer, already published records (the documented
-/// limit of an overwrite ring with one-atomic reservations, shm-layout.md
-/// section 7.3). Three threads on two cores write as fast as they can into
-/// a 1 MiB ring, so this happens, while the window is read again and again:
-/// every record shown must be intact (check_runs), every break in a
-/// thread's run must be reported as `overwritten` by a lapped writer, and
-/// nothing may be counted `corrupt`.
+/// A writer that stalls can never destroy another writer's records, and is
+/// never robbed of its own chunk (`shm-layout.md`, 8.3). Thread 0 of the
+/// demo stops right after it claims a chunk, while three other threads
+/// take the ring's cursor round three times (synchronised on the cursor,
+/// not on time); then it resumes, writes three records more and idles,
+/// keeping its chunk, while the others go on; then the process is
+/// SIGKILLed. Every thread's run must be whole (no jump but its own counted
+/// drops), and thread 0's records from before and after the stall, in the
+/// chunk it kept, must still be there.
 #[test]
-fn lapped_writer_damage_is_reported_never_shown() {
-    let dir = TempDir::new("torture-lapped");
-    let ring = dir.path("lapped.ring");
+fn a_stalled_writer_keeps_its_chunk_and_destroys_nothing() {
+    let dir = TempDir::new("torture-stall");
+    let ring = dir.path("stall.ring");
     let mut writer = Reaper(
         common::blackbox()
             .arg("demo")
             .arg("--ring")
             .arg(&ring)
-            .args(["--capacity", "1MiB", "--threads", "3"])
-            .args(["--records", "1000000000"])
-            .stdout(Stdio::null())
+            .args(["--capacity", "16KiB", "--threads", "4"])
+            .args(["--records", "1000000000", "--report-every", "1"])
+            .args([
+                "--stall-thread",
+                "0",
+                "--stall-after",
+                "20",
+                "--stall-laps",
+                "3",
+            ])
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn demo"),
     );
-    let deadline = Instant::now() + PATIENCE;
-    while !ring.exists() {
-        if let Some(status) = writer.0.try_wait().unwrap() {
-            panic!("demo ended ({status:?}) before its ring appeared");
+    let rx = forward_lines(writer.0.stdout.take().unwrap());
+    let next = |what: &str| {
+        rx.recv_timeout(PATIENCE)
+            .unwrap_or_else(|e| panic!("demo never said {what} ({e:?})"))
+    };
+    // "stalled 0 N TICKETS", then "resumed 0 N TICKETS" once the others
+    // went round three times.
+    let (stalled_n, from) = loop {
+        let line = next("stalled");
+        if let Some(rest) = line.strip_prefix("stalled 0 ") {
+            let v: Vec<u64> = rest.split(' ').map(|w| w.parse().unwrap()).collect();
+            break (v[0], v[1]);
         }
-        assert!(Instant::now() < deadline, "ring never appeared");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let start = Instant::now();
-    let mut losses = 0;
-    for _ in 0..40 {
-        if start.elapsed() > Duration::from_secs(20) {
+    };
+    let until = loop {
+        let line = next("resumed");
+        if let Some(rest) = line.strip_prefix("resumed 0 ") {
+            break rest.split(' ').nth(1).unwrap().parse::<u64>().unwrap();
+        }
+    };
+    assert!(
+        until >= from + 3 * 16,
+        "the others did not go round: {from} -> {until}"
+    );
+    // Thread 0 appends three more and idles; the others go round once more
+    // (their reports are the events), then the kill.
+    loop {
+        if next("idle").starts_with("idle 0 ") {
             break;
         }
-        let records = read_json(&ring, &[]);
-        // check_runs fails on any break not reported as overwritten.
-        losses += check_runs(&records, 3).lapped_losses.len();
-        let info = info_json(&ring);
-        assert_eq!(
-            info["state"], "running",
-            "the writer should still run: {info}"
-        );
-        assert_eq!(
-            info["corrupt"], 0,
-            "damage not explained by the lap log: {info}"
-        );
     }
-    drop(writer);
-    eprintln!("lapped-writer losses seen and reported as overwritten: {losses}");
+    let mut others = 0;
+    while others < 3 * 64 {
+        if !next("the others' appends").starts_with("0 ") {
+            others += 1;
+        }
+    }
+    writer.0.kill().expect("SIGKILL the demo");
+    let status = wait_or_fail(&mut writer.0, PATIENCE, "killed demo");
+    assert_eq!(status.signal(), Some(SIGKILL), "{status:?}");
+
+    verify_ok(&ring);
+    let records = read_json(&ring, &[]);
+    let runs = check_runs(&records, 4);
+    let zero = runs
+        .threads
+        .get(&0)
+        .expect("thread 0 has records in the window");
+    assert!(
+        zero.contains(&stalled_n),
+        "thread 0's record {stalled_n}, written into the chunk it held while stalled, is gone; \
+         its run is {zero:?}"
+    );
+    assert!(
+        zero.last().unwrap() >= &(stalled_n + 3),
+        "thread 0's records after resuming are missing: {zero:?}"
+    );
+    for t in 1..4 {
+        assert!(runs.threads.contains_key(&t), "thread {t} has no records");
+    }
+    let info = info_json(&ring);
+    assert_eq!(info["corrupt"], 0, "{info}");
+    assert_eq!(info["missing"], 0, "{info}");
 }

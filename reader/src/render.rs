@@ -380,6 +380,7 @@ pub fn info_json(path: &std::path::Path, state: State, snap: &Snapshot) -> Value
         "chunk_size": h.chunk_size,
         "chunks": h.chunk_count,
         "chunks_used": s.chunks_used,
+        "chunk_tickets": h.next_ticket,
         "chunks_owned": s.chunks_owned,
         "clock": if h.clock == recorder::layout::CLOCK_TSC { "tsc" } else { "realtime" },
         "records": s.records.len(),

@@ -443,8 +443,9 @@ impl Ring {
     /// Recovers the whole window (`shm-layout.md`, section 11).
     ///
     /// On a live ring, a record that fails validation may have been caught
-    /// mid-write: the snapshot is taken again, at most twice more, before
-    /// anything is called corrupt. Every record returned was, at some
+    /// mid-write, and a chunk reclaimed while it was copied can leave a hole
+    /// in a writer's run: the snapshot is then taken again, at most twice
+    /// more, before anything is called corrupt or missing. Every record returned was, at some
     /// moment, whole and published.
     ///
     /// # Errors
@@ -453,7 +454,8 @@ impl Ring {
     pub fn snapshot(&self) -> Result<Snapshot, Error> {
         let mut snap = self.snapshot_once()?;
         for _ in 0..2 {
-            if snap.totals.corrupt == 0 || !self.is_locked().unwrap_or(false) {
+            let suspect = snap.totals.corrupt > 0 || snap.totals.holes > 0;
+            if !suspect || !self.is_locked().unwrap_or(false) {
                 break;
             }
             snap = self.snapshot_once()?;
@@ -463,16 +465,52 @@ impl Ring {
 
     fn snapshot_once(&self) -> Result<Snapshot, Error> {
         let header = self.reread_header()?;
-        let mut table_bytes = vec![0u8; 8 * header.chunk_count as usize];
-        self.read_exact_at(&mut table_bytes, HEADER_LEN as u64)?;
-        let table: Vec<u64> = table_bytes
-            .chunks_exact(8)
-            .map(|w| u64::from_le_bytes(w.try_into().expect("8 bytes")))
-            .collect();
-        drop(table_bytes);
+        let before = self.read_table(&header)?;
         let mut data = Buffer::zeroed(header.capacity as usize);
         self.read_exact_at(data.bytes_mut(), header.data_offset)?;
+        // The seqlock rule, per chunk (`shm-layout.md`, 8.4): a chunk whose
+        // table word changed during the copy is kept only if the claim that
+        // was copied is the one it had before the copy and still has:
+        // settled (owned or sealed) then and now, the same GEN in the copy
+        // and in the file now, and a GEN older than its visits before the
+        // copy (a claim made during the copy has a lap at least that).
+        // Anything else is in flux and left for the next snapshot, as if the
+        // chunk were just claimed.
+        let after = self.read_table(&header)?;
+        let mut table = before;
+        let chunk_size = header.chunk_size as u64;
+        let count = header.chunk_count as u64;
+        let settled = |w: u64| matches!(table_state(w), CHUNK_OWNED | CHUNK_SEALED);
+        for (i, (word, &now)) in table.iter_mut().zip(&after).enumerate() {
+            if *word == now {
+                continue;
+            }
+            let copied = u64_at(data.bytes(), i * chunk_size as usize + C_GEN);
+            let mut keep = settled(*word) && settled(now) && copied / count < table_visits(*word);
+            if keep {
+                let mut gen = [0u8; 8];
+                self.read_exact_at(
+                    &mut gen,
+                    header.data_offset + i as u64 * chunk_size + C_GEN as u64,
+                )?;
+                keep = u64::from_le_bytes(gen) == copied;
+            }
+            *word = if keep {
+                now
+            } else {
+                table_word(CHUNK_CLAIMED, table_visits(now))
+            };
+        }
         Ok(recover(header, &table, data))
+    }
+
+    fn read_table(&self, header: &Header) -> Result<Vec<u64>, Error> {
+        let mut bytes = vec![0u8; 8 * header.chunk_count as usize];
+        self.read_exact_at(&mut bytes, HEADER_LEN as u64)?;
+        Ok(bytes
+            .chunks_exact(8)
+            .map(|w| u64::from_le_bytes(w.try_into().expect("8 bytes")))
+            .collect())
     }
 
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<(), Error> {
@@ -545,11 +583,18 @@ fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
         if state == CHUNK_FREE && visits == 0 {
             continue;
         }
-        if state != CHUNK_OWNED && state != CHUNK_SEALED {
+        if state == CHUNK_FREE {
+            // Free chunks are never visited by a skip: a damaged word.
             totals.corrupt += 1;
             continue;
         }
         chunks_used += 1;
+        if state == CHUNK_CLAIMED {
+            // Taken, its new header not written yet: what it holds left the
+            // window with the claim.
+            chunks_owned += 1;
+            continue;
+        }
         if state == CHUNK_OWNED {
             chunks_owned += 1;
         }
@@ -585,13 +630,14 @@ fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
                 break;
             }
             let body = &chunk[offset + R_CRC_START..offset + step];
-            if u32_at(chunk, offset + R_CRC) != record_crc(seed, len as u32, body) {
+            let seq = first_seq + k;
+            if u32_at(chunk, offset + R_CRC) != record_crc(seed, len as u32, seq, body) {
                 totals.corrupt += 1;
-                corrupt_seqs.push((writer, first_seq + k));
+                corrupt_seqs.push((writer, seq));
             } else {
                 walked.push(Record {
                     writer,
-                    seq: first_seq + k,
+                    seq,
                     len: len as u32,
                     ts_unix_ns: header.ts_unix_ns(u64_at(chunk, offset + R_TS)),
                     kind: u16_at(chunk, offset + R_KIND),
@@ -784,7 +830,10 @@ mod tests {
     #[test]
     fn two_threads_wrapping_give_contiguous_suffixes() {
         let (path, dir) = temp_ring("wrap");
-        let rec = Recorder::builder(&path).capacity(8192).create().unwrap();
+        let rec = Recorder::builder(&path)
+            .capacity(16 << 10)
+            .create()
+            .unwrap();
         std::thread::scope(|s| {
             for t in 0..2u64 {
                 let rec = &rec;
@@ -822,7 +871,7 @@ mod tests {
     #[test]
     fn a_ring_in_memory_reads_like_its_file() {
         let (path, dir) = temp_ring("bytes");
-        let rec = Recorder::create(&path, 8192).unwrap();
+        let rec = Recorder::create(&path, 16 << 10).unwrap();
         for n in 0..300u64 {
             rec.log(Level::Info, "unit", "wrap", &[Field::new("n", n)])
                 .unwrap();
@@ -844,54 +893,43 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
-    /// A lapped writer killed in the middle of its late copy never notes
-    /// itself in the lap log; the header it wrote first (its own position
-    /// stamp, a lap back) explains the damage. The same damage without that
-    /// header stays corrupt.
+    /// A chunk left `CLAIMED` (its new owner stalled or died before writing
+    /// its header) still holds the records of the claim before, which left
+    /// the window with the claim: they are not shown, and their writer's run
+    /// has no hole for it, because its older chunks went first.
     #[test]
-    fn a_lapped_writer_killed_mid_copy_is_told_by_its_stale_stamp() {
-        let (path, dir) = temp_ring("late");
-        let cap = 8192u64;
+    fn a_claimed_chunk_shows_nothing_of_the_claim_before() {
+        let (path, dir) = temp_ring("claimed");
         let rec = Recorder::builder(&path)
-            .capacity(cap)
+            .capacity(16 << 10)
             .heartbeat(None)
             .create()
             .unwrap();
-        for n in 0..300u64 {
-            rec.log(Level::Info, "unit", "lap", &[Field::new("n", n)])
+        for n in 0..60u64 {
+            rec.log(Level::Info, "unit", "fill", &[Field::new("n", n)])
                 .unwrap();
         }
         drop(rec);
         let clean = std::fs::read(&path).unwrap();
         let before = Ring::from_bytes(clean.clone()).unwrap().snapshot().unwrap();
-        assert_eq!(before.header.lapped_writes, 0);
-        let victim = before.records[before.records.len() / 2].pos();
-        // The late writer's record starts 16 bytes into the victim and was
-        // reserved one lap earlier.
-        let x = victim + 16;
-        let damage = |with_header: bool| {
-            let mut bytes = clean.clone();
-            let at = HEADER_LEN + (x % cap) as usize;
-            if with_header {
-                bytes[at + R_POS..at + R_POS + 8].copy_from_slice(&(x - cap).to_le_bytes());
-            } else {
-                bytes[at + R_POS..at + R_POS + 8].copy_from_slice(&0x5a5a_5a5a_u64.to_le_bytes());
-            }
-            // ...and part of its payload, over the rest of the victim.
-            for b in &mut bytes[at + RECORD_HEADER_LEN..at + RECORD_HEADER_LEN + 16] {
-                *b ^= 0xff;
-            }
-            Ring::from_bytes(bytes).unwrap().snapshot().unwrap()
-        };
-        let late = damage(true);
-        assert_eq!(late.corrupt(), 0, "{:?}", late.totals);
-        assert!(late.totals.overwritten >= 1, "{:?}", late.totals);
-        assert_eq!(
-            late.records.len(),
-            before.records.len() - late.totals.overwritten as usize
-        );
-        let wild = damage(false);
-        assert!(wild.corrupt() >= 1, "{:?}", wild.totals);
+        assert_eq!(before.records.len(), 60);
+        // The chunk holding the writer's oldest records, as a claim at its
+        // next visit would leave it before the new header.
+        let table = |i: usize| HEADER_LEN + 8 * i;
+        let oldest = (0..16)
+            .find(|&i| {
+                let at = 8192 + i * 1024;
+                u64_at(&clean, table(i)) != 0 && u64_at(&clean, at + C_FIRST_SEQ) == 0
+            })
+            .expect("the first chunk");
+        let mut bytes = clean.clone();
+        let visits = table_visits(u64_at(&clean, table(oldest)));
+        bytes[table(oldest)..table(oldest) + 8]
+            .copy_from_slice(&table_word(CHUNK_CLAIMED, visits + 1).to_le_bytes());
+        let after = Ring::from_bytes(bytes).unwrap().snapshot().unwrap();
+        assert!(after.records.len() < 60);
+        assert_eq!(after.records[0].seq, 60 - after.records.len() as u64);
+        assert_eq!(after.totals, Totals::default(), "{:?}", after.totals);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -927,7 +965,10 @@ mod tests {
         let snap = Ring::open(&path).unwrap().snapshot().unwrap();
         assert_eq!(snap.records.len(), 10);
         assert_eq!(snap.torn(), 1);
-        assert_eq!(snap.gap_before(&snap.records[5]).unwrap().torn, 1);
+        // The torn record took no seq: the run goes on without a gap.
+        assert!(snap.records.iter().all(|r| snap.gap_before(r).is_none()));
+        let seqs: Vec<u64> = snap.records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, (0..10).collect::<Vec<_>>());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -13,7 +13,7 @@ use std::cell::RefCell;
 use std::sync::atomic::Ordering;
 use std::sync::Weak;
 
-use crate::claim::{claim, seal, Claimed};
+use crate::claim::{claim, own, seal, Claimed};
 use crate::error::AppendError;
 use crate::layout::*;
 use crate::mapping::ChunkCursor;
@@ -64,6 +64,8 @@ struct Writer {
 /// A chunk this writer claimed and has not sealed.
 struct Owned {
     cursor: ChunkCursor,
+    /// The claim's ticket.
+    gen: u64,
     /// CRC-32C of the nonce and this chunk's header.
     seed: u32,
 }
@@ -139,12 +141,12 @@ impl Writer {
         payload: &impl Payload,
     ) -> Result<Published, AppendError> {
         let stride = stride(len);
+        let seq = self.next_seq;
         let owned = match &mut self.chunk {
             Some(owned) if owned.cursor.fits(stride) => owned,
             _ => self.next_chunk(shared)?,
         };
-        write_record(&mut owned.cursor, owned.seed, kind, len, ts, payload);
-        let seq = self.next_seq;
+        write_record(&mut owned.cursor, owned.seed, seq, kind, len, ts, payload);
         self.next_seq += 1;
         Ok(Published {
             writer: self.number,
@@ -204,7 +206,7 @@ pub(crate) fn append_alone(
     let (thread_id, thread_name) = this_thread();
     let header = chunk_header(claimed.gen, 0, 0, number, thread_id, &thread_name);
     let mut owned = start_chunk(shared, claimed, &header);
-    write_record(&mut owned.cursor, owned.seed, kind, len, ts, payload);
+    write_record(&mut owned.cursor, owned.seed, 0, kind, len, ts, payload);
     seal(&shared.map.table()[claimed.index as usize]);
     Ok(Published {
         writer: number,
@@ -246,8 +248,11 @@ fn start_chunk(shared: &Shared, claimed: Claimed, header: &[u8; CHUNK_HEADER_LEN
     // uses it only while `shared`, and so the mapping, is alive.
     let mut cursor = unsafe { shared.map.owned_chunk(claimed.index, claimed.gen) };
     cursor.write_header(header);
+    // The header is this claim's now: readers may look at the chunk.
+    own(&shared.map.table()[claimed.index as usize]);
     Owned {
         cursor,
+        gen: claimed.gen,
         seed: crc_seed(shared.nonce, header),
     }
 }
@@ -334,4 +339,17 @@ pub(crate) fn dropped_on_this_thread(shared: &Shared) -> u64 {
         .ok()
         .flatten()
         .unwrap_or(0)
+}
+
+/// The ticket (`GEN`) of the chunk the calling thread owns in `shared`, if
+/// it owns one: changes exactly when the thread claims a chunk.
+pub(crate) fn chunk_of_this_thread(shared: &Shared) -> Option<u64> {
+    LOCAL
+        .try_with(|cell| {
+            let writers = cell.try_borrow().ok()?;
+            let writer = writers.slots.iter().find(|w| w.ring == shared.id)?;
+            writer.chunk.as_ref().map(|owned| owned.gen)
+        })
+        .ok()
+        .flatten()
 }

@@ -257,6 +257,10 @@ pub const CHUNK_FREE: u64 = 0;
 pub const CHUNK_OWNED: u64 = 1;
 /// `STATE` of a chunk its owner finished; the next visit may claim it.
 pub const CHUNK_SEALED: u64 = 2;
+/// `STATE` of a chunk just claimed, whose header its new owner has not
+/// written yet: what it holds belongs to the claim before, which left the
+/// window with this claim.
+pub const CHUNK_CLAIMED: u64 = 3;
 /// Width of `STATE` in a table word; `VISITS` is the word shifted right by it.
 pub const CHUNK_STATE_BITS: u32 = 2;
 
@@ -311,7 +315,7 @@ pub const THREAD_NAME_LEN: usize = 16;
 /// `u64` COMMIT: `((GEN + 1) mod 2^48) << 16 | len`; written last (release);
 /// `len` 0 while the record is being written.
 pub const R_COMMIT: usize = 0;
-/// `u32` CRC-32C over `nonce ‖ chunk header ‖ len (u32) ‖ record bytes [12, stride)`.
+/// `u32` CRC-32C over `nonce ‖ chunk header ‖ len (u32) ‖ seq (u64) ‖ record bytes [12, stride)`.
 pub const R_CRC: usize = 8;
 /// `u16` record kind, one of `KIND_*`.
 pub const R_KIND: usize = 12;
@@ -447,10 +451,14 @@ pub fn crc_seed(nonce: u64, chunk_header: &[u8; CHUNK_HEADER_LEN]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(&nonce.to_le_bytes()), chunk_header)
 }
 
-/// Continue a record checksum from its claim's seed with the record length.
+/// Continue a record checksum from its claim's seed with the record's
+/// length and `seq`.
 #[inline]
-pub fn crc_start(seed: u32, len: u32) -> u32 {
-    crc32c::crc32c_append(seed, &len.to_le_bytes())
+pub fn crc_start(seed: u32, len: u32, seq: u64) -> u32 {
+    crc32c::crc32c_append(
+        crc32c::crc32c_append(seed, &len.to_le_bytes()),
+        &seq.to_le_bytes(),
+    )
 }
 
 /// Turns a [`CLOCK_TSC`] timestamp into CLOCK_REALTIME nanoseconds with a

@@ -131,11 +131,14 @@ impl Sink for InlineRecord {
 
 /// Writes one record at the chunk's cursor and publishes it: the "being
 /// written" mark, the bytes after the CRC, the CRC, then COMMIT (release).
-/// `seed` is the claim's checksum seed; the record must fit the chunk.
+/// `seed` is the claim's checksum seed and `seq` the record's number in its
+/// writer's run; the record must fit the chunk.
 #[inline]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn write_record(
     chunk: &mut ChunkCursor,
     seed: u32,
+    seq: u64,
     kind: u16,
     len: usize,
     ts: u64,
@@ -161,12 +164,12 @@ pub(crate) fn write_record(
         // overlaps the copy with the checksum's dependency chain.
         let body = &rec.buf[R_CRC_START..stride];
         chunk.write(R_CRC_START, body);
-        let crc = record_crc(seed, len as u32, body);
+        let crc = record_crc(seed, len as u32, seq, body);
         chunk.write(R_CRC, &crc.to_le_bytes());
     } else {
         // Large record: stream it through a small buffer, checksumming
         // chunk by chunk (same checksum, computed incrementally).
-        let mut sink = RecordSink::new(chunk, crc_start(seed, len as u32));
+        let mut sink = RecordSink::new(chunk, crc_start(seed, len as u32, seq));
         sink.put(&head[R_CRC_START..]);
         payload.write(&mut sink);
         debug_assert_eq!(sink.written(), len - R_CRC_START);

@@ -563,6 +563,26 @@ impl Recorder {
         crate::append::dropped_on_this_thread(&self.shared)
     }
 
+    /// Test aid: the claim ticket of the chunk the calling thread owns in
+    /// this ring, if any; it changes exactly when the thread claims a chunk.
+    #[doc(hidden)]
+    pub fn chunk_of_this_thread(&self) -> Option<u64> {
+        crate::append::chunk_of_this_thread(&self.shared)
+    }
+
+    /// Test aid: how many claim tickets the ring's cursor has handed out
+    /// (claims and skips of chunks): a lap of the ring is `capacity /
+    /// chunk_size` of them.
+    #[doc(hidden)]
+    pub fn tickets(&self) -> u64 {
+        // Acquire: pairs with the cursor's AcqRel advances; a test that waits
+        // for laps to pass sees the claims that made them.
+        self.shared
+            .map
+            .header_u64(H_NEXT_TICKET)
+            .load(Ordering::Acquire)
+    }
+
     /// Records the cause of death when the process panics or receives a
     /// fatal signal (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT); see
     /// [`crate::crash`]. Installing again, or for another ring, points the

@@ -128,11 +128,17 @@ pub fn assert_contiguous(counters: &[(u64, u64)]) -> BTreeMap<u64, u64> {
     last
 }
 
-/// Asserts `seq` strictly increases along the records.
+/// Asserts each writer's `seq` strictly increases along the records (the
+/// window is ordered by time across writers, by `seq` within each).
 pub fn assert_seq_increasing(records: &[Value]) {
-    let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
-    for w in seqs.windows(2) {
-        assert!(w[0] < w[1], "seq {} is followed by {}", w[0], w[1]);
+    let mut last: BTreeMap<u64, u64> = BTreeMap::new();
+    for r in records {
+        let w = r["writer"].as_u64().expect("integer writer");
+        let seq = r["seq"].as_u64().expect("integer seq");
+        if let Some(&prev) = last.get(&w) {
+            assert!(prev < seq, "writer {w}: seq {prev} is followed by {seq}");
+        }
+        last.insert(w, seq);
     }
 }
 
@@ -142,89 +148,73 @@ pub struct Runs {
     pub threads: BTreeMap<u64, Vec<u64>>,
     /// Window index of each thread's last record.
     pub last_index: BTreeMap<u64, usize>,
-    /// Breaks in a thread's run that the reader explains as records
-    /// destroyed by a lapped writer's late copy (see [`check_runs`]).
-    pub lapped_losses: Vec<String>,
+    /// Each thread's drop count in its last record (its `dropped` field).
+    pub dropped: BTreeMap<u64, u64>,
 }
 
-/// Sums the `gap_before` objects of `records`:
-/// (bytes, torn, overwritten, corrupt).
-pub fn gap_sum(records: &[Value]) -> (u64, u64, u64, u64) {
-    let mut sum = (0, 0, 0, 0);
+/// Sums the `gap_before` objects of `records`: (missing, corrupt, dropped).
+pub fn gap_sum(records: &[Value]) -> (u64, u64, u64) {
+    let mut sum = (0, 0, 0);
     for g in records.iter().filter_map(|r| r.get("gap_before")) {
-        sum.0 += g["bytes"].as_u64().unwrap_or(0);
-        sum.1 += g["torn"].as_u64().unwrap_or(0);
-        sum.2 += g["overwritten"].as_u64().unwrap_or(0);
-        sum.3 += g["corrupt"].as_u64().unwrap_or(0);
+        sum.0 += g["missing"].as_u64().unwrap_or(0);
+        sum.1 += g["corrupt"].as_u64().unwrap_or(0);
+        sum.2 += g["dropped"].as_u64().unwrap_or(0);
     }
     sum
 }
 
-/// Whether the reader reports, after window index `at`, a gap a lapped
-/// writer explains (and no corrupt record).
-pub fn lapped_gap_after(records: &[Value], at: usize) -> bool {
-    let (_, _, overwritten, corrupt) = gap_sum(&records[at + 1..]);
-    overwritten > 0 && corrupt == 0
-}
-
-/// Checks a window of demo records: each is a well-formed demo record of a
-/// thread below `threads`, `seq` strictly increases, and each thread's
-/// counters increase by one. A thread's run may only break where the reader
-/// reports, between the two records, a gap of at least the missing
-/// records' size that a lapped append explains (`overwritten`) and no
-/// corrupt record: DESIGN.md ("A slow writer can be lapped") accepts that a
-/// writer lapped mid-copy damages newer records, as long as the damage is
-/// detected and reported. Such breaks are returned, not hidden; `torture.rs`
-/// counts them.
+/// Checks a window of demo records against the ring's promise that nothing
+/// committed is destroyed (invariant 1): each record is a well-formed demo
+/// record of a thread below `threads`; each writer's `seq` runs without a
+/// hole (`seq` + 1 each time: the reader never shows a writer's run with a
+/// hole it did not report); each thread's records come from one writer; and
+/// each thread's counters `n` form one run in which a jump of k + 1 comes
+/// with a rise of k in its `dropped` field (appends dropped, and counted,
+/// because no chunk was free), and no other jump. No loss is tolerated.
 pub fn check_runs(records: &[Value], threads: u64) -> Runs {
     assert_seq_increasing(records);
-    let counters = counters_of(records);
-    let seq = |i: usize| records[i]["seq"].as_u64().unwrap();
-    // A demo record's stride, from neighbours with nothing between them.
-    let stride = (1..records.len())
-        .filter(|&i| records[i].get("gap_before").is_none())
-        .map(|i| (seq(i) - seq(i - 1)) * 8)
-        .min()
-        .unwrap_or(8);
-    let mut prev: BTreeMap<u64, (usize, u64)> = BTreeMap::new();
-    let mut lapped_losses = Vec::new();
-    for (i, &(t, n)) in counters.iter().enumerate() {
+    let body = body(records);
+    // thread -> (window index, n, dropped, writer, seq)
+    let mut prev: BTreeMap<u64, (usize, u64, u64, u64, u64)> = BTreeMap::new();
+    let mut counters = Vec::with_capacity(body.len());
+    for (i, r) in body.iter().enumerate() {
+        let (t, n) = counter(r);
+        let dropped = r["fields"]["dropped"]
+            .as_u64()
+            .expect("integer field dropped");
+        let writer = r["writer"].as_u64().expect("integer writer");
+        let seq = r["seq"].as_u64().expect("integer seq");
         assert!(
             t < threads,
-            "record of thread {t}, but only {threads} ran: {}",
-            records[i]
+            "record of thread {t}, but only {threads} ran: {r}"
         );
-        if let Some(&(j, m)) = prev.get(&t) {
-            assert!(
-                n > m,
-                "thread {t}: {m} (seq {}) is followed by {n} (seq {}): out of order or repeated",
-                seq(j),
-                seq(i)
+        if let Some(&(j, m, d, w, s)) = prev.get(&t) {
+            assert_eq!(
+                w, writer,
+                "thread {t}'s records come from writers {w} and {writer}"
             );
-            if n > m + 1 {
-                let (bytes, torn, overwritten, corrupt) = gap_sum(&records[j + 1..=i]);
-                let text = format!(
-                    "thread {t}: committed records {}..={} lost between seq {} and seq {}; \
-                     gaps reported between: {bytes} bytes, {torn} torn, {overwritten} \
-                     overwritten by a lapped writer, {corrupt} corrupt",
-                    m + 1,
-                    n - 1,
-                    seq(j),
-                    seq(i)
-                );
-                assert!(
-                    overwritten > 0 && corrupt == 0 && (n - m - 1) * stride <= bytes,
-                    "{text}: nothing explains the loss"
-                );
-                lapped_losses.push(text);
-            }
+            assert_eq!(
+                seq,
+                s + 1,
+                "thread {t} (writer {w}): seq {s} (window index {j}) is followed by {seq}: \
+                 a hole in the writer's run{}",
+                r.get("gap_before")
+                    .map_or(String::new(), |g| format!(", reported as {g}"))
+            );
+            assert!(
+                n > m && dropped >= d && n - m - 1 == dropped - d,
+                "thread {t}: n {m} (dropped {d}) is followed by n {n} (dropped {dropped}): \
+                 {} committed record(s) destroyed",
+                (n - m - 1).saturating_sub(dropped.saturating_sub(d))
+            );
         }
-        prev.insert(t, (i, n));
+        prev.insert(t, (i, n, dropped, writer, seq));
+        counters.push((t, n));
     }
     Runs {
         threads: by_thread(&counters),
-        last_index: prev.iter().map(|(&t, &(i, _))| (t, i)).collect(),
-        lapped_losses,
+        last_index: prev.iter().map(|(&t, &(i, ..))| (t, i)).collect(),
+        dropped: prev.iter().map(|(&t, &(_, _, d, ..))| (t, d)).collect(),
     }
 }
 
@@ -381,4 +371,74 @@ pub fn verify_ok(ring: &Path) {
         stdout(&o),
         stderr(&o)
     );
+}
+
+/// A record where `shm-layout.md` puts it in a ring file's bytes, for tests
+/// that edit files: its writer and `seq`, the file offset of the record and
+/// of its chunk, and its length.
+#[derive(Debug, Clone, Copy)]
+pub struct FileRecord {
+    pub writer: u32,
+    pub seq: u64,
+    pub at: usize,
+    pub chunk_at: usize,
+    pub len: usize,
+}
+
+/// Every published record of a ring file's bytes, chunk by chunk, walked as
+/// section 11 of the spec says (tags only; checksums are not checked).
+pub fn file_records(file: &[u8]) -> Vec<FileRecord> {
+    use recorder::layout::*;
+    let u32_at = |at: usize| u32::from_le_bytes(file[at..at + 4].try_into().unwrap());
+    let u64_at = |at: usize| u64::from_le_bytes(file[at..at + 8].try_into().unwrap());
+    let chunk_size = u32_at(H_CHUNK_SIZE) as usize;
+    let count = u32_at(H_CHUNK_COUNT) as usize;
+    let data = u64_at(H_DATA_OFFSET) as usize;
+    let mut out = Vec::new();
+    for i in 0..count {
+        let state = table_state(u64_at(HEADER_LEN + 8 * i));
+        if state != CHUNK_OWNED && state != CHUNK_SEALED {
+            continue;
+        }
+        let chunk_at = data + i * chunk_size;
+        let gen = u64_at(chunk_at + C_GEN);
+        let first_seq = u64_at(chunk_at + C_FIRST_SEQ);
+        let writer = u32_at(chunk_at + C_WRITER);
+        let mut offset = CHUNK_HEADER_LEN;
+        let mut k = 0;
+        while offset + RECORD_HEADER_LEN <= chunk_size {
+            let commit = u64_at(chunk_at + offset);
+            let len = (commit & 0xffff) as usize;
+            if commit >> COMMIT_LEN_BITS != commit_tag(gen) || len < RECORD_HEADER_LEN {
+                break;
+            }
+            out.push(FileRecord {
+                writer,
+                seq: first_seq + k,
+                at: chunk_at + offset,
+                chunk_at,
+                len,
+            });
+            offset += stride(len);
+            k += 1;
+        }
+    }
+    out
+}
+
+/// Recomputes the checksum of the record `r` in `file` (after a test
+/// changed its bytes), as a writer following the spec would have.
+pub fn reseal_record(file: &mut [u8], r: &FileRecord) {
+    use recorder::layout::*;
+    let nonce = u64::from_le_bytes(file[H_NONCE..H_NONCE + 8].try_into().unwrap());
+    let header: [u8; CHUNK_HEADER_LEN] = file[r.chunk_at..r.chunk_at + CHUNK_HEADER_LEN]
+        .try_into()
+        .unwrap();
+    let crc = recorder::checksum::record_crc(
+        crc_seed(nonce, &header),
+        r.len as u32,
+        r.seq,
+        &file[r.at + R_CRC_START..r.at + stride(r.len)],
+    );
+    file[r.at + R_CRC..r.at + R_CRC + 4].copy_from_slice(&crc.to_le_bytes());
 }

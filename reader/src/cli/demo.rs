@@ -49,6 +49,18 @@ pub struct Options {
     pub install_twice: bool,
     pub foreign_handlers: bool,
     pub termination_log: Option<PathBuf>,
+    pub stall: Option<Stall>,
+}
+
+/// Test aid (`--stall-thread`): one thread stops right after it claims a
+/// chunk, until the other threads have taken the ring's cursor round
+/// `laps` times, then appends three records more and idles, keeping its
+/// chunk.
+#[derive(Debug, Clone, Copy)]
+pub struct Stall {
+    pub thread: u64,
+    pub after: u64,
+    pub laps: u64,
 }
 
 /// The memory limit of the cgroup `--die oom` puts itself in.
@@ -334,6 +346,7 @@ fn write_thread(
     // While dying under load, the writers also allocate, so the crash may
     // land while the allocator is mid-update.
     let churn = opts.die_after.is_some();
+    let mut idle_at = None;
     for n in 0..opts.records {
         // Relaxed: a request to stop soon; nothing is published through it.
         if stop.load(Ordering::Relaxed) {
@@ -353,6 +366,7 @@ fn write_thread(
         // How many of this thread's appends were dropped so far (no free
         // chunk): a gap of k in `n` must come with a rise of k here.
         let dropped = rec.dropped_on_this_thread();
+        let chunk_before = rec.chunk_of_this_thread();
         let appended = match opts.via {
             Via::Raw => {
                 let fields = [
@@ -374,6 +388,24 @@ fn write_thread(
                 Ok(())
             }
         };
+        if let Some(stall) = opts.stall.filter(|s| s.thread == t && n >= s.after) {
+            let claimed = appended.is_ok() && rec.chunk_of_this_thread() != chunk_before;
+            if claimed && idle_at.is_none() {
+                stall_here(rec, t, n, stall.laps);
+                idle_at = Some(n + 3);
+            }
+            if idle_at == Some(n) {
+                // Three records after the stall: stop appending and keep the
+                // chunk, as a thread that waits for work does.
+                let _ = std::io::stdout()
+                    .lock()
+                    .write_all(format!("idle {t} {n}\n").as_bytes());
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                return;
+            }
+        }
         if t == 0 && opts.snapshot_at == Some(n) {
             for _ in 0..opts.snapshot_burst {
                 let _ = rec.snapshot(&opts.snapshot_reason);
@@ -389,6 +421,22 @@ fn write_thread(
             }
         }
     }
+}
+
+/// Stops this thread, which has just claimed a chunk with its record `n`,
+/// until the ring's cursor has gone round `laps` times more (the other
+/// threads' claims), saying so on stdout before and after.
+fn stall_here(rec: &Recorder, t: u64, n: u64, laps: u64) {
+    let chunks = rec.capacity() / u64::from(rec.chunk_size());
+    let from = rec.tickets();
+    let say = |line: String| {
+        let _ = std::io::stdout().lock().write_all(line.as_bytes());
+    };
+    say(format!("stalled {t} {n} {from}\n"));
+    while rec.tickets() < from + laps * chunks {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    say(format!("resumed {t} {n} {}\n", rec.tickets()));
 }
 
 /// Moves the process into a new memory cgroup limited to [`OOM_LIMIT`] and

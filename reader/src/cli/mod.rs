@@ -287,6 +287,18 @@ struct DemoArgs {
     /// /dev/termination-log on Kubernetes).
     #[arg(long, value_name = "PATH")]
     termination_log: Option<PathBuf>,
+    /// Test aid: thread T stops right after it claims a chunk (after its
+    /// record --stall-after), until the others took the ring round
+    /// --stall-laps times; prints "stalled T N TICKETS" and "resumed ...",
+    /// appends three records more, prints "idle T N" and idles.
+    #[arg(long, value_name = "T", hide = true)]
+    stall_thread: Option<u64>,
+    /// Test aid: see --stall-thread.
+    #[arg(long, value_name = "N", hide = true, default_value_t = 0)]
+    stall_after: u64,
+    /// Test aid: see --stall-thread.
+    #[arg(long, value_name = "L", hide = true, default_value_t = 3)]
+    stall_laps: u64,
 }
 
 const ON_FAILURE_ABOUT: &str = "\
@@ -453,6 +465,11 @@ pub fn main() -> i32 {
             install_twice: a.install_twice,
             foreign_handlers: a.foreign_handlers,
             termination_log: a.termination_log,
+            stall: a.stall_thread.map(|thread| demo::Stall {
+                thread,
+                after: a.stall_after,
+                laps: a.stall_laps,
+            }),
         }),
     };
     match result {
