@@ -629,9 +629,16 @@ fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
                 totals.corrupt += 1;
                 break;
             }
-            let body = &chunk[offset + R_CRC_START..offset + step];
             let seq = first_seq + k;
-            if u32_at(chunk, offset + R_CRC) != record_crc(seed, len as u32, seq, body) {
+            let crc = record_crc(
+                seed,
+                len as u32,
+                seq,
+                &chunk[offset + RECORD_HEADER_LEN..offset + step],
+                u32_at(chunk, offset + R_CRC_START),
+                u64_at(chunk, offset + R_TS),
+            );
+            if u32_at(chunk, offset + R_CRC) != crc {
                 totals.corrupt += 1;
                 corrupt_seqs.push((writer, seq));
             } else {

@@ -42,7 +42,9 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use recorder::layout::{
-    commit_word, stride, HEADER_LEN, H_CAPACITY, H_TAIL, KIND_EVENT, RECORD_HEADER_LEN, R_KIND,
+    commit_tag, stride, table_state, CHUNK_HEADER_LEN, CHUNK_OWNED, CHUNK_SEALED, COMMIT_LEN_BITS,
+    C_GEN, HEADER_LEN, H_CHUNK_COUNT, H_CHUNK_SIZE, H_DATA_OFFSET, KIND_EVENT, RECORD_HEADER_LEN,
+    R_KIND,
 };
 use recorder::{BlackboxLayer, Field, Level, Recorder};
 use tracing::Dispatch;
@@ -297,34 +299,39 @@ fn count_lines(path: &Path) -> usize {
         .count()
 }
 
-/// Published `KIND_EVENT` records of a ring that has not wrapped, walked
-/// as `shm-layout.md` frames them (COMMIT word, stride).
+/// Published `KIND_EVENT` records of a ring whose chunks were never reused,
+/// walked as `shm-layout.md` frames them (chunk table, chunk header, COMMIT
+/// words with the claim's tag, strides).
 fn count_ring_events(path: &Path) -> usize {
     let file = std::fs::read(path).unwrap_or_default();
-    let u64_at = |at: usize| u64::from_le_bytes(file[at..at + 8].try_into().expect("8 bytes"));
     if file.len() < HEADER_LEN {
         return 0;
     }
-    let capacity = u64_at(H_CAPACITY);
-    let tail = u64_at(H_TAIL);
-    assert!(
-        tail <= capacity,
-        "the kill test's ring wrapped; make it larger"
-    );
-    let mut pos = 0u64;
+    let u64_at = |at: usize| u64::from_le_bytes(file[at..at + 8].try_into().expect("8 bytes"));
+    let u32_at = |at: usize| u32::from_le_bytes(file[at..at + 4].try_into().expect("4 bytes"));
+    let chunk_size = u32_at(H_CHUNK_SIZE) as usize;
+    let data = u64_at(H_DATA_OFFSET) as usize;
     let mut events = 0;
-    while pos < tail {
-        let at = HEADER_LEN + pos as usize;
-        let word = u64_at(at);
-        let len = word as u32;
-        if (len as usize) < RECORD_HEADER_LEN || word != commit_word(len, pos) {
-            break;
+    for i in 0..u32_at(H_CHUNK_COUNT) as usize {
+        let state = table_state(u64_at(HEADER_LEN + 8 * i));
+        if state != CHUNK_OWNED && state != CHUNK_SEALED {
+            continue;
         }
-        let kind = u16::from_le_bytes([file[at + R_KIND], file[at + R_KIND + 1]]);
-        if kind == KIND_EVENT {
-            events += 1;
+        let chunk = data + i * chunk_size;
+        let tag = commit_tag(u64_at(chunk + C_GEN));
+        let mut offset = CHUNK_HEADER_LEN;
+        while offset + RECORD_HEADER_LEN <= chunk_size {
+            let word = u64_at(chunk + offset);
+            let len = (word & 0xffff) as usize;
+            if word >> COMMIT_LEN_BITS != tag || len < RECORD_HEADER_LEN {
+                break;
+            }
+            let at = chunk + offset;
+            if u16::from_le_bytes([file[at + R_KIND], file[at + R_KIND + 1]]) == KIND_EVENT {
+                events += 1;
+            }
+            offset += stride(len);
         }
-        pos += stride(len as usize) as u64;
     }
     events
 }

@@ -313,10 +313,12 @@ pub(crate) fn mark_only_for_test(shared: &Shared, message: &str) -> u64 {
                 .next_chunk(shared)
                 .expect("a chunk for the test record"),
         };
-        owned.cursor.mark();
-        let mut body = vec![0u8; stride - R_CRC_START];
-        body[0..2].copy_from_slice(&KIND_EVENT.to_le_bytes());
-        owned.cursor.write(R_CRC_START, &body);
+        // Begun (marked) and filled with zeros, never published.
+        let mut record = owned.cursor.begin(stride);
+        record.u32_at(R_KIND, u32::from(KIND_EVENT));
+        for at in (RECORD_HEADER_LEN..stride).step_by(8) {
+            record.u64_at(at, 0);
+        }
         // Abandon the chunk without sealing it: it stays owned, as a dead
         // writer's would.
         writer.chunk = None;

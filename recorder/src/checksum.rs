@@ -1,16 +1,15 @@
 //! The record checksum, computed fast: CRC-32C over `nonce ‖ chunk header
-//! ‖ len ‖ seq ‖ record bytes [12, stride)`, as `shm-layout.md` defines it
+//! ‖ len ‖ seq ‖ payload ‖ KIND, FLAGS, TS`, as `shm-layout.md` defines it
 //! (the nonce and the chunk header are the claim's seed).
 //!
-//! The part after the seed, `len (4 bytes) ‖ seq (8 bytes) ‖ [12, stride)`,
-//! is `stride` bytes: a whole number of 8-byte words, the first of which is
-//! `len | seq << 32`. So the whole checksum is one chain of the SSE 4.2
-//! `crc32` instruction on 64-bit words, with no byte-wise head or tail and
-//! one CPU-feature check per process. Machines without SSE 4.2 use the
-//! `crc32c` crate's portable code (same result).
-//!
-//! This module uses `unsafe` only to call the intrinsic, behind a runtime
-//! check of the CPU feature.
+//! The header's KIND, FLAGS and TS come last so that the timestamp, read
+//! just before, enters the checksum's dependency chain at its end: the CPU
+//! runs the chain over the payload while the clock read completes. On
+//! x86_64 with SSE 4.2 the whole checksum is a chain of the `crc32`
+//! instruction on 32- and 64-bit words (the payload with its padding is a
+//! whole number of 8-byte words), with one CPU-feature check per process.
+//! Machines without SSE 4.2 use the `crc32c` crate's portable code (same
+//! result).
 
 #![allow(unsafe_code)]
 
@@ -20,52 +19,131 @@ use std::sync::atomic::{AtomicU8, Ordering};
 ///
 /// `seed` is [`crate::layout::crc_seed`] of the file's nonce and the
 /// record's chunk header, `len` the record's length, `seq` its sequence
-/// number in its writer's run, and `body` the record's bytes from offset 12
-/// to its stride (`stride(len) - 12` bytes, padding included).
+/// number in its writer's run, `payload` its bytes from offset 24 to its
+/// stride (padding included), `kind_flags` its bytes 12..16 as a
+/// little-endian `u32` (KIND, FLAGS) and `ts` its TS.
 ///
 /// # Panics
 ///
-/// If `body.len() + 4` is not a multiple of 8 (the caller passed a body that
-/// does not end on the record's stride).
+/// If `payload.len()` is not a multiple of 8 (the caller passed a payload
+/// that does not end on the record's stride).
 ///
 /// # Examples
 ///
 /// ```
 /// use recorder::{checksum::record_crc, layout::crc_seed};
 /// let seed = crc_seed(7, &[0u8; 64]);
-/// let body = [0u8; 12]; // a 24-byte record without payload: bytes 12..24
-/// let fast = record_crc(seed, 24, 5, &body);
-/// let head = crc32c::crc32c_append(seed, &24u32.to_le_bytes());
-/// let plain = crc32c::crc32c_append(crc32c::crc32c_append(head, &5u64.to_le_bytes()), &body);
+/// let payload = [0xa5u8; 8];
+/// let fast = record_crc(seed, 32, 5, &payload, 2, 99);
+/// let mut plain = crc32c::crc32c_append(seed, &32u32.to_le_bytes());
+/// plain = crc32c::crc32c_append(plain, &5u64.to_le_bytes());
+/// plain = crc32c::crc32c_append(plain, &payload);
+/// plain = crc32c::crc32c_append(plain, &2u32.to_le_bytes());
+/// plain = crc32c::crc32c_append(plain, &99u64.to_le_bytes());
 /// assert_eq!(fast, plain);
 /// ```
 #[inline]
-pub fn record_crc(seed: u32, len: u32, seq: u64, body: &[u8]) -> u32 {
+pub fn record_crc(seed: u32, len: u32, seq: u64, payload: &[u8], kind_flags: u32, ts: u64) -> u32 {
     assert!(
-        body.len() % 8 == 4,
-        "record body must end on the 8-byte stride"
+        payload.len() % 8 == 0,
+        "record payload must end on the 8-byte stride"
     );
     #[cfg(target_arch = "x86_64")]
     {
         if has_sse42() {
             // SAFETY: the CPU supports SSE 4.2 (checked just above).
-            return unsafe { record_crc_sse42(seed, len, seq, body) };
+            return unsafe { record_crc_sse42(seed, len, seq, payload, kind_flags, ts) };
         }
     }
-    portable(seed, len, seq, body)
+    portable(seed, len, seq, payload, kind_flags, ts)
 }
 
-fn portable(seed: u32, len: u32, seq: u64, body: &[u8]) -> u32 {
-    let crc = crc32c::crc32c_append(seed, &len.to_le_bytes());
-    crc32c::crc32c_append(crc32c::crc32c_append(crc, &seq.to_le_bytes()), body)
+fn portable(seed: u32, len: u32, seq: u64, payload: &[u8], kind_flags: u32, ts: u64) -> u32 {
+    let mut crc = crc32c::crc32c_append(seed, &len.to_le_bytes());
+    crc = crc32c::crc32c_append(crc, &seq.to_le_bytes());
+    crc = crc32c::crc32c_append(crc, payload);
+    crc = crc32c::crc32c_append(crc, &kind_flags.to_le_bytes());
+    crc32c::crc32c_append(crc, &ts.to_le_bytes())
 }
 
 /// 0 unknown, 1 absent, 2 present.
 static SSE42: AtomicU8 = AtomicU8::new(0);
 
+/// One step of CRC-32C on a little-endian word, on the inverted register
+/// (the state between the initial and the final xor).
+pub(crate) trait Engine {
+    fn word(reg: u32, w: u64) -> u32;
+    fn half(reg: u32, w: u32) -> u32;
+}
+
+/// The `crc32` instruction. Only for code that runs after
+/// [`has_sse42`] said yes: its steps are inlined into a function compiled
+/// with SSE 4.2 (`payload::write_record`'s fast path).
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct Hardware;
+
+#[cfg(target_arch = "x86_64")]
+impl Engine for Hardware {
+    #[inline(always)]
+    fn word(reg: u32, w: u64) -> u32 {
+        // SAFETY: only reached on a CPU with SSE 4.2 (see the type's docs).
+        unsafe { std::arch::x86_64::_mm_crc32_u64(u64::from(reg), w) as u32 }
+    }
+
+    #[inline(always)]
+    fn half(reg: u32, w: u32) -> u32 {
+        // SAFETY: as in `word`.
+        unsafe { std::arch::x86_64::_mm_crc32_u32(reg, w) }
+    }
+}
+
+/// The `crc32c` crate's portable code (same results).
+pub(crate) struct Portable;
+
+impl Engine for Portable {
+    #[inline]
+    fn word(reg: u32, w: u64) -> u32 {
+        !crc32c::crc32c_append(!reg, &w.to_le_bytes())
+    }
+
+    #[inline]
+    fn half(reg: u32, w: u32) -> u32 {
+        !crc32c::crc32c_append(!reg, &w.to_le_bytes())
+    }
+}
+
+/// A record checksum computed as its bytes are produced, word by word:
+/// start with the seed, `len` and `seq`, feed the payload's 8-byte words,
+/// finish with KIND, FLAGS and TS.
+pub(crate) struct Running<E> {
+    reg: u32,
+    engine: std::marker::PhantomData<E>,
+}
+
+impl<E: Engine> Running<E> {
+    #[inline(always)]
+    pub(crate) fn start(seed: u32, len: u32, seq: u64) -> Self {
+        Running {
+            reg: E::word(E::half(!seed, len), seq),
+            engine: std::marker::PhantomData,
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn word(&mut self, w: u64) {
+        self.reg = E::word(self.reg, w);
+    }
+
+    #[inline(always)]
+    pub(crate) fn finish(self, kind_flags: u32, ts: u64) -> u32 {
+        !E::word(E::half(self.reg, kind_flags), ts)
+    }
+}
+
+/// Whether the CPU has the `crc32` instruction (SSE 4.2); detected once.
 #[cfg(target_arch = "x86_64")]
 #[inline]
-fn has_sse42() -> bool {
+pub(crate) fn has_sse42() -> bool {
     // Relaxed: a cache of a fact that never changes; a race only repeats
     // the detection.
     match SSE42.load(Ordering::Relaxed) {
@@ -81,37 +159,61 @@ fn has_sse42() -> bool {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse4.2")]
-unsafe fn record_crc_sse42(seed: u32, len: u32, seq: u64, body: &[u8]) -> u32 {
-    use std::arch::x86_64::_mm_crc32_u64;
-    let word = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+unsafe fn record_crc_sse42(
+    seed: u32,
+    len: u32,
+    seq: u64,
+    payload: &[u8],
+    kind_flags: u32,
+    ts: u64,
+) -> u32 {
+    use std::arch::x86_64::{_mm_crc32_u32, _mm_crc32_u64};
     // CRC-32C keeps its register inverted between the initial and final
     // xor: continue from the seed's finished value by undoing the final xor.
-    let mut crc = u64::from(!seed);
-    // The byte stream len (4) ‖ seq (8) ‖ body, as little-endian words.
-    crc = _mm_crc32_u64(crc, u64::from(len) | seq << 32);
-    let second =
-        seq >> 32 | u64::from(u32::from_le_bytes(body[..4].try_into().expect("4 bytes"))) << 32;
-    crc = _mm_crc32_u64(crc, second);
-    for chunk in body[4..].chunks_exact(8) {
-        crc = _mm_crc32_u64(crc, word(chunk));
+    let mut crc = _mm_crc32_u32(!seed, len);
+    let mut wide = _mm_crc32_u64(u64::from(crc), seq);
+    for word in payload.chunks_exact(8) {
+        wide = _mm_crc32_u64(wide, u64::from_le_bytes(word.try_into().expect("8 bytes")));
     }
-    !(crc as u32)
+    crc = _mm_crc32_u32(wide as u32, kind_flags);
+    !(_mm_crc32_u64(u64::from(crc), ts) as u32)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn running<E: Engine>(len: u32, seq: u64, payload: &[u8], kf: u32, ts: u64) -> u32 {
+        let mut r = Running::<E>::start(0x1234_5678, len, seq);
+        for w in payload.chunks_exact(8) {
+            r.word(u64::from_le_bytes(w.try_into().unwrap()));
+        }
+        r.finish(kf, ts)
+    }
+
+    #[test]
+    fn the_running_checksum_is_the_record_checksum() {
+        let data: Vec<u8> = (0..256u32).map(|i| (i * 13 + 1) as u8).collect();
+        for n in (0..256).step_by(8) {
+            let want = portable(0x1234_5678, 99, 42, &data[..n], 7, 1 << 40);
+            assert_eq!(running::<Portable>(99, 42, &data[..n], 7, 1 << 40), want);
+            #[cfg(target_arch = "x86_64")]
+            if has_sse42() {
+                assert_eq!(running::<Hardware>(99, 42, &data[..n], 7, 1 << 40), want);
+            }
+        }
+    }
+
     #[test]
     fn fast_and_portable_agree() {
         let data: Vec<u8> = (0..1024u32).map(|i| (i * 7 + 3) as u8).collect();
-        for body_len in (4..1000).step_by(8) {
-            let body = &data[..body_len];
+        for payload_len in (0..1000).step_by(8) {
+            let payload = &data[..payload_len];
             for seq in [0, 7, u64::MAX - 3] {
                 assert_eq!(
-                    record_crc(0x1234_5678, 99, seq, body),
-                    portable(0x1234_5678, 99, seq, body),
-                    "body of {body_len} bytes, seq {seq}"
+                    record_crc(0x1234_5678, 99, seq, payload, 0x0001_0002, seq ^ 0x55),
+                    portable(0x1234_5678, 99, seq, payload, 0x0001_0002, seq ^ 0x55),
+                    "payload of {payload_len} bytes, seq {seq}"
                 );
             }
         }

@@ -315,7 +315,8 @@ pub const THREAD_NAME_LEN: usize = 16;
 /// `u64` COMMIT: `((GEN + 1) mod 2^48) << 16 | len`; written last (release);
 /// `len` 0 while the record is being written.
 pub const R_COMMIT: usize = 0;
-/// `u32` CRC-32C over `nonce ‖ chunk header ‖ len (u32) ‖ seq (u64) ‖ record bytes [12, stride)`.
+/// `u32` CRC-32C over `nonce ‖ chunk header ‖ len (u32) ‖ seq (u64) ‖
+/// record bytes [24, stride) ‖ record bytes [12, 24)`.
 pub const R_CRC: usize = 8;
 /// `u16` record kind, one of `KIND_*`.
 pub const R_KIND: usize = 12;
@@ -451,14 +452,17 @@ pub fn crc_seed(nonce: u64, chunk_header: &[u8; CHUNK_HEADER_LEN]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(&nonce.to_le_bytes()), chunk_header)
 }
 
-/// Continue a record checksum from its claim's seed with the record's
-/// length and `seq`.
-#[inline]
-pub fn crc_start(seed: u32, len: u32, seq: u64) -> u32 {
-    crc32c::crc32c_append(
-        crc32c::crc32c_append(seed, &len.to_le_bytes()),
-        &seq.to_le_bytes(),
-    )
+/// A record's checksum from its claim's seed, its `seq` and the record's
+/// bytes (from offset 0 to its stride), in the order `shm-layout.md` gives:
+/// `len ‖ seq ‖ bytes [24, stride) ‖ bytes [12, 24)`. The plain form of
+/// [`crate::checksum::record_crc`], for readers and tests.
+pub fn record_crc_of(seed: u32, seq: u64, record: &[u8]) -> u32 {
+    let commit = u64::from_le_bytes(record[R_COMMIT..R_COMMIT + 8].try_into().expect("8 bytes"));
+    let len = (commit & ((1 << COMMIT_LEN_BITS) - 1)) as u32;
+    let mut crc = crc32c::crc32c_append(seed, &len.to_le_bytes());
+    crc = crc32c::crc32c_append(crc, &seq.to_le_bytes());
+    crc = crc32c::crc32c_append(crc, &record[RECORD_HEADER_LEN..]);
+    crc32c::crc32c_append(crc, &record[R_CRC_START..RECORD_HEADER_LEN])
 }
 
 /// Turns a [`CLOCK_TSC`] timestamp into CLOCK_REALTIME nanoseconds with a

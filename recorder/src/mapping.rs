@@ -216,44 +216,81 @@ impl ChunkCursor {
         unsafe { std::ptr::copy_nonoverlapping(header.as_ptr(), self.start, CHUNK_HEADER_LEN) };
     }
 
-    /// The COMMIT word of the record at the cursor.
-    #[inline]
-    fn commit(&self) -> &AtomicU64 {
-        debug_assert!(self.offset % 8 == 0 && self.offset as usize + 8 <= self.size as usize);
-        // SAFETY: offset is 8-aligned and inside the chunk (callers check
-        // `fits` first); the chunk start is 8-aligned.
-        unsafe { AtomicU64::from_ptr(self.start.add(self.offset as usize + R_COMMIT).cast()) }
-    }
-
-    /// Marks the record at the cursor as being written (its COMMIT gets
-    /// this claim's tag with length 0).
-    #[inline]
-    pub(crate) fn mark(&self) {
+    /// Begins the record of `stride` bytes at the cursor: checks that it
+    /// fits, marks it as being written (its COMMIT gets this claim's tag with
+    /// length 0), and hands out the writer of its bytes.
+    ///
+    /// # Panics
+    ///
+    /// If the record does not fit the chunk (callers check [`Self::fits`]).
+    #[inline(always)]
+    pub(crate) fn begin(&mut self, stride: usize) -> RecordWriter<'_> {
+        assert!(self.fits(stride) && stride >= 24 && stride % 8 == 0);
+        // SAFETY: offset + stride <= size (asserted): the record lies in
+        // the chunk, which is ours; offset is a multiple of 8.
+        let rec = unsafe { self.start.add(self.offset as usize) };
+        let w = RecordWriter {
+            rec,
+            stride,
+            cursor: self,
+        };
         // Relaxed: a hint for a reader of a dead writer's file (a record
         // that was begun); the Release in `publish` orders what matters.
-        self.commit()
-            .store(commit_word(self.gen, 0), Ordering::Relaxed);
+        w.commit()
+            .store(commit_word(w.cursor.gen, 0), Ordering::Relaxed);
+        w
+    }
+}
+
+/// The bytes of one record being written at a [`ChunkCursor`]: every write
+/// is checked to stay inside the record's stride, which `begin` checked to
+/// lie inside the chunk.
+pub(crate) struct RecordWriter<'a> {
+    rec: *mut u8,
+    stride: usize,
+    cursor: &'a mut ChunkCursor,
+}
+
+impl RecordWriter<'_> {
+    /// The record's COMMIT word.
+    #[inline(always)]
+    fn commit(&self) -> &AtomicU64 {
+        // SAFETY: the record starts 8-aligned inside the chunk (see
+        // `begin`), which outlives the borrow of `self`.
+        unsafe { AtomicU64::from_ptr(self.rec.add(R_COMMIT).cast()) }
     }
 
-    /// Copies `bytes` to `at` bytes into the record at the cursor.
-    #[inline]
-    pub(crate) fn write(&mut self, at: usize, bytes: &[u8]) {
-        let from = self.offset as usize + at;
-        assert!(from + bytes.len() <= self.size as usize);
-        // SAFETY: the range is inside the chunk (asserted), which is ours.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.start.add(from), bytes.len()) };
+    /// Stores the little-endian `u64` `w` at `at` bytes into the record (a
+    /// multiple of 8).
+    #[inline(always)]
+    pub(crate) fn u64_at(&mut self, at: usize, w: u64) {
+        assert!(at + 8 <= self.stride);
+        debug_assert!(at % 8 == 0);
+        // SAFETY: inside the record (asserted), which is ours; 8-aligned.
+        unsafe { self.rec.add(at).cast::<u64>().write(w.to_le()) };
     }
 
-    /// Publishes the record at the cursor (`len` bytes, written before) and
-    /// moves the cursor past it.
-    #[inline]
-    pub(crate) fn publish(&mut self, len: usize, stride: usize) {
+    /// Stores the little-endian `u32` `w` at `at` bytes into the record (a
+    /// multiple of 4).
+    #[inline(always)]
+    pub(crate) fn u32_at(&mut self, at: usize, w: u32) {
+        assert!(at + 4 <= self.stride);
+        debug_assert!(at % 4 == 0);
+        // SAFETY: inside the record (asserted), which is ours; 4-aligned.
+        unsafe { self.rec.add(at).cast::<u32>().write(w.to_le()) };
+    }
+
+    /// Publishes the record, `len` bytes written before, and moves the
+    /// cursor past it.
+    #[inline(always)]
+    pub(crate) fn publish(self, len: usize) {
+        debug_assert!(len <= self.stride && self.stride - len < 8);
         // Release: every byte of the record (and the chunk header) written
         // before is ordered before this word. A reader copies the chunk with
         // pread and checks the record's checksum, so a copy that caught the
         // word but not the bytes is rejected, never shown.
         self.commit()
-            .store(commit_word(self.gen, len as u16), Ordering::Release);
-        self.offset += stride as u32;
+            .store(commit_word(self.cursor.gen, len as u16), Ordering::Release);
+        self.cursor.offset += self.stride as u32;
     }
 }

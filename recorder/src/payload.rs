@@ -2,13 +2,13 @@
 //! kinds (raw bytes, events) and the writer of one record (steps 4 to 6 of
 //! `shm-layout.md`, 7.2).
 
-use crate::checksum::record_crc;
+use crate::checksum::{Engine, Portable, Running};
 use crate::event::{
     encode_field, field_is_cut, field_len, truncate_str, Field, Level, Sink, EVENT_FLAG_TRUNCATED,
     MAX_FIELDS, MAX_TARGET,
 };
 use crate::layout::*;
-use crate::mapping::ChunkCursor;
+use crate::mapping::{ChunkCursor, RecordWriter};
 
 /// A record's payload: its length, and how to write it.
 pub(crate) trait Payload {
@@ -112,29 +112,64 @@ impl Payload for EventPayload<'_, '_> {
     }
 }
 
-/// Records up to this stride are built on the stack and copied once.
-const INLINE_MAX: usize = 128;
-
-/// A whole record (from offset 0) assembled on the stack.
-struct InlineRecord {
-    buf: [u8; INLINE_MAX],
-    used: usize,
+/// Writes a record's payload straight into its chunk, after the record
+/// header, one 8-byte word at a time, and checksums each word as it goes:
+/// the payload is read once, from where the caller has it, and never read
+/// back from the chunk.
+struct WordSink<'a, E> {
+    record: RecordWriter<'a>,
+    /// Offset in the record of the next whole word.
+    at: usize,
+    /// Bytes of the word being filled, little-endian, and how many.
+    partial: u64,
+    filled: u32,
+    crc: Running<E>,
 }
 
-impl Sink for InlineRecord {
-    #[inline]
-    fn put(&mut self, bytes: &[u8]) {
-        self.buf[self.used..self.used + bytes.len()].copy_from_slice(bytes);
-        self.used += bytes.len();
+impl<E: Engine> WordSink<'_, E> {
+    #[inline(always)]
+    fn emit(&mut self, w: u64) {
+        self.record.u64_at(self.at, w);
+        self.crc.word(w);
+        self.at += 8;
     }
 }
 
-/// Writes one record at the chunk's cursor and publishes it: the "being
-/// written" mark, the bytes after the CRC, the CRC, then COMMIT (release).
-/// `seed` is the claim's checksum seed and `seq` the record's number in its
-/// writer's run; the record must fit the chunk.
+impl<E: Engine> Sink for WordSink<'_, E> {
+    #[inline(always)]
+    fn put(&mut self, mut bytes: &[u8]) {
+        if self.filled > 0 {
+            let take = bytes.len().min(8 - self.filled as usize);
+            for (i, &b) in bytes[..take].iter().enumerate() {
+                self.partial |= u64::from(b) << (8 * (self.filled as usize + i));
+            }
+            self.filled += take as u32;
+            bytes = &bytes[take..];
+            if self.filled < 8 {
+                return;
+            }
+            let w = self.partial;
+            self.emit(w);
+            (self.partial, self.filled) = (0, 0);
+        }
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            self.emit(u64::from_le_bytes(w.try_into().expect("8 bytes")));
+        }
+        for (i, &b) in words.remainder().iter().enumerate() {
+            self.partial |= u64::from(b) << (8 * i);
+        }
+        self.filled = words.remainder().len() as u32;
+    }
+}
+
+/// Writes one record at the chunk's cursor and publishes it
+/// (`shm-layout.md`, 7.2): the "being written" mark, the payload and its
+/// zero padding straight into the chunk, KIND, FLAGS and TS, the checksum,
+/// then COMMIT (release). `seed` is the claim's checksum seed and `seq` the
+/// record's number in its writer's run; the record must fit the chunk.
 #[inline]
-#[allow(clippy::too_many_arguments)]
+#[allow(unsafe_code, clippy::too_many_arguments)]
 pub(crate) fn write_record(
     chunk: &mut ChunkCursor,
     seed: u32,
@@ -144,104 +179,72 @@ pub(crate) fn write_record(
     ts: u64,
     payload: &impl Payload,
 ) {
-    let stride = stride(len);
-    debug_assert!(chunk.fits(stride));
-    let mut head = [0u8; RECORD_HEADER_LEN];
-    head[R_KIND..R_KIND + 2].copy_from_slice(&kind.to_le_bytes());
-    head[R_TS..R_TS + 8].copy_from_slice(&ts.to_le_bytes());
-    chunk.mark();
-    if stride <= INLINE_MAX {
-        // Common case: build the whole record on the stack, checksum it in
-        // one pass of 8-byte words, copy it into the chunk once.
-        let mut rec = InlineRecord {
-            buf: [0; INLINE_MAX],
-            used: 0,
-        };
-        rec.put(&head);
-        payload.write(&mut rec);
-        debug_assert_eq!(rec.used, len, "payload length differs from its len()");
-        // Copy first, checksum second: the two are independent, so the CPU
-        // overlaps the copy with the checksum's dependency chain.
-        let body = &rec.buf[R_CRC_START..stride];
-        chunk.write(R_CRC_START, body);
-        let crc = record_crc(seed, len as u32, seq, body);
-        chunk.write(R_CRC, &crc.to_le_bytes());
-    } else {
-        // Large record: stream it through a small buffer, checksumming
-        // chunk by chunk (same checksum, computed incrementally).
-        let mut sink = RecordSink::new(chunk, crc_start(seed, len as u32, seq));
-        sink.put(&head[R_CRC_START..]);
-        payload.write(&mut sink);
-        debug_assert_eq!(sink.written(), len - R_CRC_START);
-        sink.put(&[0u8; RECORD_ALIGN][..stride - len]);
-        let crc = sink.finish();
-        chunk.write(R_CRC, &crc.to_le_bytes());
+    #[cfg(target_arch = "x86_64")]
+    if crate::checksum::has_sse42() {
+        // SAFETY: the CPU has SSE 4.2 (checked just above).
+        return unsafe { write_record_sse42(chunk, seed, seq, kind, len, ts, payload) };
     }
-    chunk.publish(len, stride);
+    write_record_with::<Portable>(chunk, seed, seq, kind, len, ts, payload);
 }
 
-const SINK_BUF: usize = 256;
-
-/// Streams a record's bytes after its CRC into the chunk through a small
-/// stack buffer, so the checksum and the copy run over a few large pieces
-/// instead of many small ones, with bounded stack use (safe on a signal
-/// stack).
-struct RecordSink<'a> {
-    chunk: &'a mut ChunkCursor,
-    /// Offset in the record of the next byte to copy.
-    at: usize,
-    crc: u32,
-    used: usize,
-    buf: [u8; SINK_BUF],
+/// [`write_record`] compiled with SSE 4.2, so the checksum's `crc32`
+/// steps are inlined into it.
+///
+/// # Safety
+///
+/// The CPU must support SSE 4.2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+#[allow(unsafe_code, clippy::too_many_arguments)]
+unsafe fn write_record_sse42(
+    chunk: &mut ChunkCursor,
+    seed: u32,
+    seq: u64,
+    kind: u16,
+    len: usize,
+    ts: u64,
+    payload: &impl Payload,
+) {
+    write_record_with::<crate::checksum::Hardware>(chunk, seed, seq, kind, len, ts, payload);
 }
 
-impl<'a> RecordSink<'a> {
-    fn new(chunk: &'a mut ChunkCursor, crc: u32) -> Self {
-        RecordSink {
-            chunk,
-            at: R_CRC_START,
-            crc,
-            used: 0,
-            buf: [0; SINK_BUF],
-        }
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn write_record_with<E: Engine>(
+    chunk: &mut ChunkCursor,
+    seed: u32,
+    seq: u64,
+    kind: u16,
+    len: usize,
+    ts: u64,
+    payload: &impl Payload,
+) {
+    let mut sink = WordSink {
+        record: chunk.begin(stride(len)),
+        at: RECORD_HEADER_LEN,
+        partial: 0,
+        filled: 0,
+        crc: Running::<E>::start(seed, len as u32, seq),
+    };
+    payload.write(&mut sink);
+    debug_assert_eq!(
+        sink.at + sink.filled as usize,
+        len,
+        "payload length differs from its len()"
+    );
+    // The last word, zero-padded to the stride.
+    if sink.filled > 0 {
+        let w = sink.partial;
+        sink.emit(w);
     }
-
-    fn written(&self) -> usize {
-        self.at + self.used - R_CRC_START
-    }
-
-    fn flush(&mut self) {
-        if self.used > 0 {
-            let piece = &self.buf[..self.used];
-            self.crc = crc32c::crc32c_append(self.crc, piece);
-            self.chunk.write(self.at, piece);
-            self.at += self.used;
-            self.used = 0;
-        }
-    }
-
-    fn finish(mut self) -> u32 {
-        self.flush();
-        self.crc
-    }
-}
-
-impl Sink for RecordSink<'_> {
-    #[inline]
-    fn put(&mut self, bytes: &[u8]) {
-        if self.used + bytes.len() <= SINK_BUF {
-            self.buf[self.used..self.used + bytes.len()].copy_from_slice(bytes);
-            self.used += bytes.len();
-            return;
-        }
-        self.flush();
-        if bytes.len() <= SINK_BUF / 2 {
-            self.buf[..bytes.len()].copy_from_slice(bytes);
-            self.used = bytes.len();
-        } else {
-            self.crc = crc32c::crc32c_append(self.crc, bytes);
-            self.chunk.write(self.at, bytes);
-            self.at += bytes.len();
-        }
-    }
+    let WordSink {
+        mut record, crc, ..
+    } = sink;
+    // KIND and FLAGS (zero) as one little-endian u32, then TS: last into
+    // the checksum, so the clock read overlaps the chain over the payload.
+    let kind_flags = u32::from(kind);
+    record.u32_at(R_KIND, kind_flags);
+    record.u64_at(R_TS, ts);
+    record.u32_at(R_CRC, crc.finish(kind_flags, ts));
+    record.publish(len);
 }

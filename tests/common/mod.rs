@@ -434,11 +434,10 @@ pub fn reseal_record(file: &mut [u8], r: &FileRecord) {
     let header: [u8; CHUNK_HEADER_LEN] = file[r.chunk_at..r.chunk_at + CHUNK_HEADER_LEN]
         .try_into()
         .unwrap();
-    let crc = recorder::checksum::record_crc(
+    let crc = record_crc_of(
         crc_seed(nonce, &header),
-        r.len as u32,
         r.seq,
-        &file[r.at + R_CRC_START..r.at + stride(r.len)],
+        &file[r.at..r.at + stride(r.len)],
     );
     file[r.at + R_CRC..r.at + R_CRC + 4].copy_from_slice(&crc.to_le_bytes());
 }
