@@ -289,7 +289,7 @@ const HELPERS: &[&str] = &[
     "max_record_len",
     "data_offset",
     "crc_seed",
-    "crc_start",
+    "record_crc_of",
     "tsc_to_unix_ns",
 ];
 
@@ -1326,9 +1326,9 @@ fn helpers_follow_the_spec_formulas() {
             "CRC-32C check value: spec says 0xE3069283, crc32c gives {check:#010x}"
         ));
     }
-    // CRC over NONCE ‖ chunk header ‖ len ‖ seq ‖ bytes [12, stride),
-    // however the code computes it (crc_seed, crc_start,
-    // checksum::record_crc).
+    // CRC over NONCE ‖ chunk header ‖ len ‖ seq ‖ bytes [24, stride) ‖
+    // bytes [12, 24), however the code computes it (crc_seed,
+    // record_crc_of, checksum::record_crc).
     let body: Vec<u8> = (0..1020u32).map(|i| (i * 31 + 7) as u8).collect();
     let header_a = [0u8; l::CHUNK_HEADER_LEN];
     let mut header_b = [0u8; l::CHUNK_HEADER_LEN];
@@ -1341,20 +1341,38 @@ fn helpers_follow_the_spec_formulas() {
         (u64::MAX, header_b, 960, u64::MAX),
         (7, header_a, 1024 - 64, 0x0123_4567_89ab_cdef),
     ] {
-        let body = &body[..l::stride(len as usize) - spec.us("R_CRC_START")];
+        // A whole record: COMMIT, CRC (not covered), then bytes 12.. .
+        let stride = l::stride(len as usize);
+        let mut record = vec![0u8; stride];
+        record[..8].copy_from_slice(&l::commit_word(5, len as u16).to_le_bytes());
+        record[spec.us("R_CRC_START")..].copy_from_slice(&body[..stride - spec.us("R_CRC_START")]);
+        let header_end = spec.us("RECORD_HEADER_LEN");
         let mut cat = nonce.to_le_bytes().to_vec();
         cat.extend_from_slice(&header);
         cat.extend_from_slice(&len.to_le_bytes());
         cat.extend_from_slice(&seq.to_le_bytes());
-        cat.extend_from_slice(body);
+        cat.extend_from_slice(&record[header_end..]);
+        cat.extend_from_slice(&record[spec.us("R_CRC_START")..header_end]);
         let want = crc32c::crc32c(&cat);
         let seed = l::crc_seed(nonce, &header);
-        let started = crc32c::crc32c_append(l::crc_start(seed, len, seq), body);
-        let fast = recorder::checksum::record_crc(seed, len, seq, body);
-        if want != started || want != fast {
+        let plain = l::record_crc_of(seed, seq, &record);
+        let word = |at: usize, n: usize| {
+            let mut b = [0u8; 8];
+            b[..n].copy_from_slice(&record[at..at + n]);
+            u64::from_le_bytes(b)
+        };
+        let fast = recorder::checksum::record_crc(
+            seed,
+            len,
+            seq,
+            &record[header_end..],
+            word(l::R_KIND, 4) as u32,
+            word(l::R_TS, 8),
+        );
+        if want != plain || want != fast {
             errors.push(format!(
                 "checksum with nonce {nonce:#x}, len {len} and seq {seq}: spec definition \
-                 {want:#010x}, crc_seed/crc_start {started:#010x}, record_crc {fast:#010x}"
+                 {want:#010x}, record_crc_of {plain:#010x}, record_crc {fast:#010x}"
             ));
         }
     }
@@ -1466,12 +1484,7 @@ fn record_example_matches_the_code() {
     rec[l::R_TS..l::R_TS + 8].copy_from_slice(&EXAMPLE_TS.to_le_bytes());
     rec[l::RECORD_HEADER_LEN..len].copy_from_slice(EXAMPLE_PAYLOAD);
     // The chunk's first record: seq = FIRST_SEQ.
-    let crc = recorder::checksum::record_crc(
-        l::crc_seed(EXAMPLE_NONCE, &header),
-        len as u32,
-        EXAMPLE_FIRST_SEQ,
-        &rec[l::R_CRC_START..],
-    );
+    let crc = l::record_crc_of(l::crc_seed(EXAMPLE_NONCE, &header), EXAMPLE_FIRST_SEQ, &rec);
     rec[l::R_CRC..l::R_CRC + 4].copy_from_slice(&crc.to_le_bytes());
 
     let shown = spec.hex("record-example");
@@ -1498,13 +1511,16 @@ fn record_example_matches_the_code() {
         cat.extend_from_slice(chunk);
         cat.extend_from_slice(&(len as u32).to_le_bytes());
         cat.extend_from_slice(&seq.to_le_bytes());
-        cat.extend_from_slice(&shown[spec.us("R_CRC_START")..]);
+        let header_end = spec.us("RECORD_HEADER_LEN");
+        cat.extend_from_slice(&shown[header_end..]);
+        cat.extend_from_slice(&shown[spec.us("R_CRC_START")..header_end]);
         let want = crc32c::crc32c(&cat);
         let got = le(shown, spec.offset(Record, "CRC"), 4) as u32;
         if want != got {
             errors.push(format!(
                 "record-example: CRC shown {got:#010x}, the spec's definition (NONCE ‖ \
-                 chunk-example ‖ len ‖ seq {seq} ‖ bytes [12, 32)) gives {want:#010x}"
+                 chunk-example ‖ len ‖ seq {seq} ‖ bytes [24, 32) ‖ bytes [12, 24)) gives \
+                 {want:#010x}"
             ));
         }
         let ts = le(shown, spec.offset(Record, "TS"), 8);
@@ -1886,7 +1902,8 @@ fn walk_by_the_spec(spec: &Spec, file: &[u8]) -> Walk {
             let mut cat = prefix.clone();
             cat.extend_from_slice(&(len as u32).to_le_bytes());
             cat.extend_from_slice(&seq.to_le_bytes());
-            cat.extend_from_slice(&bytes[crc_start..]);
+            cat.extend_from_slice(&bytes[spec.us("RECORD_HEADER_LEN")..]);
+            cat.extend_from_slice(&bytes[crc_start..spec.us("RECORD_HEADER_LEN")]);
             let crc = field(Record, "CRC", bytes, 0);
             if crc != u128::from(crc32c::crc32c(&cat)) {
                 walk.corrupt.push(format!(

@@ -32,11 +32,21 @@ thread_local! {
     /// This thread's writers, one per ring it appended to. The RefCell is
     /// the "busy" mark of `shm-layout.md`, 8.6: an append that cannot
     /// borrow it runs inside another append on this thread.
-    static LOCAL: RefCell<Writers> = const { RefCell::new(Writers { slots: Vec::new() }) };
+    static LOCAL: RefCell<Writers> = const {
+        RefCell::new(Writers {
+            slots: Vec::new(),
+            alt_stack: None,
+            alt_stack_tried: false,
+        })
+    };
 }
 
 struct Writers {
     slots: Vec<Writer>,
+    /// A roomy alternate signal stack for this thread's crash handlers,
+    /// installed at its first append (dropped, and unmapped, last).
+    alt_stack: Option<crate::crash::AltStack>,
+    alt_stack_tried: bool,
 }
 
 impl Drop for Writers {
@@ -113,6 +123,11 @@ impl Writers {
     /// thread's id and name (the only system calls, once).
     #[cold]
     fn register(&mut self, shared: &Shared) -> &mut Writer {
+        // A thread that appends may crash: give it stack for the handlers.
+        if !self.alt_stack_tried {
+            self.alt_stack_tried = true;
+            self.alt_stack = crate::crash::AltStack::ensure();
+        }
         // Forget writers of rings that were closed since.
         self.slots.retain(|w| w.shared.strong_count() > 0);
         let (thread_id, thread_name) = this_thread();

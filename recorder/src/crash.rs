@@ -87,6 +87,104 @@ pub(crate) fn install(shared: &Arc<Shared>) {
         install_panic_hook();
         install_signal_handlers();
     });
+    // The installing thread (usually main) gets a roomy alternate stack
+    // too; it keeps it for the life of the process.
+    if let Some(stack) = AltStack::ensure() {
+        std::mem::forget(stack);
+    }
+}
+
+/// Bytes of alternate signal stack the crash handler wants: the 8 KiB
+/// that Rust's runtime gives each thread (for its stack-overflow message)
+/// are too few for a debug build's crash path.
+const ALT_STACK_SIZE: usize = 64 << 10;
+
+/// An alternate signal stack this module installed for the calling thread
+/// (`sigaltstack`), with a guard page below it. Dropping it (on the thread
+/// that installed it) disables it if it is still the thread's, then unmaps
+/// it.
+pub(crate) struct AltStack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+impl AltStack {
+    /// Gives the calling thread an alternate signal stack of
+    /// [`ALT_STACK_SIZE`] bytes unless it has one at least that large.
+    /// Call from normal context (not from a signal handler). `None` when
+    /// nothing was changed (or the mapping failed: the thread keeps the
+    /// stack it had).
+    pub(crate) fn ensure() -> Option<AltStack> {
+        let page = crate::sys::page_size() as usize;
+        // SAFETY: sigaltstack with a null new stack only reads the current
+        // one into `current`, a valid stack_t.
+        let mut current: libc::stack_t = unsafe { std::mem::zeroed() };
+        if unsafe { libc::sigaltstack(std::ptr::null(), &mut current) } != 0 {
+            return None;
+        }
+        if current.ss_flags & libc::SS_DISABLE == 0 && current.ss_size >= ALT_STACK_SIZE {
+            return None;
+        }
+        let len = ALT_STACK_SIZE + page;
+        // SAFETY: a fresh anonymous private mapping; nothing else refers to
+        // it until sigaltstack installs it.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return None;
+        }
+        let stack = AltStack { base, len };
+        // SAFETY: the lowest page of our own mapping becomes the guard; the
+        // stack proper starts right above it and lies inside the mapping.
+        let installed = unsafe {
+            libc::mprotect(base, page, libc::PROT_NONE) == 0 && {
+                let new = libc::stack_t {
+                    ss_sp: base.cast::<u8>().add(page).cast(),
+                    ss_flags: 0,
+                    ss_size: ALT_STACK_SIZE,
+                };
+                libc::sigaltstack(&new, std::ptr::null_mut()) == 0
+            }
+        };
+        installed.then_some(stack)
+    }
+}
+
+impl Drop for AltStack {
+    fn drop(&mut self) {
+        // SAFETY: reads the thread's current alternate stack; disables it
+        // only if it is ours (another library, or Rust's runtime, may have
+        // replaced it since); then unmaps our mapping, which no signal can
+        // use any more.
+        unsafe {
+            let mut current: libc::stack_t = std::mem::zeroed();
+            if libc::sigaltstack(std::ptr::null(), &mut current) != 0 {
+                return; // cannot tell: leave the mapping in place
+            }
+            let ours = current.ss_flags & libc::SS_DISABLE == 0
+                && current.ss_sp.cast::<u8>() >= self.base.cast::<u8>()
+                && current.ss_sp.cast::<u8>() < self.base.cast::<u8>().add(self.len);
+            if ours {
+                let off = libc::stack_t {
+                    ss_sp: std::ptr::null_mut(),
+                    ss_flags: libc::SS_DISABLE,
+                    ss_size: 0,
+                };
+                if libc::sigaltstack(&off, std::ptr::null_mut()) != 0 {
+                    return; // still in use (on it now?): leak it
+                }
+            }
+            libc::munmap(self.base, self.len);
+        }
+    }
 }
 
 /// Stops pointing the handlers at `shared` (its ring is being closed).
