@@ -9,7 +9,10 @@
 //!
 //! Replay a failure with the seed it prints:
 //! `BLACKBOX_TORTURE_SEED=<seed> cargo test -p blackbox --test torture -- --nocapture`.
-//! `BLACKBOX_TORTURE_ITERS=<n>` changes the number of iterations (default 60).
+//! `BLACKBOX_TORTURE_ITERS=<n>` changes the number of iterations (default
+//! 60), `BLACKBOX_TORTURE_BUDGET_S=<s>` the seconds after which no new
+//! iteration starts (default 40, 0 for none), `BLACKBOX_TORTURE_MAX_KIB`
+//! the largest ring (default 1024).
 
 mod common;
 
@@ -28,7 +31,8 @@ use common::{
 const PATIENCE: Duration = Duration::from_secs(60);
 const SIGKILL: i32 = 9;
 const DEFAULT_ITERS: u64 = 60;
-/// No new iteration starts after this much time, so a slow machine still
+/// No new iteration starts after this much time (unless
+/// `BLACKBOX_TORTURE_BUDGET_S` says otherwise), so a slow machine still
 /// finishes in bounded time (the iterations done are printed).
 const TIME_BUDGET: Duration = Duration::from_secs(40);
 
@@ -184,6 +188,14 @@ fn random_sigkill_of_multithreaded_writer() {
         t.as_nanos() as u64 ^ u64::from(std::process::id()) << 32
     });
     let iters = env_u64("BLACKBOX_TORTURE_ITERS").unwrap_or(DEFAULT_ITERS);
+    // Rings of 16 KiB up to BLACKBOX_TORTURE_MAX_KIB (default 1 MiB).
+    let max_shift =
+        (env_u64("BLACKBOX_TORTURE_MAX_KIB").unwrap_or(1024).max(16) / 16).ilog2() as u64;
+    let budget = match env_u64("BLACKBOX_TORTURE_BUDGET_S") {
+        Some(0) => None,
+        Some(s) => Some(Duration::from_secs(s)),
+        None => Some(TIME_BUDGET),
+    };
     eprintln!("torture: seed {seed}, {iters} iterations (replay: BLACKBOX_TORTURE_SEED={seed})");
     let mut rng = Rng::new(seed);
     let dir = TempDir::new("torture");
@@ -192,12 +204,12 @@ fn random_sigkill_of_multithreaded_writer() {
     let mut failures = Vec::new();
     let mut dropped = 0;
     for iter in 0..iters {
-        if start.elapsed() > TIME_BUDGET {
+        if budget.is_some_and(|b| start.elapsed() > b) {
             eprintln!("torture: time budget spent after {done} iterations");
             break;
         }
         let case = Case {
-            capacity_kib: 16 << rng.range(0, 6), // 16 KiB ..= 1 MiB
+            capacity_kib: 16 << rng.range(0, max_shift), // 16 KiB ..= the largest
             threads: [1, 2, 4, 8][rng.range(0, 3) as usize],
             wait_ms: rng.range(1, 50),
         };
