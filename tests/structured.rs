@@ -14,10 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::{assert_contiguous, demo_counters, read_json, run, stderr, TempDir};
-use recorder::layout::{
-    crc_seed, stride, HEADER_LEN, H_CAPACITY, H_NONCE, KIND_TYPED, R_CRC, R_CRC_START, R_KIND,
-    TYPED_CODEC_BINCODE,
-};
+use recorder::layout::{KIND_TYPED, R_KIND, TYPED_CODEC_BINCODE};
 use recorder::typed::codec;
 use recorder::{BlackboxLayer, BlackboxLogger, Field, Level, Recorder};
 use serde_json::{json, Value};
