@@ -61,7 +61,7 @@ impl End {
             "exit" => End::Code(0),
             "panic" => End::Code(101),
             "abort" | "stack-overflow" => End::Signal(SIGABRT),
-            "segv" => End::Signal(SIGSEGV),
+            "segv" | "null" => End::Signal(SIGSEGV),
             "bus" => End::Signal(SIGBUS),
             "kill" | "oom" => End::Signal(SIGKILL),
             _ => panic!("no expectation for --die {how}"),
@@ -507,6 +507,13 @@ impl Seen {
                         self.info_is("/cause/fault_address", "0x10".into());
                         self.text_has("crashed: SIGSEGV at 0x10 in thread 'main'");
                     }
+                    "null" => {
+                        // Address 0 is the most common fault of all: it is
+                        // an address, not "none".
+                        self.info_is("/cause/code", "SEGV_MAPERR".into());
+                        self.info_is("/cause/fault_address", "0x0".into());
+                        self.text_has("crashed: SIGSEGV at 0x0 in thread 'main'");
+                    }
                     "abort" => {
                         self.info_is("/cause/fault_address", Value::Null);
                         self.text_has("SIGABRT");
@@ -593,7 +600,12 @@ impl Seen {
             // and the thread; the rest of the wording is free.
             let (name, _) = signal_of(how);
             let want = format!("fatal signal {name}");
-            let at = if how == "segv" { " at 0x10 " } else { "" };
+            let at = match how {
+                "segv" => " at 0x10 ",
+                // A null pointer: address 0 is an address, and is said.
+                "null" => " at 0x0 ",
+                _ => "",
+            };
             self.ensure(
                 message.starts_with(&want)
                     && message.contains(at)
@@ -628,7 +640,7 @@ impl Seen {
 
 fn signal_of(how: &str) -> (&'static str, i32) {
     match how {
-        "segv" | "stack-overflow" => ("SIGSEGV", SIGSEGV),
+        "segv" | "null" | "stack-overflow" => ("SIGSEGV", SIGSEGV),
         "abort" => ("SIGABRT", SIGABRT),
         "bus" => ("SIGBUS", SIGBUS),
         _ => panic!("--die {how} is not a fatal signal"),
@@ -732,6 +744,7 @@ fn crash_matrix() {
             "panic",
             "abort",
             "segv",
+            "null",
             "bus",
             "stack-overflow",
             "kill",

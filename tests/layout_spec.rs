@@ -89,6 +89,7 @@ const HEADER_FIELDS: &[(&str, usize)] = &[
     ("DEATH_SI_CODE", l::H_DEATH_SI_CODE),
     ("DEATH_THREAD_ID", l::H_DEATH_THREAD_ID),
     ("DEATH_FAULT_ADDR", l::H_DEATH_FAULT_ADDR),
+    ("DEATH_FLAGS", l::H_DEATH_FLAGS),
     ("DEATH_UNIX_NS", l::H_DEATH_UNIX_NS),
     ("DEATH_STACK_POINTER", l::H_DEATH_STACK_POINTER),
     ("DEATH_THREAD_NAME", l::H_DEATH_THREAD_NAME),
@@ -228,6 +229,10 @@ const CONSTANTS: &[(&str, Code)] = &[
     ("DEATH_NONE", Code::Int(l::DEATH_NONE as u128)),
     ("DEATH_PANIC", Code::Int(l::DEATH_PANIC as u128)),
     ("DEATH_SIGNAL", Code::Int(l::DEATH_SIGNAL as u128)),
+    (
+        "DEATH_FLAG_FAULT_ADDR",
+        Code::Int(l::DEATH_FLAG_FAULT_ADDR as u128),
+    ),
     ("CLOCK_REALTIME_NS", Code::Int(l::CLOCK_REALTIME_NS as u128)),
     ("CLOCK_TSC", Code::Int(l::CLOCK_TSC as u128)),
     ("H_CLOCK_CAL", Code::Int(l::H_CLOCK_CAL as u128)),
@@ -3146,6 +3151,13 @@ fn real_crashes_fill_the_death_area_as_the_spec_says() {
             int("DEATH_THREAD_ID"),
         );
         expect("DEATH_FAULT_ADDR", fault, int("DEATH_FAULT_ADDR"));
+        // Only a fault has an address (section 2, death area).
+        let flags = if how == "segv" {
+            spec.int("DEATH_FLAG_FAULT_ADDR")
+        } else {
+            0
+        };
+        expect("DEATH_FLAGS", flags, int("DEATH_FLAGS"));
         let when = int("DEATH_UNIX_NS");
         if !(u128::from(before) <= when && when <= u128::from(after)) {
             errors.push(format!(

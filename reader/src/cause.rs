@@ -79,8 +79,8 @@ pub fn text(state: State, header: &Header) -> String {
         }
         (State::Crashed, Some(d)) if d.kind == DEATH_SIGNAL => {
             let mut s = format!("crashed: {}", signal_name(d.signal));
-            if d.fault_addr != 0 {
-                s.push_str(&format!(" at {:#x}", d.fault_addr));
+            if let Some(addr) = d.fault_addr {
+                s.push_str(&format!(" at {addr:#x}"));
             }
             s.push_str(&format!(" in thread '{}'", d.thread_name));
             if d.likely_stack_overflow() {
@@ -137,7 +137,7 @@ pub fn json(state: State, header: &Header) -> Value {
             "signo": d.signal,
             "code": si_code_name(d.signal, d.si_code),
             "si_code": d.si_code,
-            "fault_address": (d.fault_addr != 0).then(|| format!("{:#x}", d.fault_addr)),
+            "fault_address": d.fault_addr.map(|a| format!("{a:#x}")),
             "thread": d.thread_name,
             "thread_id": d.thread_id,
             "time": (d.unix_ns != 0).then(|| rfc3339(d.unix_ns)),

@@ -127,8 +127,9 @@ pub struct Death {
     pub si_code: i32,
     /// Thread id of the crashing thread.
     pub thread_id: u32,
-    /// Fault address (0: none).
-    pub fault_addr: u64,
+    /// Fault address, if the signal came from a fault (it may be 0: a null
+    /// pointer).
+    pub fault_addr: Option<u64>,
     /// Time of the crash, Unix nanoseconds.
     pub unix_ns: u64,
     /// The crashing thread's stack pointer at the fault (0: unknown).
@@ -146,9 +147,10 @@ impl Death {
     /// address lies within 64 KiB of the thread's stack pointer.
     pub fn likely_stack_overflow(&self) -> bool {
         matches!(self.signal, 7 | 11)
-            && self.fault_addr != 0
             && self.stack_pointer != 0
-            && self.fault_addr.abs_diff(self.stack_pointer) <= 64 * 1024
+            && self
+                .fault_addr
+                .is_some_and(|a| a != 0 && a.abs_diff(self.stack_pointer) <= 64 * 1024)
     }
 }
 
@@ -183,7 +185,9 @@ fn parse_death(b: &[u8]) -> Option<Death> {
         signal: u32_at(b, H_DEATH_SIGNAL),
         si_code: u32_at(b, H_DEATH_SI_CODE) as i32,
         thread_id: u32_at(b, H_DEATH_THREAD_ID),
-        fault_addr: u64_at(b, H_DEATH_FAULT_ADDR),
+        // A flag says whether the field holds an address (0 included).
+        fault_addr: (u32_at(b, H_DEATH_FLAGS) & DEATH_FLAG_FAULT_ADDR != 0)
+            .then(|| u64_at(b, H_DEATH_FAULT_ADDR)),
         unix_ns: u64_at(b, H_DEATH_UNIX_NS),
         stack_pointer: u64_at(b, H_DEATH_STACK_POINTER),
         thread_name: str_at(b, H_DEATH_THREAD_NAME, SHORT_STR_LEN),

@@ -375,11 +375,9 @@ extern "C" fn on_fatal_signal(
         // little room left: the first cause is recorded, so do nothing
         // but pass the signal on.
         let first = shared.map.header_u32(H_DEATH_KIND).load(Ordering::Acquire) != DEATH_SIGNAL;
-        let fault_addr = if from_fault && signal != libc::SIGABRT {
-            addr
-        } else {
-            0
-        };
+        // A fault's address, which may be 0 (a null pointer); `None` for a
+        // signal that was sent.
+        let fault_addr = (from_fault && signal != libc::SIGABRT).then_some(addr);
         if first {
             record_signal(shared, signal, code, fault_addr, stack_pointer(context));
         }
@@ -408,7 +406,13 @@ extern "C" fn on_fatal_signal(
     // faults again into the restored disposition.
 }
 
-fn record_signal(shared: &Shared, signal: libc::c_int, code: i32, fault_addr: u64, sp: u64) {
+fn record_signal(
+    shared: &Shared,
+    signal: libc::c_int,
+    code: i32,
+    fault_addr: Option<u64>,
+    sp: u64,
+) {
     let tid = sys::thread_id();
     let mut name = [0u8; 17];
     // SAFETY: PR_GET_NAME writes at most 16 bytes (NUL-terminated) to name.
@@ -429,7 +433,15 @@ fn record_signal(shared: &Shared, signal: libc::c_int, code: i32, fault_addr: u6
         map.header_u32(H_DEATH_SI_CODE)
             .store(code as u32, Ordering::Relaxed);
         map.header_u64(H_DEATH_FAULT_ADDR)
-            .store(fault_addr, Ordering::Relaxed);
+            .store(fault_addr.unwrap_or(0), Ordering::Relaxed);
+        map.header_u32(H_DEATH_FLAGS).store(
+            if fault_addr.is_some() {
+                DEATH_FLAG_FAULT_ADDR
+            } else {
+                0
+            },
+            Ordering::Relaxed,
+        );
         map.header_u64(H_DEATH_STACK_POINTER)
             .store(sp, Ordering::Relaxed);
     };
@@ -444,7 +456,7 @@ fn record_signal(shared: &Shared, signal: libc::c_int, code: i32, fault_addr: u6
     }
     let mut text = StackText::<256>::new();
     let _ = write!(text, "fatal signal {}", signal_name(signal));
-    if fault_addr != 0 {
+    if let Some(fault_addr) = fault_addr {
         let _ = write!(text, " at {fault_addr:#x}");
     }
     let _ = write!(
@@ -476,6 +488,17 @@ fn stack_pointer(context: *mut libc::c_void) -> u64 {
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 fn stack_pointer(_context: *mut libc::c_void) -> u64 {
     0
+}
+
+/// Test and demo aid: a real SIGSEGV, a write to address 0 (a null
+/// pointer).
+#[doc(hidden)]
+pub fn fault_null_for_test() -> ! {
+    let null = std::hint::black_box(std::ptr::null_mut::<u8>());
+    // SAFETY: deliberately unsound: this write faults, which is the point;
+    // it never completes, and the process dies of SIGSEGV.
+    unsafe { std::ptr::write_volatile(null, 1) };
+    unreachable!("the write to address 0 faults")
 }
 
 /// Test and demo aid: a real SIGSEGV, a write to address 0x10.

@@ -212,7 +212,9 @@ pub const H_DEATH_FAULT_ADDR: usize = 2064;
 pub const H_DEATH_UNIX_NS: usize = 2072;
 /// `u64` the crashing thread's stack pointer at the fault (0: unknown).
 pub const H_DEATH_STACK_POINTER: usize = 2080;
-// 2088..2112 reserved, zero.
+/// `u32` `DEATH_FLAG_*` bits.
+pub const H_DEATH_FLAGS: usize = 2088;
+// 2092..2112 reserved, zero.
 /// `[u8; 64]` the crashing thread's name.
 pub const H_DEATH_THREAD_NAME: usize = 2112;
 /// `[u8; 256]` panic location, `file:line:column`.
@@ -229,6 +231,9 @@ pub const DEATH_NONE: u32 = 0;
 pub const DEATH_PANIC: u32 = 1;
 /// A fatal signal.
 pub const DEATH_SIGNAL: u32 = 2;
+/// `DEATH_FLAGS`: `DEATH_FAULT_ADDR` holds the address of a fault, which
+/// may be 0 (a null pointer); without it a 0 there means "no address".
+pub const DEATH_FLAG_FAULT_ADDR: u32 = 1;
 
 // STATE values.
 

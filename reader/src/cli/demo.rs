@@ -312,6 +312,7 @@ fn die(rec: &Recorder, opts: &Options) -> Result<i32, Failure> {
         Die::Panic => panic!("demo panic"),
         Die::Abort => std::process::abort(),
         Die::Segv => recorder::crash::fault_segv_for_test(),
+        Die::Null => recorder::crash::fault_null_for_test(),
         Die::Bus => {
             recorder::crash::fault_sigbus_for_test(&rec.path().with_extension("sigbus-scratch"))
         }

@@ -193,6 +193,9 @@ enum Die {
     Abort,
     /// A segmentation fault (SIGSEGV).
     Segv,
+    /// A write through a null pointer (SIGSEGV at address 0; test aid).
+    #[value(hide = true)]
+    Null,
     /// SIGKILL to itself.
     Kill,
     /// Get OOM-killed inside a small memory cgroup of its own.
