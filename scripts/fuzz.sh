@@ -5,8 +5,12 @@
 #   scripts/fuzz.sh                 # CI: 30 s per target, AddressSanitizer
 #   scripts/fuzz.sh 600             # 10 minutes per target
 #   FUZZ_RUNS=5000000 scripts/fuzz.sh   # a number of executions per target instead
-#   FUZZ_SANITIZER=none scripts/fuzz.sh 600   # ~3x the executions, no ASan
+#   FUZZ_SANITIZER=none scripts/fuzz.sh 600   # several times the executions, no ASan
 #   FUZZ_TARGETS=mutate_ring scripts/fuzz.sh
+#
+# The targets check the reader against a model of the spec written in
+# fuzz/fuzz_targets/check.rs (the header checks of shm-layout.md section 3,
+# the walk of section 11): a disagreement is a crash too.
 #
 # Needs the nightly toolchain and cargo-fuzz; installs cargo-fuzz from the
 # crate registry if it is missing. Where either cannot be had, it prints
@@ -34,6 +38,7 @@ if ! cargo +nightly --version >/dev/null 2>&1; then
     echo "skipped: fuzzing needs the nightly toolchain (rustup toolchain install nightly)"
     exit 0
 fi
+mkdir -p target
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     echo "fuzz: installing cargo-fuzz from the crate registry"
     if ! cargo install cargo-fuzz --locked >target/cargo-fuzz-install.log 2>&1; then
@@ -43,14 +48,16 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     fi
 fi
 
-# Seeds from the real writer, dying in several ways.
+# Seeds from the real writer (version 2 rings of 16 KiB, the smallest:
+# 16 chunks of 1 KiB), dying in several ways.
 cargo build -q -p blackbox
+blackbox=${CARGO_TARGET_DIR:-target}/debug/blackbox
 seeds=$(mktemp -d)
 trap 'rm -rf "$seeds"' EXIT
 for die in kill panic exit; do
     # In a shell of its own, so its death by SIGKILL is not announced here.
-    bash -c '"$@"; true' _ target/debug/blackbox demo --ring "$seeds/$die.ring" \
-        --capacity 4KiB --threads 2 --records 30 --die "$die" >/dev/null 2>&1
+    bash -c '"$@"; true' _ "$blackbox" demo --ring "$seeds/$die.ring" \
+        --capacity 16KiB --threads 4 --records 300 --die "$die" >/dev/null 2>&1
 done
 mkdir -p "$corpus_root/recover_bytes"
 cp "$seeds"/*.ring "$corpus_root/recover_bytes/" 2>/dev/null || true
@@ -72,9 +79,10 @@ total=0
 for target in $targets; do
     mkdir -p "$corpus_root/$target"
     log="target/fuzz-$target.log"
-    # Whole files up to 20 KiB: rings of 4, 8 and 16 KiB.
+    # Whole files up to 32 KiB: 16 KiB rings (24 KiB files) and a little
+    # more.
     max_len=()
-    [ "$target" = recover_bytes ] && max_len=(-max_len=20480)
+    [ "$target" = recover_bytes ] && max_len=(-max_len=32768)
     echo "fuzz: $target (sanitizer $sanitizer, ${runs:-${seconds} s})"
     if ! cargo +nightly fuzz run -s "$sanitizer" "$target" \
         "$corpus_root/$target" "fuzz/seeds/$target" -- \

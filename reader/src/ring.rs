@@ -97,7 +97,7 @@ impl State {
 }
 
 /// One valid record of a snapshot. Its bytes live in the [`Snapshot`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Record {
     /// The writer (one thread's stream of records) that appended it.
     pub writer: u32,
@@ -550,34 +550,105 @@ fn u16_at(b: &[u8], off: usize) -> u16 {
 /// and the bound keeps `FIRST_SEQ + k` from overflowing.
 const MAX_SEQ: u64 = 1 << 62;
 
-/// The records one chunk holds for one claim.
-struct ChunkRun {
+/// One claim's chunk, as its header says (a valid header of a chunk that is
+/// owned or sealed).
+struct ChunkMeta {
+    index: usize,
     writer: u32,
     gen: u64,
     first_seq: u64,
     dropped_before: u64,
     thread_id: u32,
-    thread_name: [u8; THREAD_NAME_LEN],
-    /// Valid, then corrupt: the `seq`s this chunk used.
-    used: u64,
-    /// Its records in the walk's list.
-    records: std::ops::Range<usize>,
 }
 
-/// Walks every chunk once, then orders the writers' runs and merges them
-/// by time (the reader's algorithm, steps 5 to 7).
+/// What the walk of one chunk found: its records in `ordered`, and the
+/// `seq`s it used (valid and corrupt records).
+struct Walked {
+    records: std::ops::Range<usize>,
+    used: u64,
+}
+
+/// Walks one chunk's records from offset 64 (section 11, step 5), pushing
+/// the valid ones to `out` and counting the rest.
+#[allow(clippy::too_many_arguments)]
+fn walk_chunk(
+    header: &Header,
+    chunk: &[u8],
+    base: usize,
+    meta: &ChunkMeta,
+    out: &mut Vec<Record>,
+    corrupt_seqs: &mut Vec<(u32, u64)>,
+    totals: &mut Totals,
+) -> Walked {
+    let head: &[u8; CHUNK_HEADER_LEN] = chunk[..CHUNK_HEADER_LEN].try_into().expect("64 bytes");
+    let seed = crc_seed(header.nonce, head);
+    let tag = commit_tag(meta.gen);
+    let (chunk_size, max) = (chunk.len(), header.max_record_len);
+    let start = out.len();
+    let mut offset = CHUNK_HEADER_LEN;
+    let mut k = 0u64;
+    while offset + RECORD_HEADER_LEN <= chunk_size {
+        let commit = u64_at(chunk, offset + R_COMMIT);
+        if commit >> COMMIT_LEN_BITS != tag {
+            break;
+        }
+        let len = (commit & ((1 << COMMIT_LEN_BITS) - 1)) as usize;
+        if len == 0 {
+            totals.torn += 1;
+            break;
+        }
+        let step = stride(len);
+        if len < RECORD_HEADER_LEN || len > max || offset + step > chunk_size {
+            totals.corrupt += 1;
+            break;
+        }
+        let seq = meta.first_seq + k;
+        let ts = u64_at(chunk, offset + R_TS);
+        let crc = record_crc(
+            seed,
+            len as u32,
+            seq,
+            &chunk[offset + RECORD_HEADER_LEN..offset + step],
+            u32_at(chunk, offset + R_CRC_START),
+            ts,
+        );
+        if u32_at(chunk, offset + R_CRC) != crc {
+            totals.corrupt += 1;
+            corrupt_seqs.push((meta.writer, seq));
+        } else {
+            out.push(Record {
+                writer: meta.writer,
+                seq,
+                len: len as u32,
+                ts_unix_ns: header.ts_unix_ns(ts),
+                kind: u16_at(chunk, offset + R_KIND),
+                flags: u16_at(chunk, offset + R_FLAGS),
+                thread_id: meta.thread_id,
+                payload_at: base + offset + RECORD_HEADER_LEN,
+            });
+        }
+        offset += step;
+        k += 1;
+    }
+    Walked {
+        records: start..out.len(),
+        used: k,
+    }
+}
+
+/// Reads every chunk's header, then walks the chunks in each writer's
+/// `seq` order, then merges the writers by time (the reader's algorithm,
+/// steps 5 to 7). Each byte of the data region is looked at once by the
+/// walk and once by the checksum.
 fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
     let chunk_size = header.chunk_size as usize;
     let count = header.chunk_count as u64;
-    let max = header.max_record_len;
     let bytes = data.bytes();
     let mut totals = Totals::default();
-    let mut runs: Vec<ChunkRun> = Vec::new();
-    // Valid records in walk order (chunk by chunk), and the corrupt ones'
-    // (writer, seq), for the gaps.
-    let mut walked: Vec<Record> = Vec::with_capacity(bytes.len() / 128);
-    let mut corrupt_seqs: Vec<(u32, u64)> = Vec::new();
     let (mut chunks_used, mut chunks_owned) = (0u32, 0u32);
+
+    // Step 5, the table words and the chunk headers.
+    let mut metas: Vec<ChunkMeta> = Vec::new();
     for (index, &word) in table.iter().enumerate() {
         let (state, visits) = (table_state(word), table_visits(word));
         if state == CHUNK_FREE && visits == 0 {
@@ -589,143 +660,125 @@ fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
             continue;
         }
         chunks_used += 1;
+        if state == CHUNK_CLAIMED || state == CHUNK_OWNED {
+            chunks_owned += 1;
+        }
         if state == CHUNK_CLAIMED {
             // Taken, its new header not written yet: what it holds left the
             // window with the claim.
-            chunks_owned += 1;
             continue;
         }
-        if state == CHUNK_OWNED {
-            chunks_owned += 1;
-        }
-        let chunk = &bytes[index * chunk_size..(index + 1) * chunk_size];
-        let head: &[u8; CHUNK_HEADER_LEN] = chunk[..CHUNK_HEADER_LEN].try_into().expect("64 bytes");
+        let head = &bytes[index * chunk_size..index * chunk_size + CHUNK_HEADER_LEN];
         let gen = u64_at(head, C_GEN);
         let first_seq = u64_at(head, C_FIRST_SEQ);
         if gen % count != index as u64 || gen / count >= visits || first_seq > MAX_SEQ {
             totals.corrupt += 1;
             continue;
         }
-        let writer = u32_at(head, C_WRITER);
-        let thread_id = u32_at(head, C_THREAD_ID);
-        let seed = crc_seed(header.nonce, head);
-        let tag = commit_tag(gen);
-        let base = index * chunk_size;
-        let start = walked.len();
-        let mut offset = CHUNK_HEADER_LEN;
-        let mut k = 0u64;
-        while offset + RECORD_HEADER_LEN <= chunk_size {
-            let commit = u64_at(chunk, offset + R_COMMIT);
-            if commit >> COMMIT_LEN_BITS != tag {
-                break;
-            }
-            let len = (commit & ((1 << COMMIT_LEN_BITS) - 1)) as usize;
-            if len == 0 {
-                totals.torn += 1;
-                break;
-            }
-            let step = stride(len);
-            if len < RECORD_HEADER_LEN || len > max || offset + step > chunk_size {
-                totals.corrupt += 1;
-                break;
-            }
-            let seq = first_seq + k;
-            let crc = record_crc(
-                seed,
-                len as u32,
-                seq,
-                &chunk[offset + RECORD_HEADER_LEN..offset + step],
-                u32_at(chunk, offset + R_CRC_START),
-                u64_at(chunk, offset + R_TS),
-            );
-            if u32_at(chunk, offset + R_CRC) != crc {
-                totals.corrupt += 1;
-                corrupt_seqs.push((writer, seq));
-            } else {
-                walked.push(Record {
-                    writer,
-                    seq,
-                    len: len as u32,
-                    ts_unix_ns: header.ts_unix_ns(u64_at(chunk, offset + R_TS)),
-                    kind: u16_at(chunk, offset + R_KIND),
-                    flags: u16_at(chunk, offset + R_FLAGS),
-                    thread_id,
-                    payload_at: base + offset + RECORD_HEADER_LEN,
-                });
-            }
-            offset += step;
-            k += 1;
-        }
-        let mut thread_name = [0u8; THREAD_NAME_LEN];
-        thread_name.copy_from_slice(&head[C_THREAD_NAME..C_THREAD_NAME + THREAD_NAME_LEN]);
-        runs.push(ChunkRun {
-            writer,
+        metas.push(ChunkMeta {
+            index,
+            writer: u32_at(head, C_WRITER),
             gen,
             first_seq,
             dropped_before: u64_at(head, C_WRITER_DROPPED),
-            thread_id,
-            thread_name,
-            used: k,
-            records: start..walked.len(),
+            thread_id: u32_at(head, C_THREAD_ID),
         });
+    }
+    metas.sort_unstable_by_key(|m| (m.writer, m.first_seq, m.gen));
+
+    // Steps 5 and 6: walk each writer's chunks in seq order, records
+    // straight into their final place. Holes are the seqs that no chunk of
+    // the writer covers between its first and its last (valid or corrupt
+    // records alike). Overlaps (no working writer makes them) keep the
+    // later claim's records and count the other's valid ones corrupt; a
+    // chunk without a valid record takes part in neither: it never outranks
+    // another, and its corrupt records are counted already.
+    let mut ordered: Vec<Record> = Vec::with_capacity(bytes.len() / 48);
+    let mut corrupt_seqs: Vec<(u32, u64)> = Vec::new();
+    // The chunks whose records are kept: (meta, records, used).
+    let mut kept: Vec<(usize, Walked)> = Vec::with_capacity(metas.len());
+    // Per writer: where the seqs its chunks cover so far end.
+    let mut covered: Option<(u32, u64)> = None;
+    for (m, meta) in metas.iter().enumerate() {
+        let base = meta.index * chunk_size;
+        let walked = walk_chunk(
+            &header,
+            &bytes[base..base + chunk_size],
+            base,
+            meta,
+            &mut ordered,
+            &mut corrupt_seqs,
+            &mut totals,
+        );
+        let end = meta.first_seq + walked.used;
+        match covered {
+            Some((w, covered_end)) if w == meta.writer => {
+                totals.holes = totals
+                    .holes
+                    .saturating_add(meta.first_seq.saturating_sub(covered_end));
+                covered = Some((w, covered_end.max(end)));
+            }
+            _ => covered = Some((meta.writer, end)),
+        }
+        if walked.records.is_empty() {
+            continue;
+        }
+        let overlap = kept.last().filter(|(p, prev)| {
+            let p = &metas[*p];
+            p.writer == meta.writer && meta.first_seq < p.first_seq + prev.used
+        });
+        match overlap {
+            Some(&(p, ref prev)) => {
+                // Both chunks' records sit at the end of `ordered`, the
+                // previous one's first.
+                let (prev_len, new_len) = (prev.records.len(), walked.records.len());
+                if meta.gen > metas[p].gen {
+                    let from = prev.records.start;
+                    ordered.copy_within(walked.records.clone(), from);
+                    ordered.truncate(from + new_len);
+                    kept.pop();
+                    kept.push((
+                        m,
+                        Walked {
+                            records: from..from + new_len,
+                            used: walked.used,
+                        },
+                    ));
+                    totals.corrupt = totals.corrupt.saturating_add(prev_len as u64);
+                } else {
+                    ordered.truncate(walked.records.start);
+                    totals.corrupt = totals.corrupt.saturating_add(new_len as u64);
+                }
+            }
+            None => kept.push((m, walked)),
+        }
     }
     corrupt_seqs.sort_unstable();
 
-    // Step 6: each writer's chunks in seq order; overlaps (no working writer
-    // makes them) keep the later claim.
-    runs.sort_unstable_by_key(|r| (r.writer, r.first_seq, r.gen));
-    let mut kept: Vec<ChunkRun> = Vec::with_capacity(runs.len());
-    for run in runs {
-        match kept.last() {
-            Some(prev)
-                if prev.writer == run.writer && run.first_seq < prev.first_seq + prev.used =>
-            {
-                let (loser_used, keep_new) = if run.gen > prev.gen {
-                    (prev.used, true)
-                } else {
-                    (run.used, false)
-                };
-                totals.corrupt += loser_used;
-                if keep_new {
-                    kept.pop();
-                    kept.push(run);
-                }
-            }
-            _ => kept.push(run),
-        }
-    }
-
+    // Per writer: the gaps before its records, and its summary.
     let mut writers: Vec<WriterRun> = Vec::new();
     let mut gaps: Vec<((u32, u64), Gap)> = Vec::new();
-    // Per writer, its records in seq order, as index ranges into `ordered`.
-    let mut ordered: Vec<Record> = Vec::with_capacity(walked.len());
-    let mut streams: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut streams = 0;
     let mut i = 0;
     while i < kept.len() {
-        let writer = kept[i].writer;
+        let writer = metas[kept[i].0].writer;
         let mut j = i;
-        while j < kept.len() && kept[j].writer == writer {
+        while j < kept.len() && metas[kept[j].0].writer == writer {
             j += 1;
         }
-        let group = &kept[i..j];
-        let stream_start = ordered.len();
         // Where the previous record of this writer was, and its chunk's drop
         // count.
         let mut prev: Option<(u64, u64)> = None;
-        for (n, run) in group.iter().enumerate() {
-            if n > 0 {
-                let before = &group[n - 1];
-                let hole = run.first_seq - (before.first_seq + before.used);
-                totals.holes += hole;
-            }
-            for record in &walked[run.records.clone()] {
+        for (m, walked) in &kept[i..j] {
+            let dropped_before = metas[*m].dropped_before;
+            for record in &ordered[walked.records.clone()] {
                 if let Some((prev_seq, prev_dropped)) = prev {
                     let missing = record.seq - prev_seq - 1;
-                    let dropped = run.dropped_before.saturating_sub(prev_dropped);
+                    let dropped = dropped_before.saturating_sub(prev_dropped);
                     if missing > 0 || dropped > 0 {
                         let lo = corrupt_seqs.partition_point(|c| *c <= (writer, prev_seq));
                         let hi = corrupt_seqs.partition_point(|c| *c < (writer, record.seq));
-                        totals.dropped += dropped;
+                        totals.dropped = totals.dropped.saturating_add(dropped);
                         gaps.push((
                             (writer, record.seq),
                             Gap {
@@ -736,30 +789,32 @@ fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
                         ));
                     }
                 }
-                prev = Some((record.seq, run.dropped_before));
-                ordered.push(record.clone());
+                prev = Some((record.seq, dropped_before));
             }
         }
-        if ordered.len() > stream_start {
-            let (first, last) = (&ordered[stream_start], &ordered[ordered.len() - 1]);
-            let newest = &group[group.len() - 1];
-            writers.push(WriterRun {
-                writer,
-                thread_id: newest.thread_id,
-                thread_name: c_text(&newest.thread_name),
-                first_seq: first.seq,
-                last_seq: last.seq,
-                records: (ordered.len() - stream_start) as u64,
-                dropped: newest.dropped_before,
-                first_ts_unix_ns: first.ts_unix_ns,
-                last_ts_unix_ns: last.ts_unix_ns,
-            });
-            streams.push(stream_start..ordered.len());
-        }
+        let first = &ordered[kept[i].1.records.start];
+        let last = &ordered[kept[j - 1].1.records.end - 1];
+        let newest = &metas[kept[j - 1].0];
+        let name_at = newest.index * chunk_size + C_THREAD_NAME;
+        writers.push(WriterRun {
+            writer,
+            thread_id: newest.thread_id,
+            thread_name: c_text(&bytes[name_at..name_at + THREAD_NAME_LEN]),
+            first_seq: first.seq,
+            last_seq: last.seq,
+            records: kept[i..j].iter().map(|k| k.1.records.len() as u64).sum(),
+            dropped: newest.dropped_before,
+            first_ts_unix_ns: first.ts_unix_ns,
+            last_ts_unix_ns: last.ts_unix_ns,
+        });
+        streams += 1;
         i = j;
     }
-    drop(walked);
-    let records = merge_by_time(ordered, &streams);
+    let records = if streams > 1 {
+        merge_by_time(ordered)
+    } else {
+        ordered
+    };
     Snapshot {
         header,
         records,
@@ -772,34 +827,26 @@ fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
     }
 }
 
-/// Merges the writers' runs (each in `seq` order) into one list by time,
-/// ties broken by writer and `seq`: a k-way merge, `O(n log k)`.
-fn merge_by_time(ordered: Vec<Record>, streams: &[std::ops::Range<usize>]) -> Vec<Record> {
-    if streams.len() <= 1 {
-        return ordered;
+/// Orders the records by time across writers, keeping each writer's in
+/// `seq` order: a stable sort by (a writer's running maximum of time,
+/// writer). `ordered` holds each writer's records in `seq` order, one
+/// writer after another, so the sort finds those runs and merges them
+/// (`O(n log k)` for `k` writers).
+fn merge_by_time(ordered: Vec<Record>) -> Vec<Record> {
+    // A writer's time only moves forward in the key, so a clock step back
+    // (CLOCK_REALTIME) never reorders one writer's records.
+    let mut keys: Vec<(u64, u32, u32)> = Vec::with_capacity(ordered.len());
+    let mut current: Option<(u32, u64)> = None;
+    for (i, r) in ordered.iter().enumerate() {
+        let t = match current {
+            Some((w, t)) if w == r.writer => t.max(r.ts_unix_ns),
+            _ => r.ts_unix_ns,
+        };
+        current = Some((r.writer, t));
+        keys.push((t, r.writer, i as u32));
     }
-    use std::cmp::Reverse;
-    use std::collections::BinaryHeap;
-    let mut heads: Vec<usize> = streams.iter().map(|s| s.start).collect();
-    let mut heap: BinaryHeap<Reverse<(u64, u32, u64, usize)>> = streams
-        .iter()
-        .enumerate()
-        .map(|(k, s)| {
-            let r = &ordered[s.start];
-            Reverse((r.ts_unix_ns, r.writer, r.seq, k))
-        })
-        .collect();
-    let mut out = Vec::with_capacity(ordered.len());
-    while let Some(Reverse((_, _, _, k))) = heap.pop() {
-        let at = heads[k];
-        out.push(ordered[at].clone());
-        heads[k] += 1;
-        if heads[k] < streams[k].end {
-            let r = &ordered[heads[k]];
-            heap.push(Reverse((r.ts_unix_ns, r.writer, r.seq, k)));
-        }
-    }
-    out
+    keys.sort_by_key(|k| (k.0, k.1));
+    keys.iter().map(|k| ordered[k.2 as usize]).collect()
 }
 
 /// A NUL-padded name as text.
