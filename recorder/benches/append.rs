@@ -21,7 +21,9 @@
 //!   trigger's three stores (shm-layout.md, 9.4).
 //!
 //! Environment knobs: `BENCH_OPS` (operations per run and thread, default
-//! 4 000 000), `BENCH_RUNS` (runs per case, default 9), `BENCH_ONLY`
+//! 4 000 000), `BENCH_RUNS` (runs per case, default 9),
+//! `BENCH_CAPACITY_MIB` (the ring, default 64: larger than the caches, so
+//! the appends' cost includes writing memory), `BENCH_ONLY`
 //! (`clock`, `ring_clock`, `fetch_add`, `crc`, `floor`, `append`, `log`,
 //! `snapshot`, `pfloor1`, `pfloor2`, `append2`, `append4`, `append8`: run
 //! that case alone, for profiling).
@@ -40,7 +42,11 @@ use std::time::{Duration, Instant};
 use recorder::layout::{stride, EVENT_FIXED_LEN, RECORD_HEADER_LEN};
 use recorder::{realtime_ns, Clock, Field, Level, Recorder};
 
-const CAPACITY: u64 = 64 << 20;
+/// The ring's capacity, unless `BENCH_CAPACITY_MIB` says otherwise: 64 MiB,
+/// more than the caches hold, so appends write to memory.
+fn capacity() -> u64 {
+    env_usize("BENCH_CAPACITY_MIB", 64) as u64 * (1 << 20)
+}
 const RAW_PAYLOAD: [u8; 40] = [0xA5; 40];
 const TARGET: &str = "bench";
 const MESSAGE: &str = "msg";
@@ -78,7 +84,7 @@ fn ring_path() -> PathBuf {
 fn create_ring(path: &PathBuf) -> (Recorder, PathBuf) {
     let build = |p: &PathBuf| {
         Recorder::builder(p)
-            .capacity(CAPACITY)
+            .capacity(capacity())
             .heartbeat(None)
             .program("append-bench")
             .create()
@@ -326,7 +332,7 @@ fn main() {
         "blackbox append bench: ring {} ({} MiB, no heartbeat), {} ops per run and thread, \
          median of {} runs, {} CPUs",
         path.display(),
-        CAPACITY >> 20,
+        capacity() >> 20,
         n,
         runs,
         std::thread::available_parallelism().map_or(0, |p| p.get()),

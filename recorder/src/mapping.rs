@@ -270,6 +270,26 @@ impl RecordWriter<'_> {
         unsafe { self.rec.add(at).cast::<u64>().write(w.to_le()) };
     }
 
+    /// Copies `bytes` to `at` bytes into the record.
+    #[inline(always)]
+    pub(crate) fn bytes_at(&mut self, at: usize, bytes: &[u8]) {
+        assert!(at + bytes.len() <= self.stride);
+        // SAFETY: inside the record (asserted), which is ours.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.rec.add(at), bytes.len()) };
+    }
+
+    /// The little-endian `u64` at `at` bytes into the record (a multiple of
+    /// 8), as this writer stored it.
+    #[inline(always)]
+    pub(crate) fn read_u64(&self, at: usize) -> u64 {
+        assert!(at + 8 <= self.stride);
+        debug_assert!(at % 8 == 0);
+        // SAFETY: inside the record (asserted), which is ours: nobody else
+        // writes it (other processes may read it, which changes nothing);
+        // 8-aligned.
+        u64::from_le(unsafe { self.rec.add(at).cast::<u64>().read() })
+    }
+
     /// Stores the little-endian `u32` `w` at `at` bytes into the record (a
     /// multiple of 4).
     #[inline(always)]

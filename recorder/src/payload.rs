@@ -14,6 +14,12 @@ use crate::mapping::{ChunkCursor, RecordWriter};
 pub(crate) trait Payload {
     fn len(&self) -> usize;
     fn write(&self, sink: &mut impl Sink);
+    /// The payload as one piece, where it is one (raw bytes): written and
+    /// checksummed straight from the caller's bytes.
+    #[inline(always)]
+    fn as_bytes(&self) -> Option<&[u8]> {
+        None
+    }
 }
 
 /// Opaque bytes (`KIND_RAW`).
@@ -27,6 +33,11 @@ impl Payload for RawPayload<'_> {
     #[inline]
     fn write(&self, sink: &mut impl Sink) {
         sink.put(self.0);
+    }
+
+    #[inline(always)]
+    fn as_bytes(&self) -> Option<&[u8]> {
+        Some(self.0)
     }
 }
 
@@ -112,54 +123,18 @@ impl Payload for EventPayload<'_, '_> {
     }
 }
 
-/// Writes a record's payload straight into its chunk, after the record
-/// header, one 8-byte word at a time, and checksums each word as it goes:
-/// the payload is read once, from where the caller has it, and never read
-/// back from the chunk.
-struct WordSink<'a, E> {
-    record: RecordWriter<'a>,
-    /// Offset in the record of the next whole word.
+/// Copies a payload's pieces into the record, one after the other.
+struct PieceSink<'r, 'a> {
+    record: &'r mut RecordWriter<'a>,
+    /// Offset in the record of the next byte.
     at: usize,
-    /// Bytes of the word being filled, little-endian, and how many.
-    partial: u64,
-    filled: u32,
-    crc: Running<E>,
 }
 
-impl<E: Engine> WordSink<'_, E> {
+impl Sink for PieceSink<'_, '_> {
     #[inline(always)]
-    fn emit(&mut self, w: u64) {
-        self.record.u64_at(self.at, w);
-        self.crc.word(w);
-        self.at += 8;
-    }
-}
-
-impl<E: Engine> Sink for WordSink<'_, E> {
-    #[inline(always)]
-    fn put(&mut self, mut bytes: &[u8]) {
-        if self.filled > 0 {
-            let take = bytes.len().min(8 - self.filled as usize);
-            for (i, &b) in bytes[..take].iter().enumerate() {
-                self.partial |= u64::from(b) << (8 * (self.filled as usize + i));
-            }
-            self.filled += take as u32;
-            bytes = &bytes[take..];
-            if self.filled < 8 {
-                return;
-            }
-            let w = self.partial;
-            self.emit(w);
-            (self.partial, self.filled) = (0, 0);
-        }
-        let mut words = bytes.chunks_exact(8);
-        for w in &mut words {
-            self.emit(u64::from_le_bytes(w.try_into().expect("8 bytes")));
-        }
-        for (i, &b) in words.remainder().iter().enumerate() {
-            self.partial |= u64::from(b) << (8 * i);
-        }
-        self.filled = words.remainder().len() as u32;
+    fn put(&mut self, bytes: &[u8]) {
+        self.record.bytes_at(self.at, bytes);
+        self.at += bytes.len();
     }
 }
 
@@ -219,27 +194,44 @@ fn write_record_with<E: Engine>(
     ts: u64,
     payload: &impl Payload,
 ) {
-    let mut sink = WordSink {
-        record: chunk.begin(stride(len)),
-        at: RECORD_HEADER_LEN,
-        partial: 0,
-        filled: 0,
-        crc: Running::<E>::start(seed, len as u32, seq),
-    };
-    payload.write(&mut sink);
-    debug_assert_eq!(
-        sink.at + sink.filled as usize,
-        len,
-        "payload length differs from its len()"
-    );
-    // The last word, zero-padded to the stride.
-    if sink.filled > 0 {
-        let w = sink.partial;
-        sink.emit(w);
+    let stride = stride(len);
+    let mut record = chunk.begin(stride);
+    let mut crc = Running::<E>::start(seed, len as u32, seq);
+    if let Some(bytes) = payload.as_bytes() {
+        // One piece: its words go from where the caller has it into the
+        // record and into the checksum, in one pass; the tail word padded.
+        let mut at = RECORD_HEADER_LEN;
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+            record.u64_at(at, w);
+            crc.word(w);
+            at += 8;
+        }
+        let tail = words.remainder();
+        if !tail.is_empty() {
+            let mut last = [0u8; 8];
+            last[..tail.len()].copy_from_slice(tail);
+            let w = u64::from_le_bytes(last);
+            record.u64_at(at, w);
+            crc.word(w);
+        }
+    } else {
+        // Many pieces (an event): the record's last word zero first (the
+        // padding, less than 8 bytes, lies in it), the pieces copied in
+        // after it, then the checksum over the words as stored. Only this
+        // thread writes them, and they are still in its cache.
+        record.u64_at(stride - 8, 0);
+        let mut sink = PieceSink {
+            record: &mut record,
+            at: RECORD_HEADER_LEN,
+        };
+        payload.write(&mut sink);
+        debug_assert_eq!(sink.at, len, "payload length differs from its len()");
+        for at in (RECORD_HEADER_LEN..stride).step_by(8) {
+            crc.word(record.read_u64(at));
+        }
     }
-    let WordSink {
-        mut record, crc, ..
-    } = sink;
     // KIND and FLAGS (zero) as one little-endian u32, then TS: last into
     // the checksum, so the clock read overlaps the chain over the payload.
     let kind_flags = u32::from(kind);
