@@ -30,7 +30,8 @@
 //! lost.
 //!
 //! Files and rings go to `BENCH_DIR` (default: the temp dir). Knobs:
-//! `BENCH_OPS` (events per run and thread, default 100 000), `BENCH_RUNS`
+//! `BENCH_CAPACITY_MIB` (the ring, default 64), `BENCH_OPS` (events per run
+//! and thread, default 100 000), `BENCH_RUNS`
 //! (runs per case, default 5), `BENCH_ONLY` (`blackbox`, `nonblocking`,
 //! `fmtfile`, `raw`, `floor`: that case alone).
 
@@ -50,7 +51,6 @@ use recorder::{BlackboxLayer, Field, Level, Recorder};
 use tracing::Dispatch;
 use tracing_subscriber::prelude::*;
 
-const RING_CAPACITY: u64 = 64 << 20;
 const MESSAGE: &str = "request handled";
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -58,6 +58,12 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.replace('_', "").parse().ok())
         .unwrap_or(default)
+}
+
+/// The ring's size: `BENCH_CAPACITY_MIB`, default 64 (larger than the
+/// caches, so every new line of the ring is a miss, as in a service).
+fn ring_capacity() -> u64 {
+    env_usize("BENCH_CAPACITY_MIB", 64) as u64 * (1 << 20)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,7 +152,7 @@ fn sink(case: Case, path: &Path) -> Sink {
         Case::Blackbox | Case::Raw => {
             let rec = Arc::new(
                 Recorder::builder(path)
-                    .capacity(RING_CAPACITY)
+                    .capacity(ring_capacity())
                     .heartbeat(None)
                     .program("tracing-bench")
                     .create()
@@ -459,13 +465,20 @@ fn main() {
     println!("{:<48} {:>8} {:>10}", "target", "value", "");
     println!("{}", "-".repeat(70));
     if let Some(b) = find(Case::Blackbox) {
+        // Absolute figures travel badly between machines: the targets are
+        // ratios to what was measured in this run.
         println!(
-            "{:<48} {:>8.1} {:>10} {}",
-            "blackbox Layer, ns/event, 1 thread",
-            b.one.ns,
-            "<= 150",
-            verdict(b.one.ns <= 150.0)
+            "{:<48} {:>8.1} {:>10}",
+            "blackbox Layer, ns/event, 1 thread", b.one.ns, "-"
         );
+        if let Some(raw) = find(Case::Raw) {
+            println!(
+                "{:<48} {:>8.2} {:>10}",
+                "blackbox Layer / Recorder::log, 1 thread",
+                b.one.ns / raw.one.ns,
+                "-"
+            );
+        }
         println!(
             "{:<48} {:>8.1} {:>10}",
             "blackbox Layer, M events/s, 2 threads", b.two.mops, "-"
@@ -476,13 +489,16 @@ fn main() {
                 "{:<48} {:>8.1} {:>10} {}",
                 "non_blocking / blackbox Layer, 1 thread",
                 r,
-                ">= 8",
-                verdict(r >= 8.0)
+                ">= 10",
+                verdict(r >= 10.0)
             );
             let r2 = nb.two.ns / b.two.ns;
             println!(
-                "{:<48} {:>8.1} {:>10}",
-                "non_blocking / blackbox Layer, 2 threads", r2, "-"
+                "{:<48} {:>8.1} {:>10} {}",
+                "non_blocking / blackbox Layer, 2 threads",
+                r2,
+                ">= 10",
+                verdict(r2 >= 10.0)
             );
         }
         if let Some(lost) = b.lost {

@@ -54,10 +54,12 @@ pub mod crash;
 mod create;
 mod error;
 mod event;
+#[cfg(any(feature = "log", feature = "tracing"))]
+mod event_buf;
 mod heartbeat;
 pub mod layout;
 pub mod lock;
-#[cfg(any(feature = "log", feature = "tracing"))]
+#[cfg(feature = "log")]
 pub mod log_adapter;
 mod mapping;
 mod memory;

@@ -287,6 +287,18 @@ impl Shared {
         Ok(at.seq)
     }
 
+    /// Appends an event payload the adapters encoded
+    /// ([`crate::event_buf::EventBuf`]), which fits the record limit.
+    #[cfg(any(feature = "log", feature = "tracing"))]
+    pub(crate) fn log_encoded(&self, level: Level, payload: &[u8]) -> Result<Seq, AppendError> {
+        debug_assert!(RECORD_HEADER_LEN + payload.len() <= self.max_record_len);
+        let at = publish(self, KIND_EVENT, &RawPayload(payload))?;
+        if level.code() >= self.snapshot_level {
+            self.request_snapshot(at);
+        }
+        Ok(at.seq)
+    }
+
     /// Appends an event as a writer of its own, never through the calling
     /// thread's writer: for the fatal-signal handler (`shm-layout.md`, 8.6).
     pub(crate) fn log_alone(
@@ -453,7 +465,8 @@ impl Recorder {
     }
 
     /// The ring's shared state, for the crate's other append paths
-    /// (typed records).
+    /// (typed records, the adapters' encoded events).
+    #[cfg(any(feature = "log", feature = "tracing", feature = "typed-codec"))]
     pub(crate) fn shared(&self) -> &Shared {
         &self.shared
     }

@@ -47,18 +47,16 @@
 //!
 //! # Allocation and cuts
 //!
-//! `on_event` allocates nothing. An event is collected on the stack: its
-//! fields straight into the fixed array handed to the recorder, its
-//! message formatted into a byte buffer, and the text that must be copied
-//! or formatted (string and `Debug` values, the span path) into a text
-//! buffer. It is first collected with small buffers (8 fields, 128 bytes
-//! of message, 256 bytes of text), cheap to set up; an event that does not
-//! fit is collected again (its fields visited, and `Debug` impls called, a
-//! second time) with the full ones: [`MAX_EVENT_FIELDS`] fields,
-//! [`MESSAGE_CAP`] and [`TEXT_CAP`] bytes. What still does not fit is cut
-//! on a character boundary and ends in `…`; fields beyond the array are
-//! counted in `dropped_fields`. The span lookup reads the registry's span
-//! data and allocates nothing either.
+//! The event is encoded as it is visited, straight into its payload bytes,
+//! in a buffer each thread allocates once (8 KiB, on its first event) and
+//! then reuses: `on_event` allocates nothing after that, and each field is
+//! visited (each `Debug` impl called) once. The message is cut at
+//! [`MESSAGE_CAP`] bytes, the field text (strings, `Debug` values, the span
+//! path and the thread's name), all together, at [`TEXT_CAP`] bytes; a cut
+//! is on a character boundary and ends in `…`. Fields beyond the first
+//! [`MAX_EVENT_FIELDS`] are counted in `dropped_fields`. Anything cut or
+//! dropped sets the event's `EVENT_FLAG_TRUNCATED`. The span lookup reads
+//! the registry's span data and allocates nothing either.
 //!
 //! # Closing the ring
 //!
@@ -79,9 +77,9 @@ use tracing_core::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::log_adapter::{text_of, Arena, Fill, Span};
-pub use crate::log_adapter::{MESSAGE_CAP, TEXT_CAP};
-use crate::{Field, Level, Recorder, Value};
+use crate::event_buf::{with_scratch, EventBuf};
+pub use crate::event_buf::{MESSAGE_CAP, TEXT_CAP};
+use crate::{Level, Recorder};
 
 /// Most fields of an event kept (besides `spans`, `thread` and
 /// `dropped_fields`); more are dropped and counted in `dropped_fields`.
@@ -93,9 +91,6 @@ pub const MAX_SPAN_DEPTH: usize = 16;
 
 /// Separator of the span names in the `spans` field.
 pub const SPAN_SEPARATOR: char = ':';
-
-/// The fields the layer adds: `spans`, `thread`, `dropped_fields`.
-const EXTRA_FIELDS: usize = 3;
 
 /// A [`Layer`] that appends every event to a [`Recorder`]; see the
 /// [module documentation](self).
@@ -178,123 +173,25 @@ fn level(level: &tracing_core::Level) -> Level {
     }
 }
 
-/// Collects an event's message and fields into stack buffers of `M`
-/// bytes (message) and `A` bytes (text), and at most `N` fields, the
-/// layer's own included.
-///
-/// Fields go straight into the array that is handed to the recorder. Text
-/// values cannot point into the arena while it is still written, so they
-/// are stored as empty placeholders, with their range in `text`, and
-/// filled in once the event has been visited (in
-/// [`BlackboxLayer::write_event`]). The buffers live in the caller's frame,
-/// so nothing is moved or copied afterwards.
-struct Collect<'c, 'f, const N: usize, const A: usize> {
-    message: Fill<'c>,
-    arena: &'c mut Arena<A>,
-    fields: &'c mut [Field<'f>; N],
-    text: &'c mut [Span; N],
-    count: usize,
-    /// Fields the layer added (they come first).
-    own: usize,
-    dropped: u64,
-    /// Some text was cut to fit the arena.
-    cut: bool,
-}
-
-impl<'c, 'f, const N: usize, const A: usize> Collect<'c, 'f, N, A> {
-    #[inline]
-    fn new(
-        message_buf: &'c mut [u8],
-        arena: &'c mut Arena<A>,
-        fields: &'c mut [Field<'f>; N],
-        text: &'c mut [Span; N],
-    ) -> Self {
-        Collect {
-            message: Fill::new(message_buf),
-            arena,
-            fields,
-            text,
-            count: 0,
-            own: 0,
-            dropped: 0,
-            cut: false,
-        }
-    }
-
-    /// Room for one more of the event's fields: `N - EXTRA_FIELDS` of
-    /// them, besides the layer's own.
-    #[inline]
-    fn has_room(&mut self) -> bool {
-        if self.count - self.own < N - EXTRA_FIELDS {
-            return true;
-        }
-        self.dropped += 1;
-        false
-    }
-
-    /// Adds one of the layer's fields (before the event's own).
-    fn add_own_text(
-        &mut self,
-        name: &'static str,
-        write: impl FnOnce(&mut Fill<'_>) -> fmt::Result,
-    ) {
-        debug_assert_eq!(self.count, self.own, "the layer's fields come first");
-        self.add_text(name, false, write);
-        self.own = self.count;
-    }
-
-    #[inline]
-    fn add(&mut self, name: &'static str, value: Value<'static>) {
-        if self.has_room() {
-            self.fields[self.count] = Field { name, value };
-            self.count += 1;
-        }
-    }
-
-    /// Adds a text field whose text `write` puts into the arena.
-    #[inline]
-    fn add_text(
-        &mut self,
-        name: &'static str,
-        debug: bool,
-        write: impl FnOnce(&mut Fill<'_>) -> fmt::Result,
-    ) {
-        if self.has_room() {
-            let (span, cut) = self.arena.push(write);
-            self.cut |= cut;
-            self.text[self.count] = span;
-            let value = if debug {
-                Value::Debug("")
-            } else {
-                Value::Str("")
-            };
-            self.fields[self.count] = Field { name, value };
-            self.count += 1;
-        }
-    }
-
-    /// Whether anything was cut or dropped.
-    fn overflowed(&self) -> bool {
-        self.cut || self.dropped > 0 || self.message.was_cut()
-    }
-}
+/// Encodes the event's fields as they are visited.
+struct Collect<'e, 'b>(&'e mut EventBuf<'b>);
 
 #[inline]
 fn is_message(field: &TField) -> bool {
     field.name() == "message"
 }
 
-impl<const N: usize, const A: usize> Visit for Collect<'_, '_, N, A> {
+impl Visit for Collect<'_, '_> {
     fn record_f64(&mut self, field: &TField, value: f64) {
-        self.add(field.name(), Value::F64(value));
+        self.0.f64(field.name(), value);
     }
 
     fn record_i64(&mut self, field: &TField, value: i64) {
-        self.add(field.name(), Value::I64(value));
+        self.0.i64(field.name(), value);
     }
 
     fn record_u64(&mut self, field: &TField, value: u64) {
-        self.add(field.name(), Value::U64(value));
+        self.0.u64(field.name(), value);
     }
 
     fn record_i128(&mut self, field: &TField, value: i128) {
@@ -312,33 +209,29 @@ impl<const N: usize, const A: usize> Visit for Collect<'_, '_, N, A> {
     }
 
     fn record_bool(&mut self, field: &TField, value: bool) {
-        self.add(field.name(), Value::Bool(value));
+        self.0.bool(field.name(), value);
     }
 
     fn record_str(&mut self, field: &TField, value: &str) {
         if is_message(field) {
-            let _ = self.message.write_str(value);
+            self.0.message(|c| c.write_str(value));
         } else {
-            self.add_text(field.name(), false, |f| f.write_str(value));
+            self.0.text(field.name(), false, |c| c.write_str(value));
         }
     }
 
     fn record_debug(&mut self, field: &TField, value: &dyn fmt::Debug) {
         if is_message(field) {
-            let _ = write!(self.message, "{value:?}");
+            self.0.message(|c| write!(c, "{value:?}"));
         } else {
-            self.add_text(field.name(), true, |f| write!(f, "{value:?}"));
+            self.0.text(field.name(), true, |c| write!(c, "{value:?}"));
         }
     }
 }
 
-/// Writes the names of the spans around the event, outermost first, into
-/// the arena.
-fn span_path<S, const N: usize, const A: usize>(
-    ctx: &Context<'_, S>,
-    event: &Event<'_>,
-    c: &mut Collect<'_, '_, N, A>,
-) where
+/// Adds the names of the spans around the event, outermost first.
+fn span_path<S>(ctx: &Context<'_, S>, event: &Event<'_>, e: &mut EventBuf<'_>)
+where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     let Some(scope) = ctx.event_scope(event) else {
@@ -356,7 +249,7 @@ fn span_path<S, const N: usize, const A: usize>(
         names[depth] = span.name();
         depth += 1;
     }
-    c.add_own_text("spans", |f| {
+    e.own_text("spans", |f| {
         if deeper {
             f.write_str("…")?;
             f.write_char(SPAN_SEPARATOR)?;
@@ -371,93 +264,34 @@ fn span_path<S, const N: usize, const A: usize>(
     });
 }
 
-/// The fast path's buffers: most events fit, and small buffers are cheap
-/// to set up. An event that does not fit is written again with the full
-/// buffers ([`MAX_EVENT_FIELDS`], [`MESSAGE_CAP`], [`TEXT_CAP`]).
-const SMALL_FIELDS: usize = 8;
-const SMALL_MESSAGE: usize = 128;
-const SMALL_TEXT: usize = 256;
-
-impl BlackboxLayer {
-    /// Collects and appends the event with buffers of the given sizes.
-    /// Returns `false`, having appended nothing, if `retry` and something
-    /// did not fit.
-    #[inline(always)]
-    fn write_event<S, const N: usize, const M: usize, const A: usize>(
-        &self,
-        event: &Event<'_>,
-        ctx: &Context<'_, S>,
-        retry: bool,
-    ) -> bool
-    where
-        S: Subscriber + for<'a> LookupSpan<'a>,
-    {
-        let mut message_buf = [0u8; M];
-        let mut arena = Arena::<A>::new();
-        let mut fields = [Field::new("", false); N];
-        let mut text = [Span::default(); N];
-        let mut c = Collect::new(&mut message_buf, &mut arena, &mut fields, &mut text);
-        // The layer's fields first: the span path, the thread's name.
-        if self.spans {
-            span_path(ctx, event, &mut c);
-        }
-        if self.thread_names {
-            let current = std::thread::current();
-            let name = current.name().unwrap_or("");
-            c.add_own_text("thread", |f| f.write_str(name));
-        }
-        event.record(&mut c);
-        if retry && c.overflowed() {
-            return false;
-        }
-        let mut count = c.count;
-        let message_len = c.message.len();
-        if c.dropped > 0 {
-            fields[count] = Field::new("dropped_fields", c.dropped);
-            count += 1;
-        }
-        // Fill in the text values, now that the arena is only read.
-        for (field, &span) in fields[..count].iter_mut().zip(text.iter()) {
-            match field.value {
-                Value::Str(_) => field.value = Value::Str(arena.get(span)),
-                Value::Debug(_) => field.value = Value::Debug(arena.get(span)),
-                _ => {}
-            }
-        }
-        let message = text_of(&message_buf[..message_len]);
-        let meta = event.metadata();
-        // A lapped append is counted in the ring itself; nothing to do here.
-        let _ = self.rec.log(
-            level(meta.level()),
-            meta.target(),
-            message,
-            &fields[..count],
-        );
-        true
-    }
-
-    /// The slow path: an event that did not fit the small buffers.
-    #[cold]
-    #[inline(never)]
-    fn write_large_event<S>(&self, event: &Event<'_>, ctx: &Context<'_, S>)
-    where
-        S: Subscriber + for<'a> LookupSpan<'a>,
-    {
-        self.write_event::<S, { MAX_EVENT_FIELDS + EXTRA_FIELDS }, MESSAGE_CAP, TEXT_CAP>(
-            event, ctx, false,
-        );
-    }
-}
-
 impl<S> Layer<S> for BlackboxLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        if !self.write_event::<S, { SMALL_FIELDS + EXTRA_FIELDS }, SMALL_MESSAGE, SMALL_TEXT>(
-            event, &ctx, true,
-        ) {
-            self.write_large_event(event, &ctx);
-        }
+        let meta = event.metadata();
+        let level = level(meta.level());
+        with_scratch(|buf| {
+            let mut e = EventBuf::start(
+                buf,
+                self.rec.max_record_len(),
+                level,
+                meta.target(),
+                MAX_EVENT_FIELDS,
+            );
+            // The layer's fields first: the span path, the thread's name.
+            if self.spans {
+                span_path(&ctx, event, &mut e);
+            }
+            if self.thread_names {
+                let current = std::thread::current();
+                let name = current.name().unwrap_or("");
+                e.own_text("thread", |f| f.write_str(name));
+            }
+            event.record(&mut Collect(&mut e));
+            // A dropped append is counted in the ring itself; nothing to
+            // do here.
+            let _ = self.rec.shared().log_encoded(level, e.finish());
+        });
     }
 }
