@@ -271,10 +271,7 @@ const CONSTANTS: &[(&str, Code)] = &[
     ("T_CODEC", Code::Int(l::T_CODEC as u128)),
     ("TYPED_FIXED_LEN", Code::Int(l::TYPED_FIXED_LEN as u128)),
     ("MAX_TYPE_NAME", Code::Int(l::MAX_TYPE_NAME as u128)),
-    (
-        "TYPED_CODEC_BINCODE",
-        Code::Int(l::TYPED_CODEC_BINCODE as u128),
-    ),
+    ("TYPED_CODEC_CBOR", Code::Int(l::TYPED_CODEC_CBOR as u128)),
     ("STATE_CREATING", Code::Int(l::STATE_CREATING as u128)),
     ("STATE_RUNNING", Code::Int(l::STATE_RUNNING as u128)),
     ("STATE_EXITED", Code::Int(l::STATE_EXITED as u128)),
@@ -1561,7 +1558,7 @@ fn example_event_payload() -> Vec<u8> {
 fn example_typed_payload() -> Vec<u8> {
     let mut p = vec![0u8; l::TYPED_FIXED_LEN];
     p[l::T_NAME_LEN..l::T_NAME_LEN + 2].copy_from_slice(&(TYPED_NAME.len() as u16).to_le_bytes());
-    p[l::T_CODEC] = l::TYPED_CODEC_BINCODE;
+    p[l::T_CODEC] = l::TYPED_CODEC_CBOR;
     p.extend_from_slice(TYPED_NAME.as_bytes());
     p.extend(recorder::typed::codec::encode_to_vec(&TYPED_VALUE).expect("encode"));
     p

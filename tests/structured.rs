@@ -14,8 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::{assert_contiguous, demo_counters, read_json, run, stderr, TempDir};
-use recorder::layout::{KIND_TYPED, R_KIND, TYPED_CODEC_BINCODE};
-use recorder::typed::codec;
+use recorder::layout::{KIND_TYPED, R_KIND, TYPED_CODEC_CBOR};
 use recorder::{BlackboxLayer, BlackboxLogger, Field, Level, Recorder};
 use serde_json::{json, Value};
 use tracing_subscriber::prelude::*;
@@ -294,26 +293,6 @@ fn read_filters_by_target_prefix_with_level_and_since() {
 // ---------------------------------------------------------------------------
 // Typed records.
 
-/// The demo's typed `Sample`, as a reader program declares it.
-#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
-struct Sample {
-    i: i64,
-    label: String,
-    ratio: f64,
-    tags: Vec<String>,
-    flag: Option<bool>,
-}
-
-fn sample() -> Sample {
-    Sample {
-        i: -5,
-        label: "typed".into(),
-        ratio: 0.25,
-        tags: vec!["a".into(), "b".into()],
-        flag: Some(true),
-    }
-}
-
 /// A typed payload laid out as `shm-layout.md` says.
 fn typed_payload(name: &str, codec_id: u8, value: &[u8]) -> Vec<u8> {
     let mut p = (name.len() as u16).to_le_bytes().to_vec();
@@ -337,8 +316,76 @@ fn retag_as_typed(ring: &Path, seq: u64) {
     std::fs::write(ring, file).unwrap();
 }
 
+/// A user's type, unknown to the `blackbox` binary: nested structs, enums
+/// of every shape, a `Vec`, an `Option`, a map with integer keys.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+struct Order {
+    id: u64,
+    customer: Customer,
+    items: Vec<Item>,
+    status: Status,
+    history: Vec<Status>,
+    note: Option<String>,
+    stock: std::collections::BTreeMap<u32, i64>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+struct Customer {
+    name: String,
+    tier: Tier,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+enum Tier {
+    Free,
+    Paid { seats: u16 },
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+struct Item {
+    sku: String,
+    qty: u32,
+    price: f64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+enum Status {
+    New,
+    Paid(f64),
+    Shipped { carrier: String, parcels: Vec<u32> },
+}
+
+fn order() -> Order {
+    Order {
+        id: 1 << 40,
+        customer: Customer {
+            name: "Ada".into(),
+            tier: Tier::Paid { seats: 3 },
+        },
+        items: vec![
+            Item {
+                sku: "tea".into(),
+                qty: 2,
+                price: 3.5,
+            },
+            Item {
+                sku: "cup".into(),
+                qty: 1,
+                price: -0.25,
+            },
+        ],
+        status: Status::Shipped {
+            carrier: "post".into(),
+            parcels: vec![7, 8],
+        },
+        history: vec![Status::New, Status::Paid(10.5)],
+        note: None,
+        stock: [(1, -3), (20, 40)].into(),
+    }
+}
+
 #[test]
-fn typed_records_show_by_type_name_and_decode_into_their_type() {
+fn any_user_type_shows_as_json_in_the_cli_and_decodes_into_its_type() {
     let dir = TempDir::new("structured-typed");
     let ring = dir.path("typed.ring");
     let rec = Recorder::builder(&ring)
@@ -346,25 +393,15 @@ fn typed_records_show_by_type_name_and_decode_into_their_type() {
         .heartbeat(None)
         .create()
         .unwrap();
-    let tuple_name = std::any::type_name::<(u32, String)>();
-    let tuple = (7u32, String::from("unknown to the CLI"));
+    rec.record(&order()).unwrap();
+    rec.record_as("app::Pair", &(7u32, "x")).unwrap();
     let payloads = [
-        // Known to the CLI (the demo's type): shown as JSON.
-        typed_payload(
-            "blackbox::demo::Sample",
-            TYPED_CODEC_BINCODE,
-            &codec::encode_to_vec(&sample()).unwrap(),
-        ),
-        // Unknown to the CLI: shown as its type name and hex bytes.
-        typed_payload(
-            tuple_name,
-            TYPED_CODEC_BINCODE,
-            &codec::encode_to_vec(&tuple).unwrap(),
-        ),
-        // Known name, bytes that are not a Sample: hex, with the reason.
-        typed_payload("blackbox::demo::Sample", TYPED_CODEC_BINCODE, &[1, 2, 3]),
+        // An unknown codec: the type name and the bytes, with the reason.
+        typed_payload("app::Future", 9, &[1, 2, 3]),
+        // Codec 2, but not CBOR: the bytes, with the reason.
+        typed_payload("app::Broken", TYPED_CODEC_CBOR, &[0xff, 0x00]),
         // A type name that runs past the payload: malformed.
-        vec![200, 0, TYPED_CODEC_BINCODE, 0, b'x'],
+        vec![200, 0, TYPED_CODEC_CBOR, 0, b'x'],
     ];
     let seqs: Vec<u64> = payloads.iter().map(|p| rec.append(p).unwrap()).collect();
     rec.log(Level::Info, "app", "after", &[]).unwrap();
@@ -375,31 +412,34 @@ fn typed_records_show_by_type_name_and_decode_into_their_type() {
     let o = run(&["verify", ring.to_str().unwrap()]);
     assert!(o.status.success(), "retagged ring verifies: {}", stderr(&o));
 
-    // The CLI, in another process.
+    // The CLI, in another process, knows none of these types.
     let records = read_json(&ring, &[]);
-    assert_eq!(records.len(), 5);
-    let known = &records[0];
-    assert_eq!(known["kind"], "typed", "{known}");
-    assert_eq!(known["type"], "blackbox::demo::Sample", "{known}");
+    assert_eq!(records.len(), 6);
+    let shown = &records[0];
+    assert_eq!(shown["kind"], "typed", "{shown}");
+    assert_eq!(shown["type"], std::any::type_name::<Order>(), "{shown}");
+    assert_eq!(shown["value"], serde_json::to_value(order()).unwrap());
     assert_eq!(
-        known["value"],
-        json!({"i": -5, "label": "typed", "ratio": 0.25, "tags": ["a", "b"], "flag": true}),
-        "{known}"
+        shown["value"]["status"]["Shipped"]["parcels"],
+        json!([7, 8])
     );
-    let unknown = &records[1];
-    assert_eq!(unknown["kind"], "typed", "{unknown}");
-    assert_eq!(unknown["type"], tuple_name, "{unknown}");
-    assert!(unknown.get("value").is_none(), "{unknown}");
-    let hex: String = codec::encode_to_vec(&tuple)
-        .unwrap()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    assert_eq!(unknown["bytes_hex"], hex, "{unknown}");
-    let broken = &records[2];
-    assert_eq!(broken["bytes_hex"], "010203", "{broken}");
+    assert_eq!(shown["value"]["stock"], json!({"1": -3, "20": 40}));
+    assert_eq!(records[1]["type"], "app::Pair");
+    assert_eq!(records[1]["value"], json!([7, "x"]));
+    let future = &records[2];
+    assert_eq!(future["type"], "app::Future", "{future}");
+    assert_eq!(future["bytes_hex"], "010203", "{future}");
+    assert!(future.get("value").is_none(), "{future}");
+    assert!(
+        future["decode_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("codec 9")),
+        "{future}"
+    );
+    let broken = &records[3];
+    assert_eq!(broken["bytes_hex"], "ff00", "{broken}");
     assert!(broken["decode_error"].is_string(), "{broken}");
-    let malformed = &records[3];
+    let malformed = &records[4];
     assert_eq!(malformed["kind"], "typed", "{malformed}");
     assert!(malformed.get("type").is_none(), "{malformed}");
     assert!(
@@ -408,7 +448,7 @@ fn typed_records_show_by_type_name_and_decode_into_their_type() {
             .is_some_and(|e| e.contains("type name")),
         "{malformed}"
     );
-    let o = run(&["read", ring.to_str().unwrap(), "--target", "(u32"]);
+    let o = run(&["read", ring.to_str().unwrap(), "--target", "app::Pair"]);
     let text = common::stdout(&o);
     assert_eq!(
         text.lines().count(),
@@ -416,30 +456,26 @@ fn typed_records_show_by_type_name_and_decode_into_their_type() {
         "--target matches type names: {text}"
     );
     assert!(
-        text.contains(&format!(
-            "TYPED {tuple_name} {} bytes: {hex}",
-            hex.len() / 2
-        )),
+        text.contains(r#"TYPED app::Pair 4 bytes: [7,"x"]"#),
         "{text}"
     );
 
     // The library decodes them back into their types.
     let r = reader::Ring::open(&ring).unwrap();
     let snap = r.snapshot().unwrap();
-    let tuples: Vec<_> = reader::typed::records_of::<(u32, String)>(&snap).collect();
-    assert_eq!(tuples.len(), 1);
-    assert_eq!(tuples[0].1, Ok(tuple.clone()));
-    let first = &snap.records[0];
-    let typed = reader::typed::typed_record(&snap, first).unwrap();
+    let orders: Vec<_> = reader::typed::records_of::<Order>(&snap).collect();
+    assert_eq!(orders.len(), 1);
+    assert_eq!(orders[0].1, Ok(order()));
+    let pair = reader::typed::typed_record(&snap, &snap.records[1]).unwrap();
     assert_eq!(
-        typed.decode_named::<Sample>("blackbox::demo::Sample"),
-        Ok(sample())
+        pair.decode_named::<(u32, String)>("app::Pair"),
+        Ok((7, "x".to_string()))
     );
     assert!(matches!(
-        typed.decode::<Sample>(),
+        pair.decode::<(u32, String)>(),
         Err(reader::typed::TypedError::OtherType { .. })
     ));
-    assert!(reader::typed::decode_record::<Sample>(&snap, &snap.records[4]).is_err());
+    assert!(reader::typed::decode_record::<Order>(&snap, &snap.records[5]).is_err());
 }
 
 /// Typed records written by `Recorder::record` (needs the recorder's

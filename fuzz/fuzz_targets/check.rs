@@ -483,7 +483,9 @@ fn decode(kind: u16, payload: &[u8]) {
         }
         KIND_TYPED => {
             if let Ok(t) = reader::typed::parse_typed(payload) {
-                // A few shapes, so bincode meets lengths, strings and options.
+                // Any value as JSON (what `read` shows), then a few shapes,
+                // so the CBOR decoder meets lengths, strings and options.
+                let _ = t.to_json();
                 let _ = t.decode_as::<(u32, String)>();
                 let _ = t.decode_as::<Vec<String>>();
                 let _ = t.decode_as::<(i64, Option<bool>, Vec<u64>)>();

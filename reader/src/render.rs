@@ -9,7 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use recorder::layout::{KIND_EVENT, KIND_RAW, KIND_TYPED};
 use serde_json::{json, Map, Value};
 
-use crate::typed::{parse_typed, JsonTypes, Typed, TypedError};
+use crate::typed::{parse_typed, Typed, TypedError};
 use crate::{decode_event, Event, FieldValue, Gap, Record, Snapshot, State};
 
 /// RFC 3339 in UTC with nanoseconds, e.g. `2026-11-23T19:49:29.123456789Z`.
@@ -22,11 +22,11 @@ pub fn rfc3339(unix_ns: u64) -> String {
 pub enum Shown<'a> {
     /// A well-formed event.
     Event(Event<'a>),
-    /// A typed record: its type name and bytes, and its value as JSON when
-    /// the reader knows the type ([`known_types`]).
+    /// A typed record: its type name and bytes, and its value as JSON (or
+    /// why it could not be had).
     Typed {
         typed: Typed<'a>,
-        value: Option<Result<Value, TypedError>>,
+        value: Result<Value, TypedError>,
     },
     /// Anything else: raw bytes, an unknown kind, or an event or typed
     /// record that does not decode (with the reason).
@@ -52,7 +52,7 @@ pub fn show<'a>(snap: &'a Snapshot, record: &Record) -> Shown<'a> {
     } else if record.kind == KIND_TYPED {
         match parse_typed(payload) {
             Ok(typed) => {
-                let value = known_types().to_json(&typed);
+                let value = typed.to_json();
                 Shown::Typed { typed, value }
             }
             Err(e) => Shown::Bytes {
@@ -66,50 +66,6 @@ pub fn show<'a>(snap: &'a Snapshot, record: &Record) -> Shown<'a> {
             kind: record.kind,
             bytes: payload,
             problem: None,
-        }
-    }
-}
-
-/// The types the reader shows as JSON: the demo's own ([`Sample`]). Every
-/// other typed record is shown by its type name and its bytes in hex.
-pub fn known_types() -> &'static JsonTypes {
-    static TYPES: std::sync::OnceLock<JsonTypes> = std::sync::OnceLock::new();
-    TYPES.get_or_init(|| {
-        let mut types = JsonTypes::new();
-        types.register_as::<Sample>(SAMPLE_TYPE);
-        types
-    })
-}
-
-/// The name `blackbox demo --every-type` stores its typed record under.
-pub const SAMPLE_TYPE: &str = "blackbox::demo::Sample";
-
-/// The typed record `blackbox demo --every-type` writes (when built with
-/// typed records).
-#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
-pub struct Sample {
-    /// A signed integer.
-    pub i: i64,
-    /// A string.
-    pub label: String,
-    /// A float.
-    pub ratio: f64,
-    /// A list.
-    pub tags: Vec<String>,
-    /// An optional flag.
-    pub flag: Option<bool>,
-}
-
-impl Sample {
-    /// The sample `--every-type` writes.
-    #[cfg_attr(not(feature = "typed"), allow(dead_code))]
-    pub fn demo() -> Sample {
-        Sample {
-            i: -5,
-            label: "typed".into(),
-            ratio: 0.25,
-            tags: vec!["a".into(), "b".into()],
-            flag: Some(true),
         }
     }
 }
@@ -217,9 +173,8 @@ fn text_body(record: &Record, shown: &Shown<'_>) -> String {
         }
         Shown::Typed { typed, value } => {
             let shown = match value {
-                Some(Ok(v)) => v.to_string(),
-                Some(Err(e)) => format!("({e}) {}", hex(typed.bytes, 64)),
-                None => hex(typed.bytes, 64),
+                Ok(v) => v.to_string(),
+                Err(e) => format!("({e}) {}", hex(typed.bytes, 64)),
             };
             format!(
                 "{ts} TYPED {} {} bytes: {shown}",
@@ -283,13 +238,12 @@ pub fn json(record: &Record, gap_before: Option<&Gap>, shown: &Shown<'_>) -> Val
             o.insert("type".into(), json!(typed.type_name));
             o.insert("bytes_hex".into(), json!(hex(typed.bytes, usize::MAX)));
             match value {
-                Some(Ok(v)) => {
+                Ok(v) => {
                     o.insert("value".into(), v.clone());
                 }
-                Some(Err(e)) => {
+                Err(e) => {
                     o.insert("decode_error".into(), json!(e.to_string()));
                 }
-                None => {}
             }
         }
         Shown::Bytes { bytes, problem, .. } => {

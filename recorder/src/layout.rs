@@ -355,9 +355,9 @@ pub const T_CODEC: usize = 2;
 pub const TYPED_FIXED_LEN: usize = 4;
 /// Longest type name a writer stores (longer names are cut).
 pub const MAX_TYPE_NAME: usize = 1024;
-/// Codec: serde's data model in bincode 1's wire format (little-endian
-/// fixed-width integers, `u64` lengths, `u32` enum variant indexes).
-pub const TYPED_CODEC_BINCODE: u8 = 1;
+/// Codec: the value's serde data model in CBOR (RFC 8949), as `ciborium`
+/// maps it: self-describing (`shm-layout.md`, 6a).
+pub const TYPED_CODEC_CBOR: u8 = 2;
 
 // Standard event payload, right after the record header (offsets from the
 // payload start).

@@ -1,6 +1,7 @@
 //! Typed records: any `T: Serialize`, stored as its type name and its
-//! bincode encoding in a `KIND_TYPED` record, and decoded back into `T` by
-//! the reader library.
+//! CBOR encoding (RFC 8949) in a `KIND_TYPED` record. Any reader shows the
+//! value (`blackbox read` as JSON), and the reader library decodes it back
+//! into `T`.
 //!
 //! ```text
 //! #[derive(serde::Serialize, serde::Deserialize)]
@@ -8,7 +9,7 @@
 //!
 //! rec.record(&Order { id: 7, items: vec!["tea".into()], total: 3.5 })?;
 //! // later, in another process (the reader library):
-//! let order: Order = reader::typed::decode_record(&snap, record)?;
+//! let order: Order = blackbox_reader::typed::decode_record(&snap, record)?;
 //! ```
 //!
 //! `Recorder::record` and `Recorder::record_as` come with the `typed`
@@ -20,9 +21,14 @@
 //! type name's length and the codec), the type name
 //! ([`std::any::type_name`] unless given, at most [`MAX_TYPE_NAME`] bytes),
 //! then the value as [`codec`] encodes it, up to the end of the payload.
-//! The codec is serde's data model in bincode 1's wire format, so any
-//! bincode-1-compatible decoder (bincode 1.3, bincode 2 with
-//! `config::legacy()`, wincode) reads it without this crate.
+//!
+//! The codec is CBOR as serde's data model maps onto it (the `ciborium`
+//! crate): self-describing, so a reader needs no schema and no Rust. A
+//! struct is a map from field names to values, a sequence an array, an
+//! enum variant its name (unit) or a one-entry map from its name to its
+//! content, `None` null. Every record carries its field names: larger
+//! records than a schema-less binary codec, traded for records that any
+//! reader, in any language, can show.
 //!
 //! # Cost
 //!
@@ -48,36 +54,43 @@ impl std::fmt::Display for CodecError {
 
 impl std::error::Error for CodecError {}
 
-/// The value codec: the one place that names bincode.
-///
-/// bincode 2.0.1 is pinned (`=2.0.1`): 3.0.0 is a tombstone release that
-/// does not compile, and the crate is unmaintained (RUSTSEC-2025-0141). It
-/// is used with `config::legacy()`: bincode 1's wire format, which
-/// maintained crates (wincode) also speak, so this module can change crates
-/// without changing a byte on disk.
+/// The value codec: the one place that names the CBOR crate.
 pub mod codec {
-    use bincode::enc::write::{SizeWriter, Writer};
-    use bincode::error::EncodeError;
+    use std::io;
+
     use serde::de::DeserializeOwned;
     use serde::Serialize;
 
     use super::CodecError;
 
-    /// Most bytes a decode may claim for strings and containers: a hostile
-    /// length costs at most this much memory.
-    pub const DECODE_LIMIT: usize = 4 << 20;
+    /// Deepest nesting a decode follows; deeper input is refused rather
+    /// than exhausting the stack.
+    pub const DECODE_DEPTH: usize = 128;
+
+    /// Counts the bytes written to it.
+    struct Count(usize);
+
+    impl io::Write for Count {
+        #[inline]
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
 
     /// Bytes `value` encodes to.
     ///
     /// # Errors
     ///
-    /// The value's `Serialize` fails, or uses what bincode cannot encode (a
-    /// sequence of unknown length).
+    /// The value's `Serialize` fails.
     pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<usize, CodecError> {
-        let mut size = SizeWriter::default();
-        bincode::serde::encode_into_writer(value, &mut size, bincode::config::legacy())
+        let mut count = Count(0);
+        ciborium::ser::into_writer(value, &mut count)
             .map_err(|e| CodecError(format!("cannot encode the value: {e}")))?;
-        Ok(size.bytes_written)
+        Ok(count.0)
     }
 
     /// Encodes `value`, handing its bytes to `out` in order; at most
@@ -93,20 +106,23 @@ pub mod codec {
             out: &'o mut F,
             left: usize,
         }
-        impl<F: FnMut(&[u8])> Writer for To<'_, F> {
+        impl<F: FnMut(&[u8])> io::Write for To<'_, F> {
             #[inline]
-            fn write(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
+            fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
                 let n = bytes.len().min(self.left);
                 (self.out)(&bytes[..n]);
                 self.left -= n;
                 if n < bytes.len() {
-                    return Err(EncodeError::UnexpectedEnd);
+                    return Err(io::ErrorKind::WriteZero.into());
                 }
+                Ok(n)
+            }
+            fn flush(&mut self) -> io::Result<()> {
                 Ok(())
             }
         }
         let mut to = To { out, left: limit };
-        let _ = bincode::serde::encode_into_writer(value, &mut to, bincode::config::legacy());
+        let _ = ciborium::ser::into_writer(value, &mut to);
         limit - to.left
     }
 
@@ -117,27 +133,29 @@ pub mod codec {
     ///
     /// As [`encoded_len`].
     pub fn encode_to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
-        bincode::serde::encode_to_vec(value, bincode::config::legacy())
-            .map_err(|e| CodecError(format!("cannot encode the value: {e}")))
+        let mut out = Vec::new();
+        ciborium::ser::into_writer(value, &mut out)
+            .map_err(|e| CodecError(format!("cannot encode the value: {e}")))?;
+        Ok(out)
     }
 
     /// Decodes a `T` from exactly `bytes`.
     ///
-    /// Bounded: strings and containers may claim at most [`DECODE_LIMIT`]
-    /// bytes, so hostile lengths cannot make it allocate without bound.
+    /// Bounded: nesting deeper than [`DECODE_DEPTH`] is refused, and no
+    /// length in the input is trusted beyond the bytes that are there.
     ///
     /// # Errors
     ///
-    /// The bytes end early, hold an invalid value for `T`, claim too much,
+    /// The bytes end early, hold an invalid value for `T`, nest too deep,
     /// or have bytes left over after the value (not a `T`).
     pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-        let config = bincode::config::legacy().with_limit::<DECODE_LIMIT>();
-        let (value, used) = bincode::serde::decode_from_slice(bytes, config)
+        let mut rest = bytes;
+        let value = ciborium::de::from_reader_with_recursion_limit(&mut rest, DECODE_DEPTH)
             .map_err(|e| CodecError(format!("cannot decode the value: {e}")))?;
-        if used != bytes.len() {
+        if !rest.is_empty() {
             return Err(CodecError(format!(
                 "cannot decode the value: {} of its {} bytes are left over (another type?)",
-                bytes.len() - used,
+                rest.len(),
                 bytes.len()
             )));
         }
@@ -157,7 +175,7 @@ mod writer {
 
     use super::{codec, stored_type_name, CodecError};
     use crate::event::Sink;
-    use crate::layout::{KIND_TYPED, TYPED_CODEC_BINCODE, TYPED_FIXED_LEN};
+    use crate::layout::{KIND_TYPED, TYPED_CODEC_CBOR, TYPED_FIXED_LEN};
     use crate::payload::Payload;
     use crate::{AppendError, Recorder, Seq};
 
@@ -198,7 +216,7 @@ mod writer {
         fn write(&self, sink: &mut impl Sink) {
             let mut fixed = [0u8; TYPED_FIXED_LEN];
             fixed[..2].copy_from_slice(&(self.name.len() as u16).to_le_bytes());
-            fixed[2] = TYPED_CODEC_BINCODE;
+            fixed[2] = TYPED_CODEC_CBOR;
             sink.put(&fixed);
             sink.put(self.name.as_bytes());
             let written = codec::encode_to(self.value, self.value_len, &mut |b| sink.put(b));
@@ -283,42 +301,59 @@ mod tests {
     use super::codec;
 
     #[test]
-    fn the_codec_is_bincode_1s_wire_format() {
-        // u32 LE, then a string as u64 LE length + bytes, then Some(u8) as
-        // tag 1 + byte, then a unit enum variant as u32 LE index.
+    fn the_codec_is_cbor_as_serde_maps_onto_it() {
         #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
         enum E {
             A,
-            B,
+            B(u8),
         }
-        let value = (7u32, "hi", Some(5u8), E::B);
+        #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+        struct S {
+            n: u32,
+            s: String,
+            o: Option<u8>,
+            e: Vec<E>,
+        }
+        let value = S {
+            n: 7,
+            s: "hi".into(),
+            o: None,
+            e: vec![E::A, E::B(5)],
+        };
         let bytes = codec::encode_to_vec(&value).unwrap();
+        // RFC 8949: a map of 4 pairs; "n": 7; "s": "hi"; "o": null;
+        // "e": [ "A", { "B": 5 } ].
         assert_eq!(
             bytes,
-            [7, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, b'h', b'i', 1, 5, 1, 0, 0, 0]
+            [
+                0xa4, 0x61, b'n', 0x07, 0x61, b's', 0x62, b'h', b'i', 0x61, b'o', 0xf6, 0x61, b'e',
+                0x82, 0x61, b'A', 0xa1, 0x61, b'B', 0x05
+            ]
         );
         assert_eq!(codec::encoded_len(&value).unwrap(), bytes.len());
-        let back: (u32, String, Option<u8>, E) = codec::decode(&bytes).unwrap();
-        assert_eq!(back, (7, "hi".to_string(), Some(5), E::B));
+        assert_eq!(codec::decode::<S>(&bytes).unwrap(), value);
     }
 
     #[test]
-    fn decode_refuses_leftovers_short_input_and_huge_lengths() {
+    fn decode_refuses_leftovers_short_input_huge_lengths_and_deep_nesting() {
         let bytes = codec::encode_to_vec(&(1u64, 2u64)).unwrap();
-        assert!(codec::decode::<u64>(&bytes).is_err(), "leftover bytes");
-        assert!(codec::decode::<(u64, u64)>(&bytes[..12]).is_err(), "short");
-        // A string claiming 2^40 bytes: refused by the limit, not allocated.
-        let mut hostile = (1u64 << 40).to_le_bytes().to_vec();
-        hostile.extend_from_slice(b"abc");
+        assert!(codec::decode::<(u64, u64)>(&[bytes.clone(), vec![0]].concat()).is_err());
+        assert!(codec::decode::<(u64, u64)>(&bytes[..2]).is_err(), "short");
+        // A text string claiming 2^40 bytes, with three: refused, not
+        // allocated.
+        let hostile = [0x7b, 0, 0, 1, 0, 0, 0, 0, 0, b'a', b'b', b'c'];
         let err = codec::decode::<String>(&hostile).unwrap_err();
         assert!(err.to_string().contains("decode"), "{err}");
+        // Arrays nested 10,000 deep.
+        let deep = vec![0x81u8; 10_000];
+        assert!(codec::decode::<serde_json::Value>(&deep).is_err());
     }
 
     #[test]
     fn encode_to_stops_at_its_limit() {
         let mut got = Vec::new();
-        let n = codec::encode_to(&[1u64, 2, 3], 10, &mut |b| got.extend_from_slice(b));
-        assert_eq!(n, 10);
-        assert_eq!(got.len(), 10);
+        let n = codec::encode_to(&[1u64 << 40, 2, 3], 5, &mut |b| got.extend_from_slice(b));
+        assert_eq!(n, 5);
+        assert_eq!(got.len(), 5);
     }
 }

@@ -25,8 +25,6 @@ use recorder::{BlackboxLayer, BlackboxLogger, Field, Level, Recorder, Value};
 use tracing_subscriber::prelude::*;
 
 use super::{Die, Failure, Via};
-#[cfg(feature = "typed")]
-use crate::render::{Sample, SAMPLE_TYPE};
 
 pub struct Options {
     pub ring: Option<PathBuf>,
@@ -551,6 +549,42 @@ fn enter_memory_cgroup(limit: u64) -> Result<PathBuf, String> {
         Err(e) => {
             let _ = std::fs::remove_dir(&dir);
             Err(e)
+        }
+    }
+}
+
+/// The name `blackbox demo --every-type` stores its typed record under.
+#[cfg(feature = "typed")]
+pub const SAMPLE_TYPE: &str = "blackbox::demo::Sample";
+
+/// The typed record `blackbox demo --every-type` writes (when built with
+/// typed records).
+#[cfg(feature = "typed")]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// A signed integer.
+    pub i: i64,
+    /// A string.
+    pub label: String,
+    /// A float.
+    pub ratio: f64,
+    /// A list.
+    pub tags: Vec<String>,
+    /// An optional flag.
+    pub flag: Option<bool>,
+}
+
+#[cfg(feature = "typed")]
+impl Sample {
+    /// The sample `--every-type` writes.
+    #[cfg_attr(not(feature = "typed"), allow(dead_code))]
+    pub fn demo() -> Sample {
+        Sample {
+            i: -5,
+            label: "typed".into(),
+            ratio: 0.25,
+            tags: vec!["a".into(), "b".into()],
+            flag: Some(true),
         }
     }
 }
