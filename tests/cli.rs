@@ -10,9 +10,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use blackbox_reader::Ring;
+use blackbox_recorder::{Field, Level, Recorder, Value as FieldVal};
 use common::{read_json, run, stderr, stdout, TempDir};
-use reader::Ring;
-use recorder::{Field, Level, Recorder, Value as FieldVal};
 use serde_json::{json, Value};
 
 fn describe(o: &Output) -> String {

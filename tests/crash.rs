@@ -15,12 +15,12 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use blackbox_recorder::{Field, Level, Recorder};
 use common::{
     assert_contiguous, assert_seq_increasing, by_thread, check_runs, counter, counters_of,
     forward_lines, info_json, is_epilogue, parse_report, read_json, verify_ok, wait_or_fail,
     Reaper, TempDir,
 };
-use recorder::{Field, Level, Recorder};
 use serde_json::Value;
 
 /// Generous bound for anything a child does; a loaded 2-core machine stays

@@ -15,8 +15,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use blackbox_recorder::{CreateErrorKind, Field, Level, Recorder};
 use common::{stderr, stdout, TempDir};
-use recorder::{CreateErrorKind, Field, Level, Recorder};
 
 fn mode_of(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
@@ -306,7 +306,7 @@ fn periodic_msync_runs_on_the_heartbeat_thread() {
                 (tid.to_string(), call.trim().to_string())
             })
             .collect();
-        let records = reader::Ring::open(&ring)
+        let records = blackbox_reader::Ring::open(&ring)
             .unwrap()
             .snapshot()
             .unwrap()
@@ -324,7 +324,7 @@ fn periodic_msync_runs_on_the_heartbeat_thread() {
     // The whole file: header, chunk table (128 chunks of 8 KiB), data.
     let whole = format!(
         ", {}, MS_SYNC) = 0",
-        recorder::layout::data_offset(128) + (1 << 20)
+        blackbox_recorder::layout::data_offset(128) + (1 << 20)
     );
     assert!(
         calls.len() >= 2,
@@ -382,11 +382,11 @@ fn rings_in_a_directory_are_named_per_run_and_never_replaced() {
         assert_eq!(parts.len(), 3, "{name}");
         assert_eq!(parts[0], std::process::id().to_string(), "{name}");
         let ms: u64 = parts[1].parse().unwrap();
-        let now_ms = recorder::realtime_ns() / 1_000_000;
+        let now_ms = blackbox_recorder::realtime_ns() / 1_000_000;
         assert!(now_ms - ms < 60_000, "{name}");
         assert_eq!(parts[2], "my_app_1", "{name}");
     }
-    let ring = reader::Ring::open(&first_path).unwrap();
+    let ring = blackbox_reader::Ring::open(&first_path).unwrap();
     let snap = ring.snapshot().unwrap();
     assert_eq!(snap.records.len(), 1, "the first run's ring is intact");
     assert_eq!(ring.header().program, "my app/1");

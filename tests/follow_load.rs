@@ -23,10 +23,10 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
+use blackbox_recorder::{Field, Level, Recorder};
 use common::{forward_lines, info_json, wait_or_fail, Reaper, TempDir};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use recorder::{Field, Level, Recorder};
 use serde_json::Value;
 
 const PATIENCE: Duration = Duration::from_secs(60);

@@ -9,7 +9,7 @@
 //! status 2; damage inside a readable ring shows only records that were
 //! written and makes `verify` fail (exit 1) with one line. Valid rings are
 //! made with the recorder library and then patched at the offsets of
-//! `recorder::layout`; where a case needs a record the CRC accepts (forged
+//! `blackbox_recorder::layout`; where a case needs a record the CRC accepts (forged
 //! chunk headers, the crafted ring), the test writes the checksums itself,
 //! as anyone who can write the file can.
 //!
@@ -29,10 +29,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use blackbox_reader::{decode_event, FieldValue, Gap, Ring, Snapshot};
+use blackbox_recorder::layout::*;
+use blackbox_recorder::{Clock, Field, Level, Recorder};
 use common::TempDir;
-use reader::{decode_event, FieldValue, Gap, Ring, Snapshot};
-use recorder::layout::*;
-use recorder::{Clock, Field, Level, Recorder};
 use serde_json::{json, Value};
 
 /// A hostile file must never keep `blackbox` busy this long.
@@ -481,7 +481,7 @@ impl Ev {
         .expect("log")
     }
 
-    fn matches_event(&self, e: &reader::Event<'_>) -> bool {
+    fn matches_event(&self, e: &blackbox_reader::Event<'_>) -> bool {
         let fields: Vec<(&str, FieldValue<'_>)> = e
             .fields
             .iter()
@@ -818,7 +818,7 @@ fn forge_chunk(b: &mut [u8], g: &Geo, i: usize, edit: impl FnOnce(&mut [u8])) {
 }
 
 /// The reader library's snapshot of a ring in memory.
-fn recover(bytes: &[u8]) -> Result<Snapshot, reader::Error> {
+fn recover(bytes: &[u8]) -> Result<Snapshot, blackbox_reader::Error> {
     Ring::from_bytes(bytes.to_vec())?.snapshot()
 }
 
@@ -842,7 +842,11 @@ fn checked_clean(path: &Path, evs: &[Ev]) -> (Vec<u8>, Vec<Slot>, Vec<Value>) {
     mine.sort_unstable();
     theirs.sort_unstable();
     assert_eq!(mine, theirs, "the test's walk and the reader disagree");
-    assert_eq!(snap.totals, reader::Totals::default(), "clean ring");
+    assert_eq!(
+        snap.totals,
+        blackbox_reader::Totals::default(),
+        "clean ring"
+    );
     let seen = expect_consistent(path, "clean ring", evs);
     assert_eq!(seen.records.len(), slots.len());
     (bytes, slots, seen.records)
@@ -1024,7 +1028,11 @@ fn a_version_1_file_is_refused_in_one_line_naming_the_version() {
             );
         }
         let err = Ring::from_bytes(bytes).unwrap_err();
-        assert_eq!(err.kind(), reader::ErrorKind::Unsupported, "{name}");
+        assert_eq!(
+            err.kind(),
+            blackbox_reader::ErrorKind::Unsupported,
+            "{name}"
+        );
         assert_eq!(err.to_string(), VERSION_1_REFUSAL, "{name}");
     }
 }
@@ -2157,7 +2165,7 @@ fn every_flipped_bit_under_the_crc_costs_only_its_record() {
                 assert_eq!(keys, want, "{ctx}: window");
                 assert_eq!(
                     snap.totals,
-                    reader::Totals {
+                    blackbox_reader::Totals {
                         corrupt: 1,
                         ..Default::default()
                     },
@@ -2695,7 +2703,7 @@ fn a_ring_whose_every_slot_looks_published_is_read_in_linear_work() {
                     "{name}: every record examined is corrupt"
                 );
             } else {
-                assert_eq!(t, reader::Totals::default(), "{name}");
+                assert_eq!(t, blackbox_reader::Totals::default(), "{name}");
             }
         }));
         // The CLI finishes and reports.

@@ -3,7 +3,7 @@
 //!
 //! It reads the spec's markdown tables: a row whose first cell is a number is
 //! a field (`| offset | size | type | NAME | meaning |`), checked against
-//! `recorder::layout::H_NAME` (section "Header"), `C_NAME` ("Chunk header",
+//! `blackbox_recorder::layout::H_NAME` (section "Header"), `C_NAME` ("Chunk header",
 //! 4.2), `R_NAME` ("Record framing") or `E_NAME` ("Standard event
 //! payload"); a row whose first cell is a name in backticks is a constant
 //! (`| NAME | value | meaning |`), checked against the code's constant of
@@ -28,8 +28,8 @@ use std::fmt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use recorder::layout as l;
-use recorder::{Clock, Field, Level, Recorder};
+use blackbox_recorder::layout as l;
+use blackbox_recorder::{Clock, Field, Level, Recorder};
 
 const SPEC_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shm-layout.md");
 const LAYOUT_RS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../recorder/src/layout.rs");
@@ -254,7 +254,7 @@ const CONSTANTS: &[(&str, Code)] = &[
     ("EVENT_FIXED_LEN", Code::Int(l::EVENT_FIXED_LEN as u128)),
     (
         "EVENT_FLAG_TRUNCATED",
-        Code::Int(recorder::EVENT_FLAG_TRUNCATED as u128),
+        Code::Int(blackbox_recorder::EVENT_FLAG_TRUNCATED as u128),
     ),
     ("FIELD_I64", Code::Int(l::FIELD_I64 as u128)),
     ("FIELD_U64", Code::Int(l::FIELD_U64 as u128)),
@@ -894,7 +894,7 @@ fn field_tables_match_the_layout() {
             match code.get(name.as_str()) {
                 None => errors.push(format!(
                     "line {}: the spec lists {group} field `{name}` (offset {}), but the code \
-                     has no recorder::layout::{prefix}{name}",
+                     has no blackbox_recorder::layout::{prefix}{name}",
                     r.line, r.offset
                 )),
                 Some(&off) if off != r.offset => errors.push(format!(
@@ -921,7 +921,7 @@ fn field_tables_match_the_layout() {
         for (name, off) in &code {
             if !rows.iter().any(|r| r.name.as_deref() == Some(*name)) {
                 errors.push(format!(
-                    "the code has recorder::layout::{prefix}{name} = {off}, but shm-layout.md \
+                    "the code has blackbox_recorder::layout::{prefix}{name} = {off}, but shm-layout.md \
                      has no `{name}` row in its {group} table"
                 ));
             }
@@ -1105,7 +1105,7 @@ fn header_areas_hold_their_fields() {
         for &(name, off) in HEADER_FIELDS.iter().filter(|(n, _)| n.starts_with(prefix)) {
             if !(start..end).contains(&off) {
                 errors.push(format!(
-                    "recorder::layout::H_{name} = {off} lies outside {start_name}..{end_name} \
+                    "blackbox_recorder::layout::H_{name} = {off} lies outside {start_name}..{end_name} \
                      ({start}..{end})"
                 ));
             }
@@ -1363,7 +1363,7 @@ fn helpers_follow_the_spec_formulas() {
             b[..n].copy_from_slice(&record[at..at + n]);
             u64::from_le_bytes(b)
         };
-        let fast = recorder::checksum::record_crc(
+        let fast = blackbox_recorder::checksum::record_crc(
             seed,
             len,
             seq,
@@ -1560,7 +1560,7 @@ fn example_typed_payload() -> Vec<u8> {
     p[l::T_NAME_LEN..l::T_NAME_LEN + 2].copy_from_slice(&(TYPED_NAME.len() as u16).to_le_bytes());
     p[l::T_CODEC] = l::TYPED_CODEC_CBOR;
     p.extend_from_slice(TYPED_NAME.as_bytes());
-    p.extend(recorder::typed::codec::encode_to_vec(&TYPED_VALUE).expect("encode"));
+    p.extend(blackbox_recorder::typed::codec::encode_to_vec(&TYPED_VALUE).expect("encode"));
     p
 }
 
@@ -2445,7 +2445,7 @@ fn check_closed_ring(spec: &Spec, clock: Clock, capacity: u64, chunk: Option<u32
     let what = format!("{clock:?} ring");
     let dir = TempDir::new(&format!("closed-{clock:?}"));
     let path = dir.path("spec.ring");
-    let before = recorder::realtime_ns();
+    let before = blackbox_recorder::realtime_ns();
     let mut builder = Recorder::builder(&path)
         .capacity(capacity)
         .program("layout-spec")
@@ -2487,7 +2487,7 @@ fn check_closed_ring(spec: &Spec, clock: Clock, capacity: u64, chunk: Option<u32
     let snapshot_seq = rec.snapshot("spec snapshot").expect("ask for a snapshot");
     let refused = rec.append(&vec![0u8; rec.max_record_len()]);
     rec.close();
-    let after = recorder::realtime_ns();
+    let after = blackbox_recorder::realtime_ns();
 
     let file = std::fs::read(&path).expect("read the ring");
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
@@ -2970,7 +2970,7 @@ fn a_real_ring_has_the_memory_evidence_the_spec_describes() {
     let sampled_at = spec.offset(Header, "MEM_SAMPLED_UNIX_NS");
     let cal_at = spec.offset(Header, "CLOCK_CAL_COUNT");
 
-    let before = recorder::realtime_ns();
+    let before = blackbox_recorder::realtime_ns();
     let rec = Recorder::builder(&path)
         .capacity(64 << 10)
         .heartbeat(Some(std::time::Duration::from_millis(10)))
@@ -2992,7 +2992,7 @@ fn a_real_ring_has_the_memory_evidence_the_spec_describes() {
         .expect("append");
     let cgroup = spec_cgroup_memory();
     rec.close();
-    let after = recorder::realtime_ns();
+    let after = blackbox_recorder::realtime_ns();
     let file = std::fs::read(&path).unwrap();
     assert!(
         ready,
@@ -3085,7 +3085,7 @@ fn real_crashes_fill_the_death_area_as_the_spec_says() {
     let mut errors = Vec::new();
     for how in ["segv", "abort", "panic"] {
         let path = dir.path(&format!("{how}.ring"));
-        let before = recorder::realtime_ns();
+        let before = blackbox_recorder::realtime_ns();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_blackbox"))
             .args(["demo", "--ring"])
             .arg(&path)
@@ -3107,7 +3107,7 @@ fn real_crashes_fill_the_death_area_as_the_spec_says() {
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        let after = recorder::realtime_ns();
+        let after = blackbox_recorder::realtime_ns();
         let file = std::fs::read(&path).expect("the demo's ring");
         let (walk, ring) = check_ring_by_the_spec(&spec, &path, &file);
         errors.extend(ring.iter().map(|e| format!("--die {how}: {e}")));

@@ -440,19 +440,19 @@ fn reader_survives_a_chunk_table_racing_past_its_copy() {
 
     let dir = TempDir::new("live-table-race");
     let ring = dir.path("race.ring");
-    let rec = recorder::Recorder::builder(&ring)
+    let rec = blackbox_recorder::Recorder::builder(&ring)
         .capacity(64 << 10)
         .heartbeat(None)
         .create()
         .expect("create ring");
     for n in 0..2000u64 {
         rec.log(
-            recorder::Level::Info,
+            blackbox_recorder::Level::Info,
             "blackbox::demo",
             "demo record",
             &[
-                recorder::Field::new("t", 0u64),
-                recorder::Field::new("n", n),
+                blackbox_recorder::Field::new("t", 0u64),
+                blackbox_recorder::Field::new("n", n),
             ],
         )
         .expect("append");
@@ -466,7 +466,7 @@ fn reader_survives_a_chunk_table_racing_past_its_copy() {
             .open(&ring)
             .expect("open ring for writing");
         std::thread::spawn(move || {
-            use recorder::layout::{table_word, HEADER_LEN, H_NEXT_TICKET};
+            use blackbox_recorder::layout::{table_word, HEADER_LEN, H_NEXT_TICKET};
             let mut steps = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 for i in 0..chunks {
@@ -523,28 +523,29 @@ fn reader_survives_a_chunk_table_racing_past_its_copy() {
 fn snapshot_requests_bump_the_trigger_and_carry_a_reason() {
     let dir = TempDir::new("live-snapshot");
     let path = dir.path("snap.ring");
-    let rec = recorder::Recorder::builder(&path)
+    let rec = blackbox_recorder::Recorder::builder(&path)
         .capacity(64 << 10)
         .heartbeat(None)
-        .snapshot_level(Some(recorder::Level::Error))
+        .snapshot_level(Some(blackbox_recorder::Level::Error))
         .create()
         .unwrap();
     let look = || {
-        let ring = reader::Ring::open(&path).unwrap();
+        let ring = blackbox_reader::Ring::open(&path).unwrap();
         let header = ring.header().clone();
         let reason = ring.snapshot().unwrap().snapshot_reason(&header);
         (header.snapshot_trigger, reason)
     };
     assert_eq!(look(), (0, None));
-    rec.log(recorder::Level::Warn, "db", "slowish", &[])
+    rec.log(blackbox_recorder::Level::Warn, "db", "slowish", &[])
         .unwrap();
     assert_eq!(look(), (0, None), "WARN is below the snapshot level");
     rec.snapshot("slow request").unwrap();
     assert_eq!(look(), (1, Some("slow request".to_string())));
-    rec.log(recorder::Level::Error, "db", "timeout", &[])
+    rec.log(blackbox_recorder::Level::Error, "db", "timeout", &[])
         .unwrap();
     assert_eq!(look(), (2, Some("ERROR db: timeout".to_string())));
-    rec.log(recorder::Level::Info, "db", "fine", &[]).unwrap();
+    rec.log(blackbox_recorder::Level::Info, "db", "fine", &[])
+        .unwrap();
     assert_eq!(look(), (2, Some("ERROR db: timeout".to_string())));
     let info = info_json(&path);
     assert_eq!(info["snapshot_requests"], 2, "{info}");
@@ -557,14 +558,14 @@ fn snapshot_requests_bump_the_trigger_and_carry_a_reason() {
     drop(rec);
 
     let quiet = dir.path("quiet.ring");
-    let rec = recorder::Recorder::builder(&quiet)
+    let rec = blackbox_recorder::Recorder::builder(&quiet)
         .capacity(64 << 10)
         .heartbeat(None)
         .create()
         .unwrap();
-    rec.log(recorder::Level::Error, "db", "timeout", &[])
+    rec.log(blackbox_recorder::Level::Error, "db", "timeout", &[])
         .unwrap();
-    let ring = reader::Ring::open(&quiet).unwrap();
+    let ring = blackbox_reader::Ring::open(&quiet).unwrap();
     assert_eq!(
         ring.header().snapshot_trigger,
         0,

@@ -13,9 +13,9 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::sync::Arc;
 
+use blackbox_recorder::layout::{KIND_TYPED, R_KIND, TYPED_CODEC_CBOR};
+use blackbox_recorder::{BlackboxLayer, BlackboxLogger, Field, Level, Recorder};
 use common::{assert_contiguous, demo_counters, read_json, run, stderr, TempDir};
-use recorder::layout::{KIND_TYPED, R_KIND, TYPED_CODEC_CBOR};
-use recorder::{BlackboxLayer, BlackboxLogger, Field, Level, Recorder};
 use serde_json::{json, Value};
 use tracing_subscriber::prelude::*;
 
@@ -461,21 +461,21 @@ fn any_user_type_shows_as_json_in_the_cli_and_decodes_into_its_type() {
     );
 
     // The library decodes them back into their types.
-    let r = reader::Ring::open(&ring).unwrap();
+    let r = blackbox_reader::Ring::open(&ring).unwrap();
     let snap = r.snapshot().unwrap();
-    let orders: Vec<_> = reader::typed::records_of::<Order>(&snap).collect();
+    let orders: Vec<_> = blackbox_reader::typed::records_of::<Order>(&snap).collect();
     assert_eq!(orders.len(), 1);
     assert_eq!(orders[0].1, Ok(order()));
-    let pair = reader::typed::typed_record(&snap, &snap.records[1]).unwrap();
+    let pair = blackbox_reader::typed::typed_record(&snap, &snap.records[1]).unwrap();
     assert_eq!(
         pair.decode_named::<(u32, String)>("app::Pair"),
         Ok((7, "x".to_string()))
     );
     assert!(matches!(
         pair.decode::<(u32, String)>(),
-        Err(reader::typed::TypedError::OtherType { .. })
+        Err(blackbox_reader::typed::TypedError::OtherType { .. })
     ));
-    assert!(reader::typed::decode_record::<Order>(&snap, &snap.records[5]).is_err());
+    assert!(blackbox_reader::typed::decode_record::<Order>(&snap, &snap.records[5]).is_err());
 }
 
 /// Typed records written by `Recorder::record` (needs the recorder's
@@ -492,9 +492,9 @@ fn typed_records_written_by_the_recorder_survive_sigkill() {
         records[0]["value"],
         json!({"i": -5, "label": "typed", "ratio": 0.25, "tags": ["a", "b"], "flag": true})
     );
-    let r = reader::Ring::open(&ring).unwrap();
+    let r = blackbox_reader::Ring::open(&ring).unwrap();
     let snap = r.snapshot().unwrap();
-    let tuples: Vec<_> = reader::typed::records_of::<(u32, String)>(&snap).collect();
+    let tuples: Vec<_> = blackbox_reader::typed::records_of::<(u32, String)>(&snap).collect();
     assert_eq!(tuples.len(), 1);
     assert_eq!(tuples[0].1, Ok((7, "unknown to the CLI".to_string())));
 }
@@ -585,11 +585,14 @@ fn the_append_paths_allocate_nothing_in_steady_state() {
     }
 
     // The appends really happened: the last events of each path are there.
-    let snap = reader::Ring::open(&ring).unwrap().snapshot().unwrap();
-    let events: Vec<reader::Event<'_>> = snap
+    let snap = blackbox_reader::Ring::open(&ring)
+        .unwrap()
+        .snapshot()
+        .unwrap();
+    let events: Vec<blackbox_reader::Event<'_>> = snap
         .records
         .iter()
-        .filter_map(|r| reader::decode_event(snap.payload(r)).ok())
+        .filter_map(|r| blackbox_reader::decode_event(snap.payload(r)).ok())
         .collect();
     let last = |target: &str| {
         events
@@ -605,12 +608,21 @@ fn the_append_paths_allocate_nothing_in_steady_state() {
         names,
         ["spans", "thread", "n", "delta", "ratio", "ok", "s", "d"]
     );
-    assert_eq!(t.fields[0].1, reader::FieldValue::Str("outer:inner".into()));
-    assert_eq!(t.fields[7].1, reader::FieldValue::Debug("(1, 2)".into()));
+    assert_eq!(
+        t.fields[0].1,
+        blackbox_reader::FieldValue::Str("outer:inner".into())
+    );
+    assert_eq!(
+        t.fields[7].1,
+        blackbox_reader::FieldValue::Debug("(1, 2)".into())
+    );
     let l = last("app::log");
     assert_eq!(l.message, format!("request {} done", N - 1));
-    assert_eq!(l.fields[0].1, reader::FieldValue::U64(N - 1));
-    assert_eq!(l.fields[3].1, reader::FieldValue::Debug("(1, 2)".into()));
+    assert_eq!(l.fields[0].1, blackbox_reader::FieldValue::U64(N - 1));
+    assert_eq!(
+        l.fields[3].1,
+        blackbox_reader::FieldValue::Debug("(1, 2)".into())
+    );
 }
 
 #[test]
@@ -641,18 +653,21 @@ fn long_text_and_many_fields_are_cut_not_allocated() {
         emit();
         assert_eq!(allocations_in(emit), 0);
     });
-    let snap = reader::Ring::open(&ring).unwrap().snapshot().unwrap();
-    let e = reader::decode_event(snap.payload(snap.records.last().unwrap())).unwrap();
+    let snap = blackbox_reader::Ring::open(&ring)
+        .unwrap()
+        .snapshot()
+        .unwrap();
+    let e = blackbox_reader::decode_event(snap.payload(snap.records.last().unwrap())).unwrap();
     assert!(e.message.ends_with('…'), "{}", e.message);
-    assert!(e.message.len() <= recorder::tracing_layer::MESSAGE_CAP);
+    assert!(e.message.len() <= blackbox_recorder::tracing_layer::MESSAGE_CAP);
     assert_eq!(
         e.fields.len(),
-        recorder::tracing_layer::MAX_EVENT_FIELDS + 1
+        blackbox_recorder::tracing_layer::MAX_EVENT_FIELDS + 1
     );
     let (name, value) = e.fields.last().unwrap();
     assert_eq!(
         (name.as_ref(), value),
-        ("dropped_fields", &reader::FieldValue::U64(3))
+        ("dropped_fields", &blackbox_reader::FieldValue::U64(3))
     );
 }
 
@@ -688,8 +703,11 @@ fn events_too_big_for_the_fast_path_arrive_whole() {
         emit();
         assert_eq!(allocations_in(emit), 0);
     });
-    let snap = reader::Ring::open(&ring).unwrap().snapshot().unwrap();
-    let e = reader::decode_event(snap.payload(snap.records.last().unwrap())).unwrap();
+    let snap = blackbox_reader::Ring::open(&ring)
+        .unwrap()
+        .snapshot()
+        .unwrap();
+    let e = blackbox_reader::decode_event(snap.payload(snap.records.last().unwrap())).unwrap();
     assert_eq!(e.level(), Some(Level::Error));
     assert_eq!(e.message, message);
     let names: Vec<&str> = e.fields.iter().map(|(n, _)| n.as_ref()).collect();
@@ -697,6 +715,12 @@ fn events_too_big_for_the_fast_path_arrive_whole() {
         names,
         ["spans", "thread", "a", "b", "c", "d", "e", "f", "g", "h", "s1", "s2"]
     );
-    assert_eq!(e.fields[0].1, reader::FieldValue::Str("request".into()));
-    assert_eq!(e.fields[11].1, reader::FieldValue::Str(text.clone().into()));
+    assert_eq!(
+        e.fields[0].1,
+        blackbox_reader::FieldValue::Str("request".into())
+    );
+    assert_eq!(
+        e.fields[11].1,
+        blackbox_reader::FieldValue::Str(text.clone().into())
+    );
 }

@@ -34,12 +34,12 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use blackbox_recorder::layout::{default_chunk_size, max_record_len, RECORD_HEADER_LEN};
+use blackbox_recorder::{AppendError, Recorder};
 use common::{
     assert_seq_increasing, drain, forward_lines, info_json, read_json, seed_from_env, verify_ok,
     wait_or_fail, Reaper, Rng, TempDir,
 };
-use recorder::layout::{default_chunk_size, max_record_len, RECORD_HEADER_LEN};
-use recorder::{AppendError, Recorder};
 use serde_json::Value;
 
 const PATIENCE: Duration = Duration::from_secs(60);

@@ -15,10 +15,10 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use blackbox_recorder::layout::H_DATA_OFFSET;
 use common::{
     forward_lines, gap_sum, info_json, read_json, seed_from_env, wait_or_fail, Reaper, Rng, TempDir,
 };
-use recorder::layout::H_DATA_OFFSET;
 use serde_json::Value;
 
 const PATIENCE: Duration = Duration::from_secs(60);

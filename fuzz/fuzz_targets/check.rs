@@ -27,8 +27,8 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
-use reader::{decode_event, Ring, Snapshot};
-use recorder::layout::*;
+use blackbox_reader::{decode_event, Ring, Snapshot};
+use blackbox_recorder::layout::*;
 
 /// Largest `FIRST_SEQ` the reader takes; a larger one makes the chunk
 /// corrupt. (The reader's bound, so that `FIRST_SEQ + k` cannot overflow;
@@ -482,7 +482,7 @@ fn decode(kind: u16, payload: &[u8]) {
             }
         }
         KIND_TYPED => {
-            if let Ok(t) = reader::typed::parse_typed(payload) {
+            if let Ok(t) = blackbox_reader::typed::parse_typed(payload) {
                 // Any value as JSON (what `read` shows), then a few shapes,
                 // so the CBOR decoder meets lengths, strings and options.
                 let _ = t.to_json();

@@ -44,8 +44,8 @@ use std::collections::HashMap;
 use std::sync::{mpsc, Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use recorder::layout::*;
-use recorder::{Clock, Field, Level, Recorder, Value};
+use blackbox_recorder::layout::*;
+use blackbox_recorder::{Clock, Field, Level, Recorder, Value};
 
 mod check;
 
@@ -238,7 +238,7 @@ fn build(path: &std::path::Path, shape: Shape) -> Base {
     drop(turns);
     let mut file = std::fs::read(path).expect("read base ring");
     normalize(&mut file, shape);
-    let ring = reader::Ring::from_bytes(file.clone()).expect("base ring is valid");
+    let ring = blackbox_reader::Ring::from_bytes(file.clone()).expect("base ring is valid");
     let snap = ring.snapshot().expect("base snapshot");
     assert_eq!(snap.totals.corrupt, 0, "base ring");
     let (snap, model) = check::recover_and_check(&file).expect("base ring");

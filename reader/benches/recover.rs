@@ -8,7 +8,7 @@
 //! walk every chunk, validate every checksum, index and order every record)
 //! several times and reports the median, the rate (capacity / time) and the
 //! records recovered. Decoding every event
-//! (`reader::decode_event`) is timed separately. For reading the figures,
+//! (`blackbox_reader::decode_event`) is timed separately. For reading the figures,
 //! the bench also times the parts a snapshot is made of: the `pread` copy of
 //! the data region and CRC-32C over it.
 //!
@@ -23,17 +23,17 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use reader::{decode_event, FieldValue, Ring};
-use recorder::layout::{
+use blackbox_reader::{decode_event, FieldValue, Ring};
+use blackbox_recorder::layout::{
     data_offset, default_chunk_size, stride, CHUNK_HEADER_LEN, EVENT_FIXED_LEN, RECORD_HEADER_LEN,
 };
-use recorder::{Field, Level, Recorder};
+use blackbox_recorder::{Field, Level, Recorder};
 
 const CAPACITY: u64 = 64 << 20;
 const TARGET: &str = "bench";
 const MESSAGE: &str = "msg";
-/// `reader::Record` in 8-byte words, to time building an index like it.
-const RECORD_WORDS: usize = std::mem::size_of::<reader::Record>() / 8;
+/// `blackbox_reader::Record` in 8-byte words, to time building an index like it.
+const RECORD_WORDS: usize = std::mem::size_of::<blackbox_reader::Record>() / 8;
 
 /// Removes the ring file when the bench ends, also on a panic.
 struct Cleanup(PathBuf);
@@ -215,7 +215,7 @@ fn main() {
         assert_eq!(ok, recovered);
         d
     });
-    let record_size = std::mem::size_of::<reader::Record>();
+    let record_size = std::mem::size_of::<blackbox_reader::Record>();
     drop(snap);
 
     // The parts: copying the data region, and checksumming it.
@@ -249,7 +249,7 @@ fn main() {
         let t = Instant::now();
         let mut acc = 0u32;
         for (i, rec) in reused.chunks_exact(record_stride).enumerate() {
-            acc ^= recorder::checksum::record_crc(
+            acc ^= blackbox_recorder::checksum::record_crc(
                 0x1234_5678,
                 record_len as u32,
                 i as u64,
@@ -350,7 +350,7 @@ fn main() {
 fn crafted_ring_case(runs: usize) {
     const SIZE: u64 = 16 << 20;
     const NONCE: u64 = 0x5eed_cafe_f00d_0001;
-    use recorder::layout::*;
+    use blackbox_recorder::layout::*;
 
     let put_u32 = |b: &mut [u8], at: usize, v: u32| b[at..at + 4].copy_from_slice(&v.to_le_bytes());
     let put_u64 = |b: &mut [u8], at: usize, v: u64| b[at..at + 8].copy_from_slice(&v.to_le_bytes());

@@ -1,10 +1,12 @@
-//! The cause of death in words and as the `cause` JSON object.
+//! The cause of death: a type, in words, and as the `cause` JSON object.
 
-use recorder::layout::{DEATH_PANIC, DEATH_SIGNAL};
-use serde_json::{json, Value};
+use blackbox_recorder::layout::{DEATH_PANIC, DEATH_SIGNAL};
+use serde::Serialize;
+use serde_json::Value;
 
-use crate::render::rfc3339;
-use crate::{Header, State};
+use crate::header::Header;
+use crate::ring::State;
+use crate::time::rfc3339;
 
 /// Memory at or above this fraction of the cgroup limit at the last sample
 /// makes a silent death a likely OOM kill.
@@ -116,46 +118,150 @@ pub fn text(state: State, header: &Header) -> String {
     }
 }
 
-/// The `cause` object of `info --json` (null while running or after a clean exit).
-pub fn json(state: State, header: &Header) -> Value {
-    let message = text(state, header);
-    match (state, &header.death) {
-        (State::Running | State::Exited, _) => Value::Null,
-        (State::Crashed, Some(d)) if d.kind == DEATH_PANIC => json!({
-            "kind": "panic",
-            "message": d.message,
-            "location": d.location,
-            "thread": d.thread_name,
-            "thread_id": d.thread_id,
-            "time": (d.unix_ns != 0).then(|| rfc3339(d.unix_ns)),
-            "signal": (d.signal != 0).then(|| signal_name(d.signal)),
-            "text": message,
-        }),
-        (State::Crashed, Some(d)) if d.kind == DEATH_SIGNAL => json!({
-            "kind": "signal",
-            "signal": signal_name(d.signal),
-            "signo": d.signal,
-            "code": si_code_name(d.signal, d.si_code),
-            "si_code": d.si_code,
-            "fault_address": d.fault_addr.map(|a| format!("{a:#x}")),
-            "thread": d.thread_name,
-            "thread_id": d.thread_id,
-            "time": (d.unix_ns != 0).then(|| rfc3339(d.unix_ns)),
-            "likely_stack_overflow": d.likely_stack_overflow(),
-            "message": message,
-        }),
-        (State::Crashed, _) => json!({ "kind": "crashed", "message": message }),
-        (State::Killed, _) => json!({
-            "kind": "killed",
-            "message": message,
-            "likely_oom": likely_oom(header),
-            "memory": header.memory.map(|m| json!({
-                "sampled": rfc3339(m.sampled_unix_ns),
-                "rss_bytes": m.rss_bytes,
-                "cgroup_usage_bytes": (m.cgroup_usage != 0).then_some(m.cgroup_usage),
-                "cgroup_limit_bytes": (m.cgroup_limit != 0).then_some(m.cgroup_limit),
-                "cgroup_percent": m.cgroup_fraction().map(|f| (f * 1000.0).round() / 10.0),
-            })),
-        }),
+/// How a writer died, as the ring records it: the `cause` object of
+/// `info --json` (serialized with its `kind`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Cause {
+    /// A Rust panic, recorded by the panic hook.
+    Panic {
+        /// The panic message.
+        message: String,
+        /// `file:line:column`.
+        location: String,
+        /// The panicking thread's name.
+        thread: String,
+        /// Its Linux thread id.
+        thread_id: u32,
+        /// When (RFC 3339), if recorded.
+        time: Option<String>,
+        /// The signal that ended the process after the panic (an abort), if any.
+        signal: Option<String>,
+        /// One sentence.
+        text: String,
+    },
+    /// A fatal signal, recorded by the signal handler.
+    Signal {
+        /// `SIGSEGV`, ...
+        signal: String,
+        /// Its number.
+        signo: u32,
+        /// The `si_code`'s name, where it has one.
+        code: Option<&'static str>,
+        /// The raw `si_code`.
+        si_code: i32,
+        /// The faulting address (`0x...`), for the signals that have one.
+        fault_address: Option<String>,
+        /// The thread's name.
+        thread: String,
+        /// Its Linux thread id.
+        thread_id: u32,
+        /// When (RFC 3339), if recorded.
+        time: Option<String>,
+        /// The faulting address was near the stack pointer.
+        likely_stack_overflow: bool,
+        /// One sentence.
+        message: String,
+    },
+    /// The writer marked a crash without details.
+    Crashed {
+        /// One sentence.
+        message: String,
+    },
+    /// The ring was left open with no word: SIGKILL, an OOM kill, or an
+    /// exit that skipped closing it.
+    Killed {
+        /// One sentence.
+        message: String,
+        /// The last memory sample was at 90% of the cgroup limit or more.
+        likely_oom: bool,
+        /// The last memory sample, if the writer took one.
+        memory: Option<Memory>,
+    },
+}
+
+/// The last memory sample a writer recorded, as `info --json` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Memory {
+    /// When (RFC 3339).
+    pub sampled: String,
+    /// Resident set size.
+    pub rss_bytes: u64,
+    /// The cgroup's usage, if known.
+    pub cgroup_usage_bytes: Option<u64>,
+    /// The cgroup's limit, if it has one.
+    pub cgroup_limit_bytes: Option<u64>,
+    /// Usage in percent of the limit (one decimal).
+    pub cgroup_percent: Option<f64>,
+}
+
+impl Cause {
+    /// The cause of death of a writer in `state` (none while it runs or
+    /// after a clean exit).
+    pub fn of(state: State, header: &Header) -> Option<Cause> {
+        let message = text(state, header);
+        let time = |ns: u64| (ns != 0).then(|| rfc3339(ns));
+        Some(match (state, &header.death) {
+            (State::Running | State::Exited, _) => return None,
+            (State::Crashed, Some(d)) if d.kind == DEATH_PANIC => Cause::Panic {
+                message: d.message.clone(),
+                location: d.location.clone(),
+                thread: d.thread_name.clone(),
+                thread_id: d.thread_id,
+                time: time(d.unix_ns),
+                signal: (d.signal != 0).then(|| signal_name(d.signal)),
+                text: message,
+            },
+            (State::Crashed, Some(d)) if d.kind == DEATH_SIGNAL => Cause::Signal {
+                signal: signal_name(d.signal),
+                signo: d.signal,
+                code: si_code_name(d.signal, d.si_code),
+                si_code: d.si_code,
+                fault_address: d.fault_addr.map(|a| format!("{a:#x}")),
+                thread: d.thread_name.clone(),
+                thread_id: d.thread_id,
+                time: time(d.unix_ns),
+                likely_stack_overflow: d.likely_stack_overflow(),
+                message,
+            },
+            (State::Crashed, _) => Cause::Crashed { message },
+            (State::Killed, _) => Cause::Killed {
+                message,
+                likely_oom: likely_oom(header),
+                memory: header.memory.map(|m| Memory {
+                    sampled: rfc3339(m.sampled_unix_ns),
+                    rss_bytes: m.rss_bytes,
+                    cgroup_usage_bytes: (m.cgroup_usage != 0).then_some(m.cgroup_usage),
+                    cgroup_limit_bytes: (m.cgroup_limit != 0).then_some(m.cgroup_limit),
+                    cgroup_percent: m.cgroup_fraction().map(|f| (f * 1000.0).round() / 10.0),
+                }),
+            },
+        })
+    }
+
+    /// `panic`, `signal`, `crashed` or `killed`: the JSON `kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Cause::Panic { .. } => "panic",
+            Cause::Signal { .. } => "signal",
+            Cause::Crashed { .. } => "crashed",
+            Cause::Killed { .. } => "killed",
+        }
+    }
+
+    /// The cause in one sentence.
+    pub fn text(&self) -> &str {
+        match self {
+            Cause::Panic { text, .. } => text,
+            Cause::Signal { message, .. }
+            | Cause::Crashed { message }
+            | Cause::Killed { message, .. } => message,
+        }
+    }
+
+    /// The `cause` object of `info --json`.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
     }
 }

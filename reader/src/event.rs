@@ -3,8 +3,8 @@
 
 use std::borrow::Cow;
 
-use recorder::layout::*;
-use recorder::Level;
+use blackbox_recorder::layout::*;
+use blackbox_recorder::Level;
 
 /// A decoded event, borrowing from the snapshot.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,7 +46,7 @@ impl Event<'_> {
 
     /// Whether the writer cut something to fit.
     pub fn truncated(&self) -> bool {
-        self.flags & recorder::EVENT_FLAG_TRUNCATED != 0
+        self.flags & blackbox_recorder::EVENT_FLAG_TRUNCATED != 0
     }
 }
 

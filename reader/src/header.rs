@@ -3,7 +3,7 @@
 //! Nothing read from the file is trusted: every size and offset is checked
 //! against the file's real length and the spec's bounds before use.
 
-use recorder::layout::*;
+use blackbox_recorder::layout::*;
 
 use crate::error::Error;
 

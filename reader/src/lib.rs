@@ -13,10 +13,10 @@
 //! # let dir = std::env::temp_dir().join(format!("reader-doc-{}", std::process::id()));
 //! # std::fs::create_dir_all(&dir).unwrap();
 //! # let path = dir.join("app.ring");
-//! # let rec = recorder::Recorder::create(&path, 64 << 10).unwrap();
-//! # rec.log(recorder::Level::Info, "app", "hello", &[]).unwrap();
+//! # let rec = blackbox_recorder::Recorder::create(&path, 64 << 10).unwrap();
+//! # rec.log(blackbox_recorder::Level::Info, "app", "hello", &[]).unwrap();
 //! # drop(rec);
-//! use reader::{decode_event, Ring, State};
+//! use blackbox_reader::{decode_event, Ring, State};
 //!
 //! let ring = Ring::open(&path)?;
 //! assert_eq!(ring.state()?, State::Exited);
@@ -26,22 +26,22 @@
 //!     println!("{} {}", record.seq, event.message);
 //! }
 //! # std::fs::remove_dir_all(&dir).unwrap();
-//! # Ok::<(), reader::Error>(())
+//! # Ok::<(), blackbox_reader::Error>(())
 //! ```
 
 #![forbid(unsafe_code)]
 
-mod cause;
-pub mod cli;
+pub mod cause;
+pub mod dir;
 mod error;
 mod event;
 mod header;
-mod render;
+pub mod render;
 mod ring;
-pub mod ship;
+mod time;
 pub mod typed;
-pub mod watch;
 
+pub use cause::Cause;
 pub use error::{Error, ErrorKind};
 pub use event::{decode_event, level_text, DecodeError, Event, FieldValue};
 pub use header::{Calibration, Death, Header, MemoryEvidence};

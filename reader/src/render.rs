@@ -1,22 +1,19 @@
 //! How records look on the terminal and as JSON lines, and a ring as the
 //! `info --json` object: shared by the CLI (`read`, `info`, `on-failure`)
-//! and [`crate::ship`], so a shipment carries exactly what `read --json` and
+//! and the shipper, so a shipment carries exactly what `read --json` and
 //! `info --json` print.
 
 use std::fmt::Write as _;
-use std::time::{Duration, UNIX_EPOCH};
 
-use recorder::layout::{KIND_EVENT, KIND_RAW, KIND_TYPED};
+use blackbox_recorder::layout::{KIND_EVENT, KIND_RAW, KIND_TYPED};
 use serde_json::{json, Map, Value};
 
+use crate::cause::Cause;
+use crate::event::{decode_event, Event, FieldValue};
+use crate::ring::{Gap, Record, Snapshot, State};
 use crate::typed::{parse_typed, Typed, TypedError};
-use crate::{decode_event, Event, FieldValue, Gap, Record, Snapshot, State};
 
-/// RFC 3339 in UTC with nanoseconds, e.g. `2026-11-23T19:49:29.123456789Z`.
-pub fn rfc3339(unix_ns: u64) -> String {
-    let t = UNIX_EPOCH + Duration::from_nanos(unix_ns);
-    humantime::format_rfc3339_nanos(t).to_string()
-}
+pub use crate::time::rfc3339;
 
 /// A record decoded for display.
 pub enum Shown<'a> {
@@ -279,7 +276,7 @@ pub fn byte_rate(snap: &Snapshot) -> Option<f64> {
     let bytes: u64 = snap
         .records
         .iter()
-        .map(|r| recorder::layout::stride(r.len as usize) as u64)
+        .map(|r| blackbox_recorder::layout::stride(r.len as usize) as u64)
         .sum();
     (secs > 0.0).then(|| bytes as f64 / secs)
 }
@@ -313,7 +310,7 @@ pub fn info_json(path: &std::path::Path, state: State, snap: &Snapshot) -> Value
     json!({
         "path": path.display().to_string(),
         "state": state.as_str(),
-        "cause": crate::cause::json(state, h),
+        "cause": Cause::of(state, h).map_or(Value::Null, |c| c.to_json()),
         "pid": h.pid,
         "program": h.program,
         "app_version": h.app_version,
@@ -336,7 +333,7 @@ pub fn info_json(path: &std::path::Path, state: State, snap: &Snapshot) -> Value
         "chunks_used": s.chunks_used,
         "chunk_tickets": h.next_ticket,
         "chunks_owned": s.chunks_owned,
-        "clock": if h.clock == recorder::layout::CLOCK_TSC { "tsc" } else { "realtime" },
+        "clock": if h.clock == blackbox_recorder::layout::CLOCK_TSC { "tsc" } else { "realtime" },
         "records": s.records.len(),
         "first_seq": s.records.first().map(|r| r.seq),
         "last_seq": s.records.last().map(|r| r.seq),

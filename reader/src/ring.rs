@@ -12,8 +12,8 @@ use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use recorder::checksum::record_crc;
-use recorder::layout::*;
+use blackbox_recorder::checksum::record_crc;
+use blackbox_recorder::layout::*;
 
 use crate::error::Error;
 use crate::header::Header;
@@ -300,7 +300,7 @@ impl Snapshot {
     /// message of the record named by `header`'s snapshot fields, or for an
     /// event that asked by its level, `LEVEL target: message`. `None` when
     /// no snapshot was asked for or its record has left the window.
-    pub fn snapshot_reason(&self, header: &crate::Header) -> Option<String> {
+    pub fn snapshot_reason(&self, header: &crate::header::Header) -> Option<String> {
         if header.snapshot_trigger == 0 {
             return None;
         }
@@ -309,8 +309,8 @@ impl Snapshot {
         if record.kind != KIND_EVENT {
             return None;
         }
-        let event = crate::decode_event(self.payload(record)).ok()?;
-        if event.target == recorder::SNAPSHOT_TARGET {
+        let event = crate::event::decode_event(self.payload(record)).ok()?;
+        if event.target == blackbox_recorder::SNAPSHOT_TARGET {
             return Some(event.message.into_owned());
         }
         let level = crate::event::level_text(event.level_code);
@@ -367,8 +367,8 @@ impl Ring {
     /// # Examples
     ///
     /// ```
-    /// let err = reader::Ring::from_bytes(vec![0u8; 100]).unwrap_err();
-    /// assert_eq!(err.kind(), reader::ErrorKind::Format);
+    /// let err = blackbox_reader::Ring::from_bytes(vec![0u8; 100]).unwrap_err();
+    /// assert_eq!(err.kind(), blackbox_reader::ErrorKind::Format);
     /// ```
     ///
     /// # Errors
@@ -417,9 +417,8 @@ impl Ring {
     /// The lock cannot be queried (a file system without locks).
     pub fn is_locked(&self) -> Result<bool, Error> {
         match &self.source {
-            Source::File(file) => {
-                recorder::lock::is_locked(file).map_err(|e| Error::io("cannot query the lock", &e))
-            }
+            Source::File(file) => blackbox_recorder::lock::is_locked(file)
+                .map_err(|e| Error::io("cannot query the lock", &e)),
             Source::Bytes(_) => Ok(false),
         }
     }
@@ -859,7 +858,7 @@ fn c_text(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::event::{decode_event, FieldValue};
-    use recorder::{Field, Level, Recorder};
+    use blackbox_recorder::{Field, Level, Recorder};
 
     fn temp_ring(name: &str) -> (PathBuf, PathBuf) {
         let dir = std::env::temp_dir().join(format!("bbx-unit-{}-{name}", std::process::id()));

@@ -5,9 +5,9 @@
 //! # Examples
 //!
 //! ```
-//! use reader::typed::{parse_typed, Typed};
-//! use recorder::layout::{TYPED_CODEC_CBOR, TYPED_FIXED_LEN};
-//! use recorder::typed::codec;
+//! use blackbox_reader::typed::{parse_typed, Typed};
+//! use blackbox_recorder::layout::{TYPED_CODEC_CBOR, TYPED_FIXED_LEN};
+//! use blackbox_recorder::typed::codec;
 //!
 //! // A payload as a writer lays it out: fixed part, type name, value.
 //! let name = "app::Reading";
@@ -25,12 +25,14 @@
 
 use std::borrow::Cow;
 
-use recorder::layout::{KIND_TYPED, TYPED_CODEC_CBOR, TYPED_FIXED_LEN, T_CODEC, T_NAME_LEN};
-use recorder::typed::codec;
+use blackbox_recorder::layout::{
+    KIND_TYPED, TYPED_CODEC_CBOR, TYPED_FIXED_LEN, T_CODEC, T_NAME_LEN,
+};
+use blackbox_recorder::typed::codec;
 use serde::de::DeserializeOwned;
 
 use crate::event::DecodeError;
-use crate::{Record, Snapshot};
+use crate::ring::{Record, Snapshot};
 
 /// A parsed typed payload, borrowing from the snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,7 +124,7 @@ impl Typed<'_> {
     }
 
     /// Decodes the value as a `T` if the record names `T`
-    /// (`std::any::type_name::<T>()`, as `recorder::Recorder::record`
+    /// (`std::any::type_name::<T>()`, as `blackbox_recorder::Recorder::record`
     /// stores it).
     ///
     /// # Errors
@@ -140,7 +142,7 @@ impl Typed<'_> {
     ///
     /// As [`Typed::decode`].
     pub fn decode_named<T: DeserializeOwned>(&self, name: &str) -> Result<T, TypedError> {
-        let wanted = recorder::typed::stored_type_name(name);
+        let wanted = blackbox_recorder::typed::stored_type_name(name);
         if self.type_name != wanted {
             return Err(TypedError::OtherType {
                 found: self.type_name.to_string(),
@@ -181,7 +183,7 @@ pub fn decode_record<T: DeserializeOwned>(
 pub fn records_of<'s, T: DeserializeOwned>(
     snap: &'s Snapshot,
 ) -> impl Iterator<Item = (&'s Record, Result<T, TypedError>)> + 's {
-    let wanted = recorder::typed::stored_type_name(std::any::type_name::<T>());
+    let wanted = blackbox_recorder::typed::stored_type_name(std::any::type_name::<T>());
     snap.records.iter().filter_map(move |r| {
         let typed = typed_record(snap, r).ok()?;
         (typed.type_name == wanted).then(|| (r, typed.decode_as()))

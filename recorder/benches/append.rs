@@ -7,7 +7,7 @@
 //! a few million operations each, the nanoseconds per operation of:
 //!
 //! - the "floor": one `AtomicU64::fetch_add` (Relaxed) on a shared counter
-//!   plus one `recorder::realtime_ns()` read: what a version 1 append could
+//!   plus one `blackbox_recorder::realtime_ns()` read: what a version 1 append could
 //!   not avoid (the shared reservation and the timestamp), and the yardstick
 //!   the version 2 append is held to;
 //! - the "parallel floor": each thread reads the ring's clock and stores to
@@ -39,8 +39,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use recorder::layout::{stride, EVENT_FIXED_LEN, RECORD_HEADER_LEN};
-use recorder::{realtime_ns, Clock, Field, Level, Recorder};
+use blackbox_recorder::layout::{stride, EVENT_FIXED_LEN, RECORD_HEADER_LEN};
+use blackbox_recorder::{realtime_ns, Clock, Field, Level, Recorder};
 
 /// The ring's capacity, unless `BENCH_CAPACITY_MIB` says otherwise: 64 MiB,
 /// more than the caches hold, so appends write to memory.
@@ -163,7 +163,7 @@ fn crc_loop(n: usize) -> u64 {
     let seed = black_box(0x1234_5678u32);
     let mut acc = 0u32;
     for i in 0..n {
-        acc ^= black_box(recorder::checksum::record_crc(
+        acc ^= black_box(blackbox_recorder::checksum::record_crc(
             seed,
             64,
             i as u64,

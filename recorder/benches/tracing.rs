@@ -42,12 +42,12 @@ use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use recorder::layout::{
+use blackbox_recorder::layout::{
     commit_tag, stride, table_state, CHUNK_HEADER_LEN, CHUNK_OWNED, CHUNK_SEALED, COMMIT_LEN_BITS,
     C_GEN, HEADER_LEN, H_CHUNK_COUNT, H_CHUNK_SIZE, H_DATA_OFFSET, KIND_EVENT, RECORD_HEADER_LEN,
     R_KIND,
 };
-use recorder::{BlackboxLayer, Field, Level, Recorder};
+use blackbox_recorder::{BlackboxLayer, Field, Level, Recorder};
 use tracing::Dispatch;
 use tracing_subscriber::prelude::*;
 

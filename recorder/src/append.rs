@@ -18,7 +18,7 @@ use crate::error::AppendError;
 use crate::layout::*;
 use crate::mapping::ChunkCursor;
 use crate::payload::{write_record, Payload};
-use crate::recorder::Shared;
+use crate::shared::Shared;
 use crate::sys;
 
 /// Where a record went: its writer, and its `seq` in that writer's run.

@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 /// # Examples
 ///
 /// ```
-/// use recorder::{checksum::record_crc, layout::crc_seed};
+/// use blackbox_recorder::{checksum::record_crc, layout::crc_seed};
 /// let seed = crc_seed(7, &[0u8; 64]);
 /// let payload = [0xa5u8; 8];
 /// let fast = record_crc(seed, 32, 5, &payload, 2, 99);

@@ -48,7 +48,7 @@ use std::sync::{Arc, Once};
 
 use crate::event::{Field, Level};
 use crate::layout::*;
-use crate::recorder::Shared;
+use crate::shared::Shared;
 use crate::sys;
 
 /// The ring the handlers write to; null when none. Points into an `Arc`

@@ -8,13 +8,15 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
+use crate::builder::RecorderBuilder;
 use crate::clock::{Clock, Pair};
 use crate::error::{CreateError, CreateErrorKind};
 use crate::event::truncate_str;
 use crate::heartbeat::Heartbeat;
 use crate::layout::*;
 use crate::mapping::RingMap;
-use crate::recorder::{Recorder, RecorderBuilder, Shared};
+use crate::recorder::Recorder;
+use crate::shared::Shared;
 use crate::{lock, sys};
 
 /// The first clock calibration spans at least this long (2 ms).
@@ -296,4 +298,22 @@ fn boot_id() -> [u8; 16] {
         }
     }
     id
+}
+
+impl RecorderBuilder {
+    /// Creates the ring file and starts recording.
+    ///
+    /// The file is built under a temporary name in the same directory and
+    /// renamed into place, so a reader never sees a half-made header. An
+    /// existing file at the path is replaced, unless a live writer holds it.
+    ///
+    /// # Errors
+    ///
+    /// A bad capacity or mode, a path held by a live writer, a file system
+    /// that cannot reserve the pages (full disk or tmpfs: the error comes
+    /// now, not as SIGBUS later), a read-only file system or directory, or
+    /// any other I/O failure.
+    pub fn create(self) -> Result<Recorder, CreateError> {
+        create(self)
+    }
 }

@@ -133,7 +133,7 @@ impl<'a> Field<'a> {
     /// # Examples
     ///
     /// ```
-    /// use recorder::{Field, Value};
+    /// use blackbox_recorder::{Field, Value};
     /// let f = Field::new("attempt", 3u64);
     /// assert_eq!(f.value, Value::U64(3));
     /// ```

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::clock::{mult, Clock, Pair};
 use crate::layout::*;
 use crate::mapping::RingMap;
-use crate::recorder::Shared;
+use crate::shared::Shared;
 use crate::sys;
 
 /// The running background thread of a ring.

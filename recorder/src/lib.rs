@@ -12,7 +12,7 @@
 //! # Examples
 //!
 //! ```
-//! use recorder::{Field, Level, Recorder};
+//! use blackbox_recorder::{Field, Level, Recorder};
 //!
 //! let dir = std::env::temp_dir().join(format!("lib-doc-{}", std::process::id()));
 //! std::fs::create_dir_all(&dir).unwrap();
@@ -47,6 +47,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod append;
+mod builder;
 pub mod checksum;
 mod claim;
 mod clock;
@@ -65,6 +66,7 @@ mod mapping;
 mod memory;
 mod payload;
 mod recorder;
+mod shared;
 mod sys;
 #[cfg(feature = "tracing")]
 pub mod tracing_layer;

@@ -6,7 +6,7 @@
 //! # let dir = std::env::temp_dir().join(format!("log-doc-{}", std::process::id()));
 //! # std::fs::create_dir_all(&dir).unwrap();
 //! use std::sync::Arc;
-//! use recorder::{BlackboxLogger, Recorder};
+//! use blackbox_recorder::{BlackboxLogger, Recorder};
 //!
 //! let rec = Arc::new(Recorder::create(dir.join("app.ring"), 1 << 20).unwrap());
 //! BlackboxLogger::new(Arc::clone(&rec)).init().unwrap();
@@ -62,8 +62,9 @@ mod adapter {
     use log::kv::{self, Key, VisitSource, VisitValue};
 
     use super::MAX_KV_FIELDS;
+    use crate::event::Level;
     use crate::event_buf::{with_scratch, EventBuf};
-    use crate::{Level, Recorder};
+    use crate::recorder::Recorder;
 
     /// A [`log::Log`] that appends every record to a [`Recorder`] as a
     /// standard event; see the [module documentation](super).
@@ -74,7 +75,7 @@ mod adapter {
     /// # let dir = std::env::temp_dir().join(format!("logger-doc-{}", std::process::id()));
     /// # std::fs::create_dir_all(&dir).unwrap();
     /// use std::sync::Arc;
-    /// use recorder::{BlackboxLogger, Recorder};
+    /// use blackbox_recorder::{BlackboxLogger, Recorder};
     ///
     /// let rec = Arc::new(Recorder::create(dir.join("app.ring"), 1 << 20).unwrap());
     /// BlackboxLogger::new(rec)

@@ -16,25 +16,19 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
-use crate::append::{publish, Published};
-use crate::clock::{Clock, Pair};
+use crate::append::publish;
+pub use crate::builder::{RecorderBuilder, DEFAULT_CAPACITY, DEFAULT_HEARTBEAT};
+use crate::clock::Clock;
 use crate::error::{AppendError, CreateError};
 use crate::event::{Field, Level};
 use crate::heartbeat::Heartbeat;
 use crate::layout::*;
-use crate::mapping::RingMap;
 use crate::payload::{EventPayload, Payload, RawPayload};
+use crate::shared::Shared;
 use crate::sys;
-
-/// Default capacity of the data region: 16 MiB.
-pub const DEFAULT_CAPACITY: u64 = 16 << 20;
-
-/// Default heartbeat period: one second.
-pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// The environment variable that names the directory for
 /// [`Recorder::builder_from_env`].
@@ -43,228 +37,7 @@ pub const ENV_DIR: &str = "BLACKBOX_DIR";
 /// Target of the event [`Recorder::snapshot`] appends.
 pub const SNAPSHOT_TARGET: &str = "blackbox::snapshot";
 
-/// Settings for a new ring; see [`Recorder::builder`].
-#[derive(Debug, Clone)]
-#[must_use]
-pub struct RecorderBuilder {
-    pub(crate) path: PathBuf,
-    pub(crate) capacity: u64,
-    pub(crate) program: Option<String>,
-    pub(crate) app_version: String,
-    pub(crate) heartbeat: Option<Duration>,
-    pub(crate) mode: u32,
-    pub(crate) msync: Option<Duration>,
-    pub(crate) termination_log: Option<PathBuf>,
-    /// `path` is a directory: name the ring in it (program, start, pid).
-    pub(crate) in_dir: bool,
-    pub(crate) snapshot_level: Option<Level>,
-    pub(crate) chunk_size: Option<u32>,
-    pub(crate) clock: Option<Clock>,
-}
-
-impl RecorderBuilder {
-    /// Events at `level` or more severe also ask for a snapshot: a
-    /// collector (`blackbox watch`) ships the live ring's window, as
-    /// [`Recorder::snapshot`] asks, with the event as the reason. `None`
-    /// (the default) turns it off. The request costs two more stores on
-    /// such events, no system call; the collector rate-limits shipments.
-    pub fn snapshot_level(mut self, level: Option<Level>) -> Self {
-        self.snapshot_level = level;
-        self
-    }
-
-    /// Also write the one-line cause of death to this file when the
-    /// process panics or dies of a fatal signal, once the crash handlers are
-    /// installed ([`Recorder::install_crash_handlers`]); for example
-    /// `/dev/termination-log`, so `kubectl describe pod` shows why the
-    /// container died. The file is opened (and emptied) when the ring is
-    /// created, so the crash path only calls `write(2)`. Default: none.
-    pub fn termination_log(mut self, path: impl Into<PathBuf>) -> Self {
-        self.termination_log = Some(path.into());
-        self
-    }
-
-    /// Size of the data region in bytes: a power of two from 16 KiB to 4 GiB.
-    /// Default [`DEFAULT_CAPACITY`] (16 MiB).
-    pub fn capacity(mut self, bytes: u64) -> Self {
-        self.capacity = bytes;
-        self
-    }
-
-    /// Size of a chunk in bytes: a power of two from 1 KiB to 64 KiB that
-    /// leaves the ring at least 16 chunks. Default: the capacity / 128, kept
-    /// within those bounds (128 KiB rings and smaller get 1 KiB chunks).
-    ///
-    /// Each appending thread owns one chunk at a time, and the largest
-    /// record is the chunk size less 64 bytes. Smaller chunks suit many
-    /// threads (a thread that appends and then idles holds its chunk);
-    /// larger chunks suit large records (`shm-layout.md`, 7.5 and 8.7).
-    pub fn chunk_size(mut self, bytes: u32) -> Self {
-        self.chunk_size = Some(bytes);
-        self
-    }
-
-    /// The clock of the records' timestamps. Default: [`Clock::best`], the
-    /// time stamp counter where the kernel itself uses it (~13 ns a read
-    /// here), else `CLOCK_REALTIME` through the vDSO (~27 ns).
-    pub fn clock(mut self, clock: Clock) -> Self {
-        self.clock = Some(clock);
-        self
-    }
-
-    /// Program name stored in the header. Default: the file name of `argv[0]`.
-    pub fn program(mut self, name: impl Into<String>) -> Self {
-        self.program = Some(name.into());
-        self
-    }
-
-    /// Application version or build id stored in the header. Default: empty.
-    pub fn app_version(mut self, version: impl Into<String>) -> Self {
-        self.app_version = version.into();
-        self
-    }
-
-    /// Heartbeat period, or `None` for no heartbeat thread. Default
-    /// [`DEFAULT_HEARTBEAT`] (one second). The heartbeat runs on its own
-    /// thread, off the append path.
-    pub fn heartbeat(mut self, period: Option<Duration>) -> Self {
-        self.heartbeat = period;
-        self
-    }
-
-    /// Permission bits of the ring file. Default `0o600` (owner only).
-    ///
-    /// `0o640` lets a collector running under the file's group read it:
-    /// give the ring that group by creating it in a directory with the
-    /// set-group-ID bit (`chmod g+s`), whose group new files inherit. The
-    /// mode is set exactly, whatever the process's umask. Only read and
-    /// write bits for the owner and read bits for group and others are
-    /// accepted ([`CreateErrorKind::BadMode`] otherwise): a process that can
-    /// write the file can also truncate it, and a truncated ring kills its
-    /// writer with SIGBUS.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::os::unix::fs::PermissionsExt;
-    /// let dir = std::env::temp_dir().join(format!("mode-doc-{}", std::process::id()));
-    /// std::fs::create_dir_all(&dir).unwrap();
-    /// let rec = recorder::Recorder::builder(dir.join("app.ring"))
-    ///     .capacity(64 << 10)
-    ///     .mode(0o640)
-    ///     .create()
-    ///     .unwrap();
-    /// let mode = std::fs::metadata(rec.path()).unwrap().permissions().mode();
-    /// assert_eq!(mode & 0o777, 0o640);
-    /// # drop(rec);
-    /// # std::fs::remove_dir_all(&dir).unwrap();
-    /// ```
-    pub fn mode(mut self, mode: u32) -> Self {
-        self.mode = mode;
-        self
-    }
-
-    /// Writes the ring back to its file every `period` (`msync(MS_SYNC)` of
-    /// the whole mapping, on the heartbeat thread), or never with `None`.
-    /// Default `None`.
-    ///
-    /// A ring survives the death of its process without this: its pages
-    /// are in the kernel's page cache. Only a crash of the kernel or a power
-    /// loss loses what was not written back yet, and the kernel writes
-    /// dirty pages back on its own schedule (Linux: after about 30 s,
-    /// `vm.dirty_expire_centisecs`). With a period, a disk-backed ring
-    /// loses at most the records of the last period (plus the time the
-    /// write takes) to a power loss; on tmpfs (`/dev/shm`, a memory-backed
-    /// `emptyDir`) there is no disk and it does nothing useful.
-    ///
-    /// The trade-off: every period the whole dirty part of the ring is
-    /// written to disk (up to the capacity, a lap of records, each time),
-    /// and after the write the kernel write-protects those pages again, so
-    /// the next append to each page takes a page fault (a few µs), which on
-    /// file systems with stable pages can wait for that page's write to
-    /// finish. The append path itself makes no system call; the cost shows
-    /// as rare, slower appends and as disk bandwidth. Choose a period of
-    /// seconds, not milliseconds. A clean close is not synced: the
-    /// records of the last period and the `exited` state word reach the
-    /// disk when the kernel writes them back.
-    pub fn msync(mut self, period: Option<Duration>) -> Self {
-        self.msync = period;
-        self
-    }
-
-    /// Creates the ring file and starts recording.
-    ///
-    /// The file is built under a temporary name in the same directory and
-    /// renamed into place, so a reader never sees a half-made header. An
-    /// existing file at the path is replaced, unless a live writer holds it.
-    ///
-    /// # Errors
-    ///
-    /// A bad capacity or mode, a path held by a live writer, a file system
-    /// that cannot reserve the pages (full disk or tmpfs: the error comes
-    /// now, not as SIGBUS later), a read-only file system or directory, or
-    /// any other I/O failure.
-    pub fn create(self) -> Result<Recorder, CreateError> {
-        crate::create::create(self)
-    }
-}
-
-/// What every thread of a ring shares: the mapping and the settings the
-/// append path needs.
-pub(crate) struct Shared {
-    /// Unique per `Shared` in this process: how a thread finds its writer
-    /// for this ring.
-    pub(crate) id: u64,
-    pub(crate) map: RingMap,
-    pub(crate) nonce: u64,
-    pub(crate) max_record_len: usize,
-    pub(crate) clock: Clock,
-    /// The clock pair read at create, the base of every calibration.
-    pub(crate) clock_origin: Pair,
-    /// Tickets a claim may try before the append is dropped.
-    pub(crate) claim_budget: usize,
-    /// Where the crash handlers also write the cause, opened in advance.
-    pub(crate) termination_log: Option<File>,
-    /// Level code at and above which an event asks for a snapshot;
-    /// `u8::MAX`: never.
-    pub(crate) snapshot_level: u8,
-    this: Weak<Shared>,
-}
-
-/// Hands out [`Shared::id`]s.
-static NEXT_SHARED_ID: AtomicU64 = AtomicU64::new(1);
-
 impl Shared {
-    /// Wraps a ring's mapping; `Arc::new_cyclic` gives it a handle to
-    /// itself for the threads' writers.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        map: RingMap,
-        nonce: u64,
-        clock: Clock,
-        clock_origin: Pair,
-        termination_log: Option<File>,
-        snapshot_level: Option<Level>,
-    ) -> Arc<Shared> {
-        Arc::new_cyclic(|this| Shared {
-            // Relaxed: only uniqueness matters.
-            id: NEXT_SHARED_ID.fetch_add(1, Ordering::Relaxed),
-            max_record_len: max_record_len(map.chunk_size()),
-            claim_budget: crate::claim::claim_budget(map.chunk_count()),
-            map,
-            nonce,
-            clock,
-            clock_origin,
-            termination_log,
-            snapshot_level: snapshot_level.map_or(u8::MAX, Level::code),
-            this: this.clone(),
-        })
-    }
-
-    pub(crate) fn weak(&self) -> Weak<Shared> {
-        self.this.clone()
-    }
-
     /// Appends an event: level, target, message and typed fields, cut to
     /// fit the ring's largest record.
     ///
@@ -282,7 +55,7 @@ impl Shared {
         let event = EventPayload::fit(self.max_record_len, level, target, message, fields);
         let at = publish(self, KIND_EVENT, &event)?;
         if level.code() >= self.snapshot_level {
-            self.request_snapshot(at);
+            self.request_snapshot(at.writer, at.seq);
         }
         Ok(at.seq)
     }
@@ -294,7 +67,7 @@ impl Shared {
         debug_assert!(RECORD_HEADER_LEN + payload.len() <= self.max_record_len);
         let at = publish(self, KIND_EVENT, &RawPayload(payload))?;
         if level.code() >= self.snapshot_level {
-            self.request_snapshot(at);
+            self.request_snapshot(at.writer, at.seq);
         }
         Ok(at.seq)
     }
@@ -312,21 +85,6 @@ impl Shared {
         let len = RECORD_HEADER_LEN + event.len();
         let at = crate::append::append_alone(self, KIND_EVENT, len, self.clock.now(), &event)?;
         Ok(at.seq)
-    }
-
-    /// Asks a collector for a snapshot whose reason is the record `at`
-    /// (`shm-layout.md`, 9.4).
-    pub(crate) fn request_snapshot(&self, at: Published) {
-        let map = &self.map;
-        // Relaxed: ordered before the reader's view by the Release below.
-        map.header_u32(H_SNAPSHOT_WRITER)
-            .store(at.writer, Ordering::Relaxed);
-        map.header_u64(H_SNAPSHOT_SEQ)
-            .store(at.seq + 1, Ordering::Relaxed);
-        // Release: a collector that reads the new count also reads the
-        // reason's record (published before) and the two fields above.
-        map.header_u64(H_SNAPSHOT_TRIGGER)
-            .fetch_add(1, Ordering::Release);
     }
 
     /// Appends a record of `kind` whose bytes `payload` writes; one that
@@ -391,7 +149,7 @@ pub type Seq = u64;
 /// # Examples
 ///
 /// ```
-/// use recorder::{Field, Level, Recorder};
+/// use blackbox_recorder::{Field, Level, Recorder};
 /// let dir = std::env::temp_dir().join(format!("doc-{}", std::process::id()));
 /// std::fs::create_dir_all(&dir).unwrap();
 /// let rec = Recorder::builder(dir.join("app.ring")).capacity(64 << 10).create().unwrap();
@@ -410,20 +168,7 @@ pub struct Recorder {
 impl Recorder {
     /// Settings for a ring at `path`, with the defaults.
     pub fn builder(path: impl Into<PathBuf>) -> RecorderBuilder {
-        RecorderBuilder {
-            path: path.into(),
-            capacity: DEFAULT_CAPACITY,
-            program: None,
-            app_version: String::new(),
-            heartbeat: Some(DEFAULT_HEARTBEAT),
-            mode: 0o600,
-            msync: None,
-            termination_log: None,
-            in_dir: false,
-            snapshot_level: None,
-            chunk_size: None,
-            clock: None,
-        }
+        RecorderBuilder::new(path.into())
     }
 
     /// Settings for a new ring in the directory `dir`, named
@@ -466,7 +211,7 @@ impl Recorder {
 
     /// The ring's shared state, for the crate's other append paths
     /// (typed records, the adapters' encoded events).
-    #[cfg(any(feature = "log", feature = "tracing", feature = "typed-codec"))]
+    #[cfg(any(feature = "log", feature = "tracing", feature = "typed"))]
     pub(crate) fn shared(&self) -> &Shared {
         &self.shared
     }
@@ -555,7 +300,7 @@ impl Recorder {
             &[],
         );
         let at = publish(shared, KIND_EVENT, &event)?;
-        shared.request_snapshot(at);
+        shared.request_snapshot(at.writer, at.seq);
         Ok(at.seq)
     }
 

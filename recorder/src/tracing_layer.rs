@@ -6,7 +6,7 @@
 //! # let dir = std::env::temp_dir().join(format!("layer-doc-{}", std::process::id()));
 //! # std::fs::create_dir_all(&dir).unwrap();
 //! use std::sync::Arc;
-//! use recorder::{BlackboxLayer, Recorder};
+//! use blackbox_recorder::{BlackboxLayer, Recorder};
 //! use tracing_subscriber::prelude::*;
 //!
 //! let rec = Arc::new(Recorder::create(dir.join("app.ring"), 1 << 20).unwrap());
@@ -77,9 +77,10 @@ use tracing_core::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::event::Level;
 use crate::event_buf::{with_scratch, EventBuf};
 pub use crate::event_buf::{MESSAGE_CAP, TEXT_CAP};
-use crate::{Level, Recorder};
+use crate::recorder::Recorder;
 
 /// Most fields of an event kept (besides `spans`, `thread` and
 /// `dropped_fields`); more are dropped and counted in `dropped_fields`.
@@ -101,7 +102,7 @@ pub const SPAN_SEPARATOR: char = ':';
 /// # let dir = std::env::temp_dir().join(format!("layer-doc2-{}", std::process::id()));
 /// # std::fs::create_dir_all(&dir).unwrap();
 /// use std::sync::Arc;
-/// use recorder::{BlackboxLayer, Recorder};
+/// use blackbox_recorder::{BlackboxLayer, Recorder};
 /// use tracing_subscriber::prelude::*;
 ///
 /// let rec = Arc::new(Recorder::create(dir.join("app.ring"), 1 << 20).unwrap());

@@ -174,10 +174,11 @@ mod writer {
     use serde::Serialize;
 
     use super::{codec, stored_type_name, CodecError};
+    use crate::error::AppendError;
     use crate::event::Sink;
     use crate::layout::{KIND_TYPED, TYPED_CODEC_CBOR, TYPED_FIXED_LEN};
     use crate::payload::Payload;
-    use crate::{AppendError, Recorder, Seq};
+    use crate::recorder::{Recorder, Seq};
 
     /// Why [`Recorder::record`] did not store a value.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,7 +244,7 @@ mod writer {
         /// ```
         /// # let dir = std::env::temp_dir().join(format!("record-doc-{}", std::process::id()));
         /// # std::fs::create_dir_all(&dir).unwrap();
-        /// use recorder::Recorder;
+        /// use blackbox_recorder::Recorder;
         ///
         /// #[derive(serde::Serialize)]
         /// struct Order {

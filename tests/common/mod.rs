@@ -388,7 +388,7 @@ pub struct FileRecord {
 /// Every published record of a ring file's bytes, chunk by chunk, walked as
 /// section 11 of the spec says (tags only; checksums are not checked).
 pub fn file_records(file: &[u8]) -> Vec<FileRecord> {
-    use recorder::layout::*;
+    use blackbox_recorder::layout::*;
     let u32_at = |at: usize| u32::from_le_bytes(file[at..at + 4].try_into().unwrap());
     let u64_at = |at: usize| u64::from_le_bytes(file[at..at + 8].try_into().unwrap());
     let chunk_size = u32_at(H_CHUNK_SIZE) as usize;
@@ -429,7 +429,7 @@ pub fn file_records(file: &[u8]) -> Vec<FileRecord> {
 /// Recomputes the checksum of the record `r` in `file` (after a test
 /// changed its bytes), as a writer following the spec would have.
 pub fn reseal_record(file: &mut [u8], r: &FileRecord) {
-    use recorder::layout::*;
+    use blackbox_recorder::layout::*;
     let nonce = u64::from_le_bytes(file[H_NONCE..H_NONCE + 8].try_into().unwrap());
     let header: [u8; CHUNK_HEADER_LEN] = file[r.chunk_at..r.chunk_at + CHUNK_HEADER_LEN]
         .try_into()

@@ -7,10 +7,10 @@
 //! signal is recorded with its cause.
 //!
 //! `--via` picks the path the records take: `raw` calls `Recorder::log`;
-//! `tracing` uses `tracing::info!` through [`recorder::BlackboxLayer`]
+//! `tracing` uses `tracing::info!` through [`blackbox_recorder::BlackboxLayer`]
 //! (each thread runs under a scoped dispatcher, so the ring can still be
 //! closed at the end); `log` uses `log::info!` with key-values through
-//! [`recorder::BlackboxLogger`] (behind a forwarding logger the demo
+//! [`blackbox_recorder::BlackboxLogger`] (behind a forwarding logger the demo
 //! empties at the end, for the same reason). The same bytes arrive on
 //! every path: `t` and `n` are `u64` fields. The epilogue event is always
 //! written with `Recorder::log`.
@@ -21,33 +21,163 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use recorder::{BlackboxLayer, BlackboxLogger, Field, Level, Recorder, Value};
+use blackbox_recorder::{BlackboxLayer, BlackboxLogger, Field, Level, Recorder, Value};
 use tracing_subscriber::prelude::*;
 
-use super::{Die, Failure, Via};
+use clap::Args;
 
-pub struct Options {
+use super::units;
+use crate::failure::Failure;
+
+/// How the demo writer ends.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Die {
+    /// Close the ring cleanly and exit 0.
+    Exit,
+    /// Panic (exit status 101).
+    Panic,
+    /// abort() (SIGABRT).
+    Abort,
+    /// A segmentation fault (SIGSEGV).
+    Segv,
+    /// A write through a null pointer (SIGSEGV at address 0; test aid).
+    #[value(hide = true)]
+    Null,
+    /// SIGKILL to itself.
+    Kill,
+    /// Get OOM-killed inside a small memory cgroup of its own.
+    Oom,
+    /// A real SIGBUS (test aid).
+    #[value(hide = true)]
+    Bus,
+    /// A stack overflow on the main thread (test aid).
+    #[value(hide = true)]
+    StackOverflow,
+}
+
+/// The path the demo's records take into the ring.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// `Recorder::log`, the recorder's own API.
+    Raw,
+    /// `tracing` macros through the blackbox `tracing_subscriber::Layer`.
+    Tracing,
+    /// `log` macros through the blackbox `log::Log`.
+    Log,
+}
+
+/// `blackbox demo --clock`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DemoClock {
+    /// The time stamp counter.
+    Tsc,
+    /// CLOCK_REALTIME.
+    Realtime,
+}
+
+impl DemoClock {
+    fn clock(self) -> blackbox_recorder::Clock {
+        match self {
+            DemoClock::Tsc => blackbox_recorder::Clock::Tsc,
+            DemoClock::Realtime => blackbox_recorder::Clock::Realtime,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Where to create the ring (an existing ring there is replaced).
+    #[arg(long, value_name = "PATH", conflicts_with = "dir")]
     pub ring: Option<PathBuf>,
+    /// Create the ring in DIR as PROGRAM-START_MS-PID.ring, never replacing
+    /// a file (the default with neither flag: $BLACKBOX_DIR).
+    #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// Test aid: thread 0 asks for a snapshot after its record N.
+    #[arg(long, value_name = "N", hide = true)]
     pub snapshot_at: Option<u64>,
+    /// Test aid: how many snapshot requests at once.
+    #[arg(long, value_name = "B", hide = true, default_value_t = 1)]
     pub snapshot_burst: u64,
+    /// Test aid: the snapshot's reason.
+    #[arg(long, value_name = "TEXT", hide = true, default_value = "slow request")]
     pub snapshot_reason: String,
-    pub snapshot_level: Option<Level>,
+    /// Events at LEVEL or more severe also ask for a snapshot.
+    #[arg(long, value_name = "LEVEL", hide = true, value_parser = units::parse_level)]
+    pub snapshot_level: Option<blackbox_recorder::Level>,
+    /// Ring capacity, a power of two with units (64KiB, 16MiB).
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = units::parse_size)]
     pub capacity: u64,
+    /// Chunk size, a power of two from 1KiB to 64KiB (default: the
+    /// capacity / 128 within those bounds).
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_size)]
     pub chunk_size: Option<u64>,
-    pub clock: Option<recorder::Clock>,
+    /// The records' clock: tsc (where the kernel trusts it) or realtime
+    /// (default: the best this machine has).
+    #[arg(long, value_name = "CLOCK", value_enum)]
+    pub clock: Option<DemoClock>,
+    /// Records per thread.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
     pub records: u64,
+    /// Writer threads.
+    #[arg(long, value_name = "T", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub threads: u64,
+    /// Records per second per thread (0: as fast as possible).
+    #[arg(long, value_name = "PER_SEC", default_value_t = 0.0)]
     pub rate: f64,
+    /// How to end after writing.
+    #[arg(long, value_name = "HOW", value_enum, default_value_t = Die::Exit)]
     pub die: Die,
+    /// The path the records take: raw (Recorder::log), tracing or log.
+    #[arg(long, value_name = "PATH", value_enum, default_value_t = Via::Raw)]
     pub via: Via,
+    /// Test aid: first write one DEBUG event `every field type` (target
+    /// `blackbox::demo::types`) with a field of each type, through --via's
+    /// path (inside spans `outer:inner` with tracing), and typed records
+    /// where the binary is built with them.
+    #[arg(long, hide = true)]
     pub every_type: bool,
+    /// Test aid: after every K-th record of a thread, print "T N" on stdout
+    /// once its append returned.
+    #[arg(long, value_name = "K", hide = true)]
     pub report_every: Option<u64>,
-    pub die_after: Option<Duration>,
+    /// Test aid: die M milliseconds after starting, while the writer
+    /// threads are still writing and allocating.
+    #[arg(long, value_name = "M", hide = true)]
+    pub die_after_ms: Option<u64>,
+    /// Test aid: install the crash handlers twice.
+    #[arg(long, hide = true)]
     pub install_twice: bool,
+    /// Test aid: install another crash handler first, to check chaining.
+    #[arg(long, hide = true)]
     pub foreign_handlers: bool,
+    /// Also write the cause of death to this file (as to
+    /// /dev/termination-log on Kubernetes).
+    #[arg(long, value_name = "PATH")]
     pub termination_log: Option<PathBuf>,
-    pub stall: Option<Stall>,
+    /// Test aid: thread T stops right after it claims a chunk (after its
+    /// record --stall-after), until the others took the ring round
+    /// --stall-laps times; prints "stalled T N TICKETS" and "resumed ...",
+    /// appends three records more, prints "idle T N" and idles.
+    #[arg(long, value_name = "T", hide = true)]
+    pub stall_thread: Option<u64>,
+    /// Test aid: see --stall-thread.
+    #[arg(long, value_name = "N", hide = true, default_value_t = 0)]
+    pub stall_after: u64,
+    /// Test aid: see --stall-thread.
+    #[arg(long, value_name = "L", hide = true, default_value_t = 3)]
+    pub stall_laps: u64,
+}
+
+impl DemoArgs {
+    /// `--stall-thread` with its companions.
+    fn stall(&self) -> Option<Stall> {
+        self.stall_thread.map(|thread| Stall {
+            thread,
+            after: self.stall_after,
+            laps: self.stall_laps,
+        })
+    }
 }
 
 /// Test aid (`--stall-thread`): one thread stops right after it claims a
@@ -70,7 +200,7 @@ fn die_name(die: Die) -> String {
         .map_or_else(|| format!("{die:?}"), |v| v.get_name().to_string())
 }
 
-pub fn run(opts: Options) -> Result<i32, Failure> {
+pub fn run(opts: DemoArgs) -> Result<i32, Failure> {
     if !(opts.rate >= 0.0 && opts.rate.is_finite()) {
         return Err(Failure::error(format!(
             "--rate {} is not a number of records per second (use 0 for no limit)",
@@ -82,18 +212,20 @@ pub fn run(opts: Options) -> Result<i32, Failure> {
     let heartbeat = if opts.die == Die::Oom {
         Duration::from_millis(20)
     } else {
-        recorder::DEFAULT_HEARTBEAT
+        blackbox_recorder::DEFAULT_HEARTBEAT
     };
     let builder = match (&opts.ring, &opts.dir) {
         (Some(path), _) => Recorder::builder(path),
         (None, Some(dir)) => Recorder::builder_in_dir(dir),
-        (None, None) if std::env::var_os(recorder::ENV_DIR).is_some_and(|d| !d.is_empty()) => {
+        (None, None)
+            if std::env::var_os(blackbox_recorder::ENV_DIR).is_some_and(|d| !d.is_empty()) =>
+        {
             Recorder::builder_from_env("")
         }
         (None, None) => {
             return Err(Failure::error(format!(
                 "demo needs --ring PATH or --dir DIR (or {} in the environment)",
-                recorder::ENV_DIR
+                blackbox_recorder::ENV_DIR
             )))
         }
     };
@@ -109,7 +241,7 @@ pub fn run(opts: Options) -> Result<i32, Failure> {
     if let Some(size) = opts.chunk_size {
         builder = builder.chunk_size(u32::try_from(size).unwrap_or(u32::MAX));
     }
-    if let Some(clock) = opts.clock {
+    if let Some(clock) = opts.clock.map(DemoClock::clock) {
         builder = builder.clock(clock);
     }
     let rec = builder
@@ -120,7 +252,7 @@ pub fn run(opts: Options) -> Result<i32, Failure> {
         eprintln!("blackbox demo: recording to {}", rec.path().display());
     }
     if opts.foreign_handlers {
-        recorder::crash::install_foreign_handlers_for_test();
+        blackbox_recorder::crash::install_foreign_handlers_for_test();
     }
     rec.install_crash_handlers();
     if opts.install_twice {
@@ -157,7 +289,7 @@ pub fn run(opts: Options) -> Result<i32, Failure> {
                 .expect("spawn demo thread")
         })
         .collect();
-    let result = match opts.die_after {
+    let result = match opts.die_after_ms.map(Duration::from_millis) {
         // --die-after-ms: die while the writer threads are still busy.
         Some(after) => {
             std::thread::sleep(after);
@@ -297,7 +429,7 @@ fn every_type(rec: &Recorder, via: Via) {
 }
 
 /// Ends the process as `--die` says; only `exit` returns.
-fn die(rec: &Recorder, opts: &Options) -> Result<i32, Failure> {
+fn die(rec: &Recorder, opts: &DemoArgs) -> Result<i32, Failure> {
     let how = die_name(opts.die);
     let _ = rec.log(
         Level::Warn,
@@ -309,11 +441,11 @@ fn die(rec: &Recorder, opts: &Options) -> Result<i32, Failure> {
         Die::Exit => Ok(0),
         Die::Panic => panic!("demo panic"),
         Die::Abort => std::process::abort(),
-        Die::Segv => recorder::crash::fault_segv_for_test(),
-        Die::Null => recorder::crash::fault_null_for_test(),
-        Die::Bus => {
-            recorder::crash::fault_sigbus_for_test(&rec.path().with_extension("sigbus-scratch"))
-        }
+        Die::Segv => blackbox_recorder::crash::fault_segv_for_test(),
+        Die::Null => blackbox_recorder::crash::fault_null_for_test(),
+        Die::Bus => blackbox_recorder::crash::fault_sigbus_for_test(
+            &rec.path().with_extension("sigbus-scratch"),
+        ),
         Die::StackOverflow => {
             let depth = recurse(std::hint::black_box(1));
             unreachable!("recursion of depth {depth} ended")
@@ -336,7 +468,7 @@ fn recurse(depth: u64) -> u64 {
 
 fn write_thread(
     rec: &Recorder,
-    opts: &Options,
+    opts: &DemoArgs,
     stop: &AtomicBool,
     t: u64,
     every: Option<Duration>,
@@ -344,7 +476,7 @@ fn write_thread(
     let start = Instant::now();
     // While dying under load, the writers also allocate, so the crash may
     // land while the allocator is mid-update.
-    let churn = opts.die_after.is_some();
+    let churn = opts.die_after_ms.is_some();
     let mut idle_at = None;
     for n in 0..opts.records {
         // Relaxed: a request to stop soon; nothing is published through it.
@@ -387,7 +519,7 @@ fn write_thread(
                 Ok(())
             }
         };
-        if let Some(stall) = opts.stall.filter(|s| s.thread == t && n >= s.after) {
+        if let Some(stall) = opts.stall().filter(|s| s.thread == t && n >= s.after) {
             let claimed = appended.is_ok() && rec.chunk_of_this_thread() != chunk_before;
             if claimed && idle_at.is_none() {
                 stall_here(rec, t, n, stall.laps);
@@ -446,7 +578,7 @@ fn oom(rec: &Recorder) -> Result<i32, Failure> {
         message: format!(
             "--die oom needs a memory cgroup it can create and enter, and cannot: {why} (run as root on a host with a memory cgroup)"
         ),
-        code: super::EXIT_ERROR,
+        code: crate::failure::EXIT_ERROR,
     })?;
     eprintln!(
         "blackbox demo: memory cgroup {} limit {OOM_LIMIT} bytes",

@@ -33,7 +33,8 @@ use std::fs::File;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::{ErrorKind, Ring};
+use crate::error::ErrorKind;
+use crate::ring::Ring;
 
 /// Which files the collector may read.
 #[derive(Debug, Clone)]
@@ -47,7 +48,7 @@ pub struct Policy {
 }
 
 /// A ring found by a scan, open for reading.
-pub(crate) struct Found {
+pub struct Found {
     /// `DIR/NAME`.
     pub path: PathBuf,
     /// The file name, for logs.
@@ -87,7 +88,7 @@ impl Found {
 }
 
 /// Scans one directory, remembering what it already reported.
-pub(crate) struct Scanner {
+pub struct Scanner {
     dir: PathBuf,
     policy: Policy,
     euid: u32,

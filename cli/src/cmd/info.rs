@@ -1,13 +1,24 @@
 //! `blackbox info RING [--json]`.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::render::rfc3339;
-use super::Failure;
-use crate::{Ring, Snapshot, State};
+use blackbox_reader::render::rfc3339;
+use blackbox_reader::{Ring, Snapshot, State};
+use clap::Args;
+
+use crate::failure::Failure;
+
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    /// The ring file.
+    pub ring: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Everything `info` reports, computed once.
 pub struct Summary {
@@ -26,12 +37,12 @@ impl Summary {
     /// The backtrace of the newest crash event in the window, if any.
     pub fn crash_backtrace(&self) -> Option<String> {
         self.snap.records.iter().rev().find_map(|r| {
-            let e = crate::decode_event(self.snap.payload(r)).ok()?;
+            let e = blackbox_reader::decode_event(self.snap.payload(r)).ok()?;
             if e.target != "blackbox::crash" {
                 return None;
             }
             e.fields.iter().find_map(|(name, value)| match value {
-                crate::FieldValue::Str(s) if name == "backtrace" => Some(s.to_string()),
+                blackbox_reader::FieldValue::Str(s) if name == "backtrace" => Some(s.to_string()),
                 _ => None,
             })
         })
@@ -39,16 +50,16 @@ impl Summary {
 
     /// Bytes per second written over the window, if it spans any time.
     fn byte_rate(&self) -> Option<f64> {
-        crate::render::byte_rate(&self.snap)
+        blackbox_reader::render::byte_rate(&self.snap)
     }
 
     /// The `info --json` object.
     pub fn to_json(&self, path: &Path) -> Value {
-        crate::render::info_json(path, self.state, &self.snap)
+        blackbox_reader::render::info_json(path, self.state, &self.snap)
     }
 
     pub fn state_line(&self) -> String {
-        super::cause::text(self.state, &self.snap.header)
+        blackbox_reader::cause::text(self.state, &self.snap.header)
     }
 }
 
@@ -78,7 +89,8 @@ fn size_text(bytes: u64) -> String {
     }
 }
 
-pub fn run(path: &Path, as_json: bool) -> Result<i32, Failure> {
+pub fn run(args: &InfoArgs) -> Result<i32, Failure> {
+    let (path, as_json) = (args.ring.as_path(), args.json);
     let summary = Summary::load(path)?;
     let mut out = std::io::stdout().lock();
     if as_json {
@@ -99,7 +111,7 @@ pub fn run(path: &Path, as_json: bool) -> Result<i32, Failure> {
     writeln!(out, "ring      {}", path.display())?;
     writeln!(out, "writer    {writer}")?;
     writeln!(out, "state     {}", summary.state_line())?;
-    if summary.state == crate::State::Crashed {
+    if summary.state == blackbox_reader::State::Crashed {
         if let Some(bt) = summary.crash_backtrace() {
             writeln!(out, "backtrace")?;
             for line in bt.lines() {

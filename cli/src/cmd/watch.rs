@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{units, Failure, ShipFormat};
+use super::units::{self, ShipFormat};
+use crate::failure::{Failure, EXIT_ERROR};
 use crate::ship::{Destination, ShipOptions};
 use crate::watch;
 
@@ -119,11 +120,12 @@ pub(crate) fn run(a: WatchArgs) -> Result<i32, Failure> {
             // The header and the data region: 1GiB means a 1 GiB ring fits.
             max_ring_size: a
                 .max_ring_size
-                .saturating_add(recorder::layout::HEADER_LEN as u64),
+                .saturating_add(blackbox_recorder::layout::HEADER_LEN as u64),
             owners: a.owner,
             any_owner: a.any_owner,
         },
         dir: a.dir,
     };
-    watch::run(opts).map_err(Failure::error)
+    let finished = watch::run(opts).map_err(Failure::error)?;
+    Ok(if finished.failed == 0 { 0 } else { EXIT_ERROR })
 }

@@ -1,6 +1,6 @@
 //! Building a shipment's body: NDJSON (the `info --json` object, then the
 //! `read --json` lines) or OTLP/HTTP JSON, from one snapshot. The JSON of
-//! records and of the ring comes from [`crate::render`], the same code the
+//! records and of the ring comes from [`blackbox_reader::render`], the same code the
 //! CLI prints with, so a shipment says exactly what `read` and `info` say.
 //!
 //! A shipment goes in parts of at most `max_body` bytes ([`split`]): each
@@ -16,9 +16,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
-use super::Format;
-use crate::render::{info_json, rfc3339, show};
-use crate::{Snapshot, State};
+use super::options::Format;
+use blackbox_reader::render::{info_json, rfc3339, show};
+use blackbox_reader::{Snapshot, State};
 
 /// The version written into shipments and the OTLP scope.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -77,9 +77,10 @@ impl Shipment<'_> {
     fn record_objects(
         &self,
         range: Range<usize>,
-    ) -> impl Iterator<Item = (&crate::Record, Map<String, Value>)> + '_ {
+    ) -> impl Iterator<Item = (&blackbox_reader::Record, Map<String, Value>)> + '_ {
         self.snap.records[range].iter().map(move |r| {
-            let value = crate::render::json(r, self.snap.gap_before(r), &show(self.snap, r));
+            let value =
+                blackbox_reader::render::json(r, self.snap.gap_before(r), &show(self.snap, r));
             let object = match value {
                 Value::Object(o) => o,
                 _ => Map::new(),
@@ -177,7 +178,8 @@ impl Shipment<'_> {
             attrs.push(kv("blackbox.start_time", json!(rfc3339(h.start_unix_ns))));
         }
         attrs.push(kv("blackbox.state", json!(self.state.as_str())));
-        if let Value::Object(cause) = crate::cause::json(self.state, h) {
+        let cause = blackbox_reader::Cause::of(self.state, h).map(|c| c.to_json());
+        if let Some(Value::Object(cause)) = cause {
             for (name, value) in cause {
                 if !value.is_null() {
                     attrs.push(kv(&format!("blackbox.cause.{name}"), value));

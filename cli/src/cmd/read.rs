@@ -5,17 +5,34 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::render::{gap_text, json, show, text, Shown};
-use super::Failure;
-use crate::{Gap, Record, Ring};
+use blackbox_reader::render::{gap_text, json, show, text, Shown};
+use blackbox_reader::{Gap, Record, Ring};
+use clap::Args;
 
-pub struct Options {
-    pub path: PathBuf,
+use super::units;
+use crate::failure::Failure;
+
+#[derive(Args, Debug)]
+pub struct ReadArgs {
+    /// The ring file.
+    pub ring: PathBuf,
+    /// One JSON object per line.
+    #[arg(long)]
     pub json: bool,
+    /// Only the last N records (after the other filters).
+    #[arg(long, value_name = "N")]
     pub last: Option<usize>,
-    pub since: Option<Duration>,
-    pub level: Option<recorder::Level>,
+    /// Only records written within DURATION before now (e.g. 30s, 5m, 1h).
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    pub since: Option<std::time::Duration>,
+    /// Only events at LEVEL or more severe (trace, debug, info, warn, error).
+    #[arg(long, value_name = "LEVEL", value_parser = units::parse_level)]
+    pub level: Option<blackbox_recorder::Level>,
+    /// Only events whose target (and typed records whose type name) starts with PREFIX.
+    #[arg(long, value_name = "PREFIX")]
     pub target: Option<String>,
+    /// Keep printing new records as they are written, until the writer ends.
+    #[arg(long)]
     pub follow: bool,
 }
 
@@ -23,7 +40,7 @@ pub struct Options {
 const FOLLOW_POLL: Duration = Duration::from_millis(100);
 
 struct Filter {
-    min_level: Option<recorder::Level>,
+    min_level: Option<blackbox_recorder::Level>,
     since_ns: Option<u64>,
     target: Option<String>,
 }
@@ -56,7 +73,7 @@ impl Filter {
 
 fn emit(
     out: &mut impl Write,
-    opts: &Options,
+    opts: &ReadArgs,
     gap: Option<&Gap>,
     record: &Record,
     shown: &Shown<'_>,
@@ -71,14 +88,15 @@ fn emit(
     }
 }
 
-pub fn run(opts: Options) -> Result<i32, Failure> {
-    let path = opts.path.clone();
+pub fn run(opts: ReadArgs) -> Result<i32, Failure> {
+    let path = opts.ring.clone();
     let ring = Ring::open(&path).map_err(|e| Failure::ring(&path, &e))?;
     let filter = Filter {
         min_level: opts.level,
         target: opts.target.clone(),
         since_ns: opts.since.map(|d| {
-            recorder::realtime_ns().saturating_sub(d.as_nanos().min(u64::MAX as u128) as u64)
+            blackbox_recorder::realtime_ns()
+                .saturating_sub(d.as_nanos().min(u64::MAX as u128) as u64)
         }),
     };
     let stdout = std::io::stdout();
@@ -115,7 +133,7 @@ pub fn run(opts: Options) -> Result<i32, Failure> {
 /// window before a poll could see them are reported, not hidden.
 fn follow(
     ring: &Ring,
-    opts: &Options,
+    opts: &ReadArgs,
     filter: &Filter,
     out: &mut impl Write,
     mut seen: HashMap<u32, u64>,

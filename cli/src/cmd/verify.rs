@@ -7,13 +7,22 @@
 //! record needs a writer that died, or is still, mid-append).
 
 use std::io::Write;
-use std::path::Path;
+use std::path::PathBuf;
+
+use blackbox_reader::State;
+use clap::Args;
 
 use super::info::Summary;
-use super::{Failure, EXIT_INCONSISTENT};
-use crate::State;
+use crate::failure::{Failure, EXIT_INCONSISTENT};
 
-pub fn run(path: &Path) -> Result<i32, Failure> {
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The ring file.
+    pub ring: PathBuf,
+}
+
+pub fn run(args: &VerifyArgs) -> Result<i32, Failure> {
+    let path = args.ring.as_path();
     let summary = Summary::load(path)?;
     let s = &summary.snap;
     let mut problems = Vec::new();

@@ -32,28 +32,95 @@
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use recorder::layout::MAGIC;
+use blackbox_recorder::layout::MAGIC;
 use serde_json::{json, Value};
 
-use super::info::Summary;
-use super::render::{gap_text, json as record_json, rfc3339, show, text as record_text};
-use super::Failure;
-use crate::ship::{Destination, Format, ShipOptions};
-use crate::{Ring, State};
+use blackbox_reader::render::{gap_text, json as record_json, rfc3339, show, text as record_text};
+use blackbox_reader::{Ring, State};
+use clap::Args;
 
-pub struct Options {
+use super::info::Summary;
+use super::units::{self, ShipFormat};
+use crate::failure::Failure;
+use crate::ship::{Destination, Format, ShipOptions};
+
+pub const ON_FAILURE_ABOUT: &str = "\
+Report (and ship) the ring of a unit that failed: the command a systemd
+OnFailure= unit runs (systemd/blackbox-collect@.service).
+
+An app unit names the collector with OnFailure=blackbox-collect@%n.service and
+sets BLACKBOX_DIR, so its recorder creates its ring there. When the unit fails,
+systemd starts the collector with MONITOR_UNIT, MONITOR_INVOCATION_ID,
+MONITOR_SERVICE_RESULT, MONITOR_EXIT_CODE and MONITOR_EXIT_STATUS set. This
+command then:
+
+  1. scans DIR (not recursively; regular files only, symlinks not followed;
+     a ring is known by its magic, not its name) for the ring whose recorded
+     INVOCATION_ID equals MONITOR_INVOCATION_ID. Without a match (or an id), it
+     takes the newest ring that no live writer holds and that records no
+     invocation id, and says so; a ring of another run is never taken.
+  2. prints a report to stdout (the journal, under systemd): the unit,
+     systemd's verdict, the ring's writer, state and cause of death, and the
+     last N records. When the ring has no cause of its own (killed without a
+     word), systemd's result becomes the cause: oom-kill -> OOM-killed,
+     signal -> killed by SIGKILL, exit-code -> exited with status N.
+  3. with --to (or BLACKBOX_TO), ships the window (as blackbox ship does),
+     with the reason \"systemd OnFailure: UNIT result=R code=C status=S\".
+  4. with --keep K, removes the oldest dead rings in DIR beyond the newest K.
+
+Every flag defaults to its environment variable, so a unit needs no flags:
+  --unit MONITOR_UNIT, --invocation-id MONITOR_INVOCATION_ID,
+  --result MONITOR_SERVICE_RESULT, --exit-code MONITOR_EXIT_CODE,
+  --exit-status MONITOR_EXIT_STATUS, --dir BLACKBOX_DIR, --to BLACKBOX_TO,
+  --format BLACKBOX_FORMAT.
+
+Exit status: 0 when the report was written (and shipped, if asked); 2 with one
+line on stderr otherwise (no ring of this run, an unreadable ring, a failed
+shipment: the report is then still printed).
+
+Example (what the collector unit runs):
+  BLACKBOX_DIR=/run/blackbox/myapp.service blackbox on-failure --keep 8";
+
+#[derive(Args, Debug)]
+pub struct OnFailureArgs {
+    /// The directory of the rings [env: BLACKBOX_DIR].
+    #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// Report this ring instead of looking for one in DIR.
+    #[arg(long, value_name = "PATH")]
     pub ring: Option<PathBuf>,
+    /// The failed unit [env: MONITOR_UNIT].
+    #[arg(long, value_name = "UNIT")]
     pub unit: Option<String>,
+    /// The failed run's invocation id [env: MONITOR_INVOCATION_ID].
+    #[arg(long, value_name = "ID")]
     pub invocation_id: Option<String>,
+    /// systemd's result: exit-code, signal, core-dump, oom-kill, timeout, ... [env: MONITOR_SERVICE_RESULT].
+    #[arg(long, value_name = "RESULT")]
     pub result: Option<String>,
+    /// exited, killed or dumped [env: MONITOR_EXIT_CODE].
+    #[arg(long, value_name = "CODE")]
     pub exit_code: Option<String>,
+    /// The exit status, or the signal name without SIG [env: MONITOR_EXIT_STATUS].
+    #[arg(long, value_name = "STATUS")]
     pub exit_status: Option<String>,
+    /// Also ship the window to DEST: -, a file, or an http(s):// URL [env: BLACKBOX_TO].
+    #[arg(long, value_name = "DEST")]
     pub to: Option<String>,
-    pub format: Format,
+    /// The shipment's format [env: BLACKBOX_FORMAT; default: ndjson].
+    #[arg(long, value_name = "FORMAT", value_enum)]
+    pub format: Option<ShipFormat>,
+    /// Ship in parts of at most SIZE bytes each (see `blackbox ship --help`).
+    #[arg(long, value_name = "SIZE", default_value = "4MiB", value_parser = units::parse_max_body)]
     pub max_body: u64,
+    /// Records in the report.
+    #[arg(long, value_name = "N", default_value_t = 20)]
     pub last: usize,
+    /// Print the report as one JSON object.
+    #[arg(long)]
     pub json: bool,
+    /// Afterwards, remove the oldest dead rings in DIR beyond the newest K (live rings and the reported one are kept).
+    #[arg(long, value_name = "K")]
     pub keep: Option<usize>,
 }
 
@@ -78,7 +145,7 @@ impl Verdict {
         }
         let status = self.exit_status.as_deref()?;
         Some(match status.parse::<u32>() {
-            Ok(n) => super::cause::signal_name(n),
+            Ok(n) => blackbox_reader::cause::signal_name(n),
             Err(_) if status.starts_with("SIG") => status.to_string(),
             Err(_) => format!("SIG{status}"),
         })
@@ -115,7 +182,7 @@ impl Verdict {
 
 /// The cause the report gives, and where it comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cause {
+pub struct ReportedCause {
     /// One sentence.
     pub text: String,
     /// `ring`, `systemd`, or `ring+systemd` (the ring's state, told
@@ -129,7 +196,12 @@ pub struct Cause {
 }
 
 /// Combines the ring's state and cause with systemd's verdict.
-pub fn merge_cause(state: State, ring_text: &str, ring_kind: Option<&str>, v: &Verdict) -> Cause {
+pub fn merge_cause(
+    state: State,
+    ring_text: &str,
+    ring_kind: Option<&str>,
+    v: &Verdict,
+) -> ReportedCause {
     let systemd = format!("systemd: {}", v.text());
     // Without a word from systemd (run by hand, or in a pod), the ring's
     // account stands alone.
@@ -139,7 +211,7 @@ pub fn merge_cause(state: State, ring_text: &str, ring_kind: Option<&str>, v: &V
         format!(" ({systemd})")
     };
     let result = v.result.as_deref().unwrap_or("");
-    let ring_cause = |source| Cause {
+    let ring_cause = |source| ReportedCause {
         text: format!("{ring_text}{said}"),
         source,
         kind: match ring_kind {
@@ -155,7 +227,7 @@ pub fn merge_cause(state: State, ring_text: &str, ring_kind: Option<&str>, v: &V
         // The writer said how it died: that is the most precise account.
         State::Crashed => ring_cause("ring"),
         State::Killed => match result {
-            "oom-kill" => Cause {
+            "oom-kill" => ReportedCause {
                 text: format!("OOM-killed ({systemd}); the ring: {ring_text}"),
                 source: "ring+systemd",
                 kind: "oom",
@@ -168,14 +240,14 @@ pub fn merge_cause(state: State, ring_text: &str, ring_kind: Option<&str>, v: &V
                     "watchdog" => " by the watchdog",
                     _ => "",
                 };
-                Cause {
+                ReportedCause {
                     text: format!("killed by {signal}{why} ({systemd})"),
                     source: "ring+systemd",
                     kind: "signal",
                     signal: Some(signal),
                 }
             }
-            _ if v.exit_status_number().is_some() => Cause {
+            _ if v.exit_status_number().is_some() => ReportedCause {
                 text: format!(
                     "exited with status {} without closing the ring ({systemd})",
                     v.exit_status_number().unwrap_or_default()
@@ -188,7 +260,7 @@ pub fn merge_cause(state: State, ring_text: &str, ring_kind: Option<&str>, v: &V
         },
         State::Exited => {
             if let Some(status) = v.exit_status_number() {
-                Cause {
+                ReportedCause {
                     text: format!(
                         "exited with status {status} after closing the ring cleanly ({systemd})"
                     ),
@@ -197,7 +269,7 @@ pub fn merge_cause(state: State, ring_text: &str, ring_kind: Option<&str>, v: &V
                     signal: None,
                 }
             } else if let Some(signal) = v.signal() {
-                Cause {
+                ReportedCause {
                     text: format!(
                         "closed the ring cleanly, then was killed by {signal} ({systemd})"
                     ),
@@ -209,7 +281,7 @@ pub fn merge_cause(state: State, ring_text: &str, ring_kind: Option<&str>, v: &V
                 ring_cause("ring")
             }
         }
-        State::Running => Cause {
+        State::Running => ReportedCause {
             text: format!(
                 "the ring is still held by a live process (a child of the unit, or a new run){said}"
             ),
@@ -352,7 +424,7 @@ fn env(name: &str) -> Option<String> {
 }
 
 /// Fills what the flags left out from the environment systemd sets.
-fn with_env(mut opts: Options) -> Options {
+fn with_env(mut opts: OnFailureArgs) -> OnFailureArgs {
     opts.unit = opts.unit.or_else(|| env("MONITOR_UNIT"));
     opts.invocation_id = opts.invocation_id.or_else(|| env("MONITOR_INVOCATION_ID"));
     opts.result = opts.result.or_else(|| env("MONITOR_SERVICE_RESULT"));
@@ -377,7 +449,8 @@ pub fn format_from_env(flag: Option<Format>) -> Result<Format, Failure> {
     }
 }
 
-pub fn run(opts: Options) -> Result<i32, Failure> {
+pub fn run(opts: OnFailureArgs) -> Result<i32, Failure> {
+    let format = format_from_env(opts.format.map(Into::into))?;
     let opts = with_env(opts);
     let unit = opts.unit.clone().unwrap_or_else(|| "(unknown unit)".into());
     let verdict = Verdict {
@@ -407,8 +480,8 @@ pub fn run(opts: Options) -> Result<i32, Failure> {
         state: ring.state().map_err(|e| Failure::ring(&path, &e))?,
         snap: ring.snapshot().map_err(|e| Failure::ring(&path, &e))?,
     };
-    let info = summary.to_json(&path);
-    let ring_kind = info["cause"]["kind"].as_str();
+    let ring_cause = blackbox_reader::Cause::of(summary.state, &summary.snap.header);
+    let ring_kind = ring_cause.as_ref().map(blackbox_reader::Cause::kind);
     let cause = merge_cause(summary.state, &summary.state_line(), ring_kind, &verdict);
 
     let snap = &summary.snap;
@@ -438,9 +511,9 @@ pub fn run(opts: Options) -> Result<i32, Failure> {
                 "kind": cause.kind,
                 "source": cause.source,
                 "signal": cause.signal,
-                "ring": info["cause"],
+                "ring": ring_cause.as_ref().map_or(Value::Null, blackbox_reader::Cause::to_json),
             },
-            "info": info,
+            "info": summary.to_json(&path),
             "records": records,
         });
         writeln!(out, "{report}")?;
@@ -506,7 +579,7 @@ pub fn run(opts: Options) -> Result<i32, Failure> {
         let ship = ShipOptions {
             reason: Some(verdict.reason(&unit)),
             max_body: opts.max_body,
-            ..ShipOptions::new(to, opts.format)
+            ..ShipOptions::new(to, format)
         };
         let shipped = super::ship::ship_blocking(&ring, &path, &ship)?.map_err(|e| {
             // The error says how many tries it made.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use reqwest::StatusCode;
 
-use super::{Format, ShipError, ShipOptions};
+use super::options::{Format, ShipError, ShipOptions};
 
 /// No wait between tries is longer than this.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -18,21 +18,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const FILE_MODE: u32 = 0o640;
 /// How much of a refusing answer's body goes into the error line.
 const ANSWER_EXCERPT: usize = 200;
-
-/// Where an HTTP body in `format` goes: an OTLP body to `URL/v1/logs`.
-pub(super) fn http_target(url: &str, format: Format) -> String {
-    match format {
-        Format::Ndjson => url.to_string(),
-        Format::Otlp => {
-            let base = url.trim_end_matches('/');
-            if base.ends_with("/v1/logs") {
-                base.to_string()
-            } else {
-                format!("{base}/v1/logs")
-            }
-        }
-    }
-}
 
 /// Writes `body` to standard output in one `write_all`.
 pub(super) async fn to_stdout(body: Vec<u8>) -> Result<(), ShipError> {
@@ -225,23 +210,6 @@ fn one_line(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn otlp_goes_to_v1_logs_once() {
-        assert_eq!(
-            http_target("http://h:4318", Format::Otlp),
-            "http://h:4318/v1/logs"
-        );
-        assert_eq!(
-            http_target("http://h:4318/", Format::Otlp),
-            "http://h:4318/v1/logs"
-        );
-        assert_eq!(
-            http_target("http://h/otel/v1/logs", Format::Otlp),
-            "http://h/otel/v1/logs"
-        );
-        assert_eq!(http_target("http://h/in", Format::Ndjson), "http://h/in");
-    }
 
     #[test]
     fn answers_become_one_short_line() {

@@ -99,8 +99,8 @@
 //! # Examples
 //!
 //! ```no_run
-//! use reader::ship::{ship_ring, Destination, Format, ShipOptions};
-//! use reader::Ring;
+//! use blackbox_reader::ship::{ship_ring, Destination, Format, ShipOptions};
+//! use blackbox_reader::Ring;
 //!
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! let path = std::path::Path::new("/dev/shm/app.ring");
@@ -112,225 +112,17 @@
 //! # }
 //! ```
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
-use crate::{Ring, Snapshot, State};
+use blackbox_reader::{Ring, Snapshot, State};
 
 mod body;
 mod deliver;
+mod options;
 
-/// Tries in all for a network destination, by default.
-pub const DEFAULT_ATTEMPTS: u32 = 5;
-/// The first retry's delay, by default; it doubles each retry.
-pub const DEFAULT_BACKOFF: Duration = Duration::from_millis(200);
-/// The per-request timeout, by default.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-/// The largest body of one part, by default: 4 MiB, well under the
-/// OpenTelemetry Collector's 20 MiB default `max_request_body_size`.
-pub const DEFAULT_MAX_BODY: u64 = 4 << 20;
-/// The least [`ShipOptions::max_body`]: a smaller one counts as this.
-pub const MIN_MAX_BODY: u64 = 4 << 10;
-
-/// The body's format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// One JSON object per line: a shipment line, then one line per record.
-    Ndjson,
-    /// OTLP/HTTP JSON (`ExportLogsServiceRequest`), POSTed to `URL/v1/logs`.
-    Otlp,
-}
-
-impl Format {
-    /// `ndjson` or `otlp`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Ndjson => "ndjson",
-            Format::Otlp => "otlp",
-        }
-    }
-
-    /// The body's `Content-Type`.
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Format::Ndjson => "application/x-ndjson",
-            Format::Otlp => "application/json",
-        }
-    }
-}
-
-/// Where a shipment goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Destination {
-    /// `-`: standard output.
-    Stdout,
-    /// A file, appended to.
-    File(PathBuf),
-    /// An `http://` or `https://` URL.
-    Http(String),
-}
-
-impl Destination {
-    /// Parses `-`, a path, or an `http(s)://` URL.
-    ///
-    /// # Errors
-    ///
-    /// An empty text, a URL with another scheme (`ftp://...`) or without a
-    /// host, or a URL that does not parse.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use reader::ship::Destination;
-    ///
-    /// assert_eq!(Destination::parse("-"), Ok(Destination::Stdout));
-    /// assert!(matches!(Destination::parse("http://127.0.0.1:4318"), Ok(Destination::Http(_))));
-    /// assert!(matches!(Destination::parse("/var/log/bb.ndjson"), Ok(Destination::File(_))));
-    /// assert!(Destination::parse("ftp://host/x").is_err());
-    /// ```
-    pub fn parse(text: &str) -> Result<Destination, String> {
-        if text.is_empty() {
-            return Err("empty destination (use -, a file path, or an http(s):// URL)".into());
-        }
-        if text == "-" {
-            return Ok(Destination::Stdout);
-        }
-        let lower = text.to_ascii_lowercase();
-        if lower.starts_with("http://") || lower.starts_with("https://") {
-            let url =
-                reqwest::Url::parse(text).map_err(|e| format!("invalid URL {text:?}: {e}"))?;
-            if url.host_str().is_none_or(str::is_empty) {
-                return Err(format!("invalid URL {text:?}: no host"));
-            }
-            return Ok(Destination::Http(text.to_string()));
-        }
-        if let Some((scheme, _)) = text.split_once("://") {
-            if !scheme.is_empty()
-                && scheme
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-            {
-                return Err(format!(
-                    "unsupported destination {text:?}: only http:// and https:// URLs (or -, or a file path)"
-                ));
-            }
-        }
-        Ok(Destination::File(PathBuf::from(text)))
-    }
-
-    /// Where a body in `format` actually goes: for [`Format::Otlp`] to an
-    /// HTTP URL, the URL with `/v1/logs` appended (unless it ends in it).
-    pub fn target(&self, format: Format) -> String {
-        match self {
-            Destination::Stdout => "-".into(),
-            Destination::File(p) => p.display().to_string(),
-            Destination::Http(url) => deliver::http_target(url, format),
-        }
-    }
-}
-
-impl std::fmt::Display for Destination {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Destination::Stdout => f.write_str("-"),
-            Destination::File(p) => write!(f, "{}", p.display()),
-            Destination::Http(url) => f.write_str(url),
-        }
-    }
-}
-
-/// How to ship.
-#[derive(Debug, Clone)]
-pub struct ShipOptions {
-    /// Where to.
-    pub to: Destination,
-    /// In what format.
-    pub format: Format,
-    /// Why this shipment happens (a snapshot's reason), if not a death.
-    pub reason: Option<String>,
-    /// Idempotency key; derived from the ring's nonce and window end if None
-    /// ([`default_key`]).
-    pub key: Option<String>,
-    /// Tries in all for a network destination (>= 1; 0 counts as 1).
-    pub attempts: u32,
-    /// First retry delay; doubles each retry (capped at 30 s).
-    pub backoff: Duration,
-    /// Per-request timeout (connect, send, and the answer).
-    pub timeout: Duration,
-    /// The largest body of one part, in bytes (at least [`MIN_MAX_BODY`];
-    /// a smaller value counts as that). A record larger than this on its
-    /// own goes alone in a part.
-    pub max_body: u64,
-}
-
-impl ShipOptions {
-    /// Options with the defaults: no reason, the derived key,
-    /// [`DEFAULT_ATTEMPTS`], [`DEFAULT_BACKOFF`], [`DEFAULT_TIMEOUT`],
-    /// [`DEFAULT_MAX_BODY`].
-    pub fn new(to: Destination, format: Format) -> ShipOptions {
-        ShipOptions {
-            to,
-            format,
-            reason: None,
-            key: None,
-            attempts: DEFAULT_ATTEMPTS,
-            backoff: DEFAULT_BACKOFF,
-            timeout: DEFAULT_TIMEOUT,
-            max_body: DEFAULT_MAX_BODY,
-        }
-    }
-}
-
-/// What a successful shipment carried.
-#[derive(Debug, Clone)]
-pub struct Shipped {
-    /// Records shipped.
-    pub records: usize,
-    /// Body bytes sent, all parts together.
-    pub bytes: u64,
-    /// The parts it was sent in (1 for a window that fits one body).
-    pub parts: u32,
-    /// Retries it took, all parts together (0: each part on its first try).
-    pub retries: u32,
-    /// The shipment key it carried (each part's `Idempotency-Key` is
-    /// [`part_key`] of it).
-    pub key: String,
-    /// One-line writer identity (program, pid, host).
-    pub writer: String,
-    /// One-line cause / state (as `blackbox info` says it).
-    pub cause: String,
-    /// The writer's state when the window was taken.
-    pub state: State,
-    /// Where the body went (for OTLP over HTTP, the `/v1/logs` URL).
-    pub target: String,
-}
-
-/// A failed shipment: one line, and how many retries were made (all parts
-/// together).
-#[derive(Debug, Clone)]
-pub struct ShipError {
-    /// What went wrong, one line.
-    pub message: String,
-    /// Retries made before giving up.
-    pub retries: u32,
-}
-
-impl ShipError {
-    fn new(message: impl Into<String>) -> ShipError {
-        ShipError {
-            message: message.into(),
-            retries: 0,
-        }
-    }
-}
-
-impl std::fmt::Display for ShipError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for ShipError {}
+pub use options::{
+    Destination, Format, ShipError, ShipOptions, Shipped, DEFAULT_ATTEMPTS, MIN_MAX_BODY,
+};
 
 /// The idempotency key of a shipment of `snap` taken in `state`:
 /// `NONCE-CLAIMS-APPENDED-STATE`, e.g. `9f3c0e1d2b4a5968-37-4210-killed`
@@ -352,7 +144,7 @@ pub fn default_key(snap: &Snapshot, state: State) -> String {
 /// # Examples
 ///
 /// ```
-/// use reader::ship::part_key;
+/// use blackbox_reader::ship::part_key;
 ///
 /// assert_eq!(part_key("9f3c-1048576-killed", 2, 5), "9f3c-1048576-killed/2-of-5");
 /// assert_eq!(part_key("9f3c-1048576-killed", 1, 1), "9f3c-1048576-killed");
@@ -380,7 +172,7 @@ pub fn part_key(key: &str, index: u32, count: u32) -> String {
 /// retries made; for a shipment of several parts it names the part that
 /// failed and says that the ones before it were delivered.
 pub async fn ship_ring(ring: &Ring, path: &Path, opts: &ShipOptions) -> Result<Shipped, ShipError> {
-    let ring_error = |e: crate::Error| ShipError::new(format!("{}: {e}", path.display()));
+    let ring_error = |e: blackbox_reader::Error| ShipError::new(format!("{}: {e}", path.display()));
     let state = ring.state().map_err(ring_error)?;
     let snap = ring.snapshot().map_err(ring_error)?;
     let key = opts
@@ -410,7 +202,7 @@ pub async fn ship_ring(ring: &Ring, path: &Path, opts: &ShipOptions) -> Result<S
     match &opts.to {
         Destination::Http(url) => {
             let client = deliver::client(opts)?;
-            let url = deliver::http_target(url, format);
+            let url = options::http_target(url, format);
             for (part, records) in parts {
                 // Built, sent, dropped: one part in memory at a time.
                 let mut body = Vec::new();
@@ -445,8 +237,7 @@ pub async fn ship_ring(ring: &Ring, path: &Path, opts: &ShipOptions) -> Result<S
         retries,
         key,
         writer: format!("{} pid {} on {}", h.program, h.pid, h.hostname),
-        cause: crate::cause::text(state, h),
-        state,
+        cause: blackbox_reader::cause::text(state, h),
         target: opts.to.target(opts.format),
     })
 }

@@ -47,7 +47,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Parses a level name.
-pub fn parse_level(text: &str) -> Result<recorder::Level, String> {
+pub fn parse_level(text: &str) -> Result<blackbox_recorder::Level, String> {
     text.parse()
 }
 
@@ -79,7 +79,25 @@ mod tests {
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert!(parse_duration("soon").is_err());
-        assert_eq!(parse_level("WARN"), Ok(recorder::Level::Warn));
+        assert_eq!(parse_level("WARN"), Ok(blackbox_recorder::Level::Warn));
         assert!(parse_level("loud").is_err());
+    }
+}
+
+/// The shipment format, for `ship --format` and `on-failure --format`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShipFormat {
+    /// One JSON object per line.
+    Ndjson,
+    /// OTLP/HTTP JSON logs.
+    Otlp,
+}
+
+impl From<ShipFormat> for crate::ship::Format {
+    fn from(f: ShipFormat) -> crate::ship::Format {
+        match f {
+            ShipFormat::Ndjson => crate::ship::Format::Ndjson,
+            ShipFormat::Otlp => crate::ship::Format::Otlp,
+        }
     }
 }

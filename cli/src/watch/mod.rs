@@ -59,7 +59,6 @@
 //! ```
 
 mod metrics;
-mod scan;
 mod state;
 
 use std::collections::HashMap;
@@ -72,14 +71,22 @@ use tokio::sync::watch as signal_channel;
 
 use crate::ship::{self, ShipOptions};
 
+pub use blackbox_reader::dir::Policy as ScanPolicy;
 pub use metrics::{parse_metrics_addr, Counters};
-pub use scan::Policy as ScanPolicy;
 
-use scan::{Found, Scanner};
+use blackbox_reader::dir::{Found, Scanner};
 use state::{SnapshotMark, StateDir};
 
 /// The name of the default state directory inside the watched directory.
 pub const STATE_DIR_NAME: &str = ".blackbox-watch";
+
+/// How a collector ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finished {
+    /// Shipments of the last pass that failed (`--once`); 0 after a
+    /// shutdown by signal.
+    pub failed: usize,
+}
 
 /// How to watch.
 #[derive(Debug, Clone)]
@@ -191,7 +198,7 @@ impl Shutdown {
 ///
 /// One line: the directory, state directory, metrics address or signal
 /// handlers could not be set up.
-pub fn run(opts: Options) -> Result<i32, String> {
+pub fn run(opts: Options) -> Result<Finished, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -199,7 +206,7 @@ pub fn run(opts: Options) -> Result<i32, String> {
     runtime.block_on(run_async(opts))
 }
 
-async fn run_async(opts: Options) -> Result<i32, String> {
+async fn run_async(opts: Options) -> Result<Finished, String> {
     let meta = std::fs::metadata(&opts.dir)
         .map_err(|e| format!("cannot watch {}: {e}", opts.dir.display()))?;
     if !meta.is_dir() {
@@ -272,11 +279,7 @@ async fn run_async(opts: Options) -> Result<i32, String> {
             }
         };
         if once {
-            return Ok(if failed == 0 {
-                0
-            } else {
-                crate::cli::EXIT_ERROR
-            });
+            return Ok(Finished { failed });
         }
         if last {
             break;
@@ -291,7 +294,7 @@ async fn run_async(opts: Options) -> Result<i32, String> {
         }
     }
     drop(stop_tx);
-    Ok(0)
+    Ok(Finished { failed: 0 })
 }
 
 /// How a pass ended.

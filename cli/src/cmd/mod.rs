@@ -1,0 +1,11 @@
+//! The subcommands: each module has its flags (a clap `Args` struct) and
+//! its `run`.
+
+pub mod demo;
+pub mod info;
+pub mod on_failure;
+pub mod read;
+pub mod ship;
+pub mod units;
+pub mod verify;
+pub mod watch;
