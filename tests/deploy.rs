@@ -327,6 +327,99 @@ fn keep_prunes_old_dead_rings() {
     assert_eq!(left, ["other.txt", "r0.ring", "r2.ring"]);
 }
 
+/// `on-failure --dir` reads the directory with `blackbox watch`'s file
+/// rules: a symlink, a file of a foreign owner and a hard-linked file are
+/// never reported, even when they carry the failed run's invocation id, and
+/// each is named on stderr. A plain ring of the same run next to them is.
+#[test]
+fn on_failure_refuses_symlinks_foreign_owners_and_hard_links() {
+    let dir = TempDir::new("deploy-unsafe");
+    let rings = dir.path("rings");
+    let outside = dir.path("outside");
+    std::fs::create_dir_all(&rings).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    let ids = [ID_A, ID_B, ID_C];
+
+    // A symlink to a ring outside the directory.
+    demo(&outside.join("target.ring"), Some(ID_A), "kill");
+    std::os::unix::fs::symlink(outside.join("target.ring"), rings.join("link.ring")).unwrap();
+    // A hard link to a ring outside the directory.
+    demo(&outside.join("linked.ring"), Some(ID_B), "kill");
+    std::fs::hard_link(outside.join("linked.ring"), rings.join("linked.ring")).unwrap();
+    // A ring owned by another user (root can hand it over; a test run by
+    // another user cannot, and says so).
+    demo(&rings.join("foreign.ring"), Some(ID_C), "kill");
+    let foreign = rings.join("foreign.ring");
+    let handed_over = nix::unistd::chown(
+        &foreign,
+        Some(nix::unistd::Uid::from_raw(54321)),
+        Some(nix::unistd::Gid::from_raw(54321)),
+    )
+    .is_ok();
+    if !handed_over {
+        eprintln!("not root: the foreign-owner case is not exercised");
+    }
+
+    let expected = [
+        ("link.ring", "a symlink"),
+        ("linked.ring", "hard links"),
+        ("foreign.ring", "owned by uid 54321"),
+    ];
+    for (i, (name, why)) in expected.iter().enumerate() {
+        if *name == "foreign.ring" && !handed_over {
+            continue;
+        }
+        let out = on_failure(&rings, Some(ids[i]), ("signal", "killed", "KILL"), &[]);
+        let err = stderr(&out);
+        assert!(
+            !out.status.success(),
+            "{name} must not be reported: {}",
+            stdout(&out)
+        );
+        assert!(
+            err.contains(&format!(
+                "no ring in {} belongs to invocation {}",
+                rings.display(),
+                ids[i]
+            )),
+            "{name}: {err}"
+        );
+        assert!(
+            err.contains(&format!("skipping {}: ", rings.join(name).display()))
+                && err.contains(why),
+            "{name} is named with its reason ({why}): {err}"
+        );
+    }
+
+    // The same run's ring as a plain file is reported.
+    demo(&rings.join("plain.ring"), Some(ID_A), "kill");
+    let r = report(&on_failure(
+        &rings,
+        Some(ID_A),
+        ("signal", "killed", "KILL"),
+        &["--json"],
+    ));
+    assert_eq!(
+        r["ring"].as_str().map(|p| p.ends_with("plain.ring")),
+        Some(true),
+        "{r}"
+    );
+    // --any-owner takes the foreign file.
+    if handed_over {
+        let r = report(&on_failure(
+            &rings,
+            Some(ID_C),
+            ("signal", "killed", "KILL"),
+            &["--json", "--any-owner"],
+        ));
+        assert_eq!(
+            r["ring"].as_str().map(|p| p.ends_with("foreign.ring")),
+            Some(true),
+            "{r}"
+        );
+    }
+}
+
 /// `--to FILE` ships the window as well as printing the report.
 #[test]
 fn ships_where_asked() {

@@ -1,4 +1,6 @@
-//! Finding the rings in the watched directory without trusting it.
+//! Finding the rings in a directory without trusting it, and removing old
+//! dead ones: the one scanner and the one retention routine that every
+//! collector uses (`blackbox watch` and `blackbox on-failure`).
 //!
 //! The directory is shared with the application (and, on a shared volume,
 //! with whoever else can write it), so every entry is suspect:
@@ -14,22 +16,25 @@
 //!   cannot block the open, and `fstat` on the open file decides (type,
 //!   owner, size, links), not the name;
 //! - the owner must be the collector's effective uid, the directory's owner
-//!   or a uid given with `--owner` (unless `--any-owner`);
+//!   or a uid of [`Policy::owners`] (unless [`Policy::any_owner`]);
 //! - a file with more than one hard link is skipped (a hard link can bring
 //!   a file from outside the directory in; the recorder's link from its
 //!   temporary name is undone within microseconds, and the next scan sees
 //!   one link);
-//! - a file larger than `--max-ring-size` is skipped before a byte of it is
-//!   read; for the others only the 4096-byte header is read here, and the
+//! - a file larger than [`Policy::max_ring_size`] is skipped before a byte
+//!   of it is read; for the others only the 4096-byte header is read here, and the
 //!   header's capacity must fit the file, so a shipment copies at most the
 //!   file's size;
 //! - a ring is known by its header (magic, version, sizes), whatever its
 //!   name.
 //!
-//! Each skipped file is reported once (per path and reason), not every scan.
+//! Every skipped file is in the scan's [`Scan::skipped`], marked
+//! [`Skipped::new`] the first time this scanner skips it for that reason,
+//! so a long-running collector can log each one once.
 
 use std::collections::HashSet;
 use std::fs::File;
+use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -47,7 +52,54 @@ pub struct Policy {
     pub any_owner: bool,
 }
 
+/// Why a file was not taken as a ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SkipReason {
+    /// A symbolic link (never followed).
+    Symlink,
+    /// A FIFO, socket or device.
+    Special,
+    /// It could not be opened.
+    Open,
+    /// Owned by a uid the policy does not accept.
+    Owner,
+    /// More than one hard link.
+    Links,
+    /// Larger than the policy's maximum.
+    Size,
+    /// Not a ring (its header says so).
+    NotARing,
+    /// A ring that cannot be read.
+    Unreadable,
+    /// Its lock cannot be queried, so whether its writer lives is unknown.
+    Lock,
+}
+
+/// A file a scan did not take.
+#[derive(Debug, Clone)]
+pub struct Skipped {
+    /// `DIR/NAME`.
+    pub path: PathBuf,
+    /// Why.
+    pub reason: SkipReason,
+    /// Why, in words (one line).
+    pub detail: String,
+    /// The first time this scanner skips this path for this reason.
+    pub new: bool,
+}
+
+/// What one scan found.
+#[derive(Debug)]
+pub struct Scan {
+    /// The rings, oldest writer first.
+    pub rings: Vec<Found>,
+    /// The files not taken.
+    pub skipped: Vec<Skipped>,
+}
+
 /// A ring found by a scan, open for reading.
+#[derive(Debug)]
 pub struct Found {
     /// `DIR/NAME`.
     pub path: PathBuf,
@@ -88,16 +140,20 @@ impl Found {
 }
 
 /// Scans one directory, remembering what it already reported.
+#[derive(Debug)]
 pub struct Scanner {
     dir: PathBuf,
     policy: Policy,
     euid: u32,
-    told: HashSet<(PathBuf, &'static str)>,
-    /// Files seen with several links once (told when seen so twice).
+    told: HashSet<(PathBuf, SkipReason)>,
+    /// Files seen with several links once (new only when seen so twice).
     linked: HashSet<PathBuf>,
+    /// This scan's skips.
+    skipped: Vec<Skipped>,
 }
 
 impl Scanner {
+    /// A scanner of `dir` that takes what `policy` accepts.
     pub fn new(dir: PathBuf, policy: Policy) -> Scanner {
         Scanner {
             dir,
@@ -105,31 +161,39 @@ impl Scanner {
             euid: nix::unistd::geteuid().as_raw(),
             told: HashSet::new(),
             linked: HashSet::new(),
+            skipped: Vec::new(),
         }
     }
 
-    /// Reports a skipped file once per path and reason; returns whether
-    /// it was new.
-    fn tell(&mut self, path: &Path, reason: &'static str, detail: String) -> bool {
-        if self.told.insert((path.to_path_buf(), reason)) {
-            eprintln!("blackbox watch: skipping {}: {detail}", path.display());
-            true
-        } else {
-            false
-        }
+    /// The directory scanned.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
-    /// Files skipped so far (distinct path and reason).
-    pub fn skipped(&self) -> u64 {
+    /// Notes a skipped file.
+    fn tell(&mut self, path: &Path, reason: SkipReason, detail: String) {
+        let new = self.told.insert((path.to_path_buf(), reason));
+        self.skipped.push(Skipped {
+            path: path.to_path_buf(),
+            reason,
+            detail,
+            new,
+        });
+    }
+
+    /// Distinct files (path and reason) skipped so far, while they exist.
+    pub fn skipped_count(&self) -> u64 {
         self.told.len() as u64
     }
 
-    /// Lists the rings in the directory, oldest writer first.
+    /// Lists the rings in the directory, oldest writer first, and the
+    /// files it did not take.
     ///
     /// # Errors
     ///
     /// The directory cannot be listed (one line, for the log).
-    pub fn scan(&mut self) -> Result<Vec<Found>, String> {
+    pub fn scan(&mut self) -> Result<Scan, String> {
+        self.skipped.clear();
         let dir_meta = std::fs::metadata(&self.dir)
             .map_err(|e| format!("cannot stat {}: {e}", self.dir.display()))?;
         let entries = std::fs::read_dir(&self.dir)
@@ -149,7 +213,11 @@ impl Scanner {
                 continue;
             };
             if kind.is_symlink() {
-                self.tell(&path, "symlink", "a symlink (never followed)".into());
+                self.tell(
+                    &path,
+                    SkipReason::Symlink,
+                    "a symlink (never followed)".into(),
+                );
                 continue;
             }
             if kind.is_dir() {
@@ -163,7 +231,11 @@ impl Scanner {
                 } else {
                     "a device"
                 };
-                self.tell(&path, "special", format!("{what}, not a regular file"));
+                self.tell(
+                    &path,
+                    SkipReason::Special,
+                    format!("{what}, not a regular file"),
+                );
                 continue;
             }
             if let Some(f) = self.open(&path, dir_meta.uid()) {
@@ -180,7 +252,10 @@ impl Scanner {
                 .cmp(&hb.start_unix_ns)
                 .then_with(|| a.path.cmp(&b.path))
         });
-        Ok(found)
+        Ok(Scan {
+            rings: found,
+            skipped: std::mem::take(&mut self.skipped),
+        })
     }
 
     /// Opens one candidate and applies the policy; `None` when skipped.
@@ -192,18 +267,22 @@ impl Scanner {
         {
             Ok(f) => f,
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                self.tell(path, "symlink", "a symlink (never followed)".into());
+                self.tell(
+                    path,
+                    SkipReason::Symlink,
+                    "a symlink (never followed)".into(),
+                );
                 return None;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
             Err(e) => {
-                self.tell(path, "open", format!("cannot open: {e}"));
+                self.tell(path, SkipReason::Open, format!("cannot open: {e}"));
                 return None;
             }
         };
         let meta = file.metadata().ok()?;
         if !meta.is_file() {
-            self.tell(path, "special", "not a regular file".into());
+            self.tell(path, SkipReason::Special, "not a regular file".into());
             return None;
         }
         let uid = meta.uid();
@@ -214,7 +293,7 @@ impl Scanner {
         {
             self.tell(
                 path,
-                "owner",
+                SkipReason::Owner,
                 format!(
                     "owned by uid {uid}, not by this collector (uid {}) or the directory's owner (uid {dir_uid}); allow it with --owner {uid}",
                     self.euid
@@ -223,24 +302,28 @@ impl Scanner {
             return None;
         }
         if meta.nlink() > 1 {
-            // Told from the second sighting on: the recorder's own link
+            let detail = format!(
+                "{} hard links (a hard link can bring in a file from outside the directory)",
+                meta.nlink()
+            );
+            // New from the second sighting on: the recorder's own link
             // from its temporary name shows two links for a moment.
-            if !self.linked.insert(path.to_path_buf()) {
-                self.tell(
-                    path,
-                    "links",
-                    format!(
-                        "{} hard links (a hard link can bring in a file from outside the directory)",
-                        meta.nlink()
-                    ),
-                );
+            if self.linked.insert(path.to_path_buf()) {
+                self.skipped.push(Skipped {
+                    path: path.to_path_buf(),
+                    reason: SkipReason::Links,
+                    detail,
+                    new: false,
+                });
+            } else {
+                self.tell(path, SkipReason::Links, detail);
             }
             return None;
         }
         if meta.len() > self.policy.max_ring_size {
             self.tell(
                 path,
-                "size",
+                SkipReason::Size,
                 format!(
                     "{} bytes, more than the {} --max-ring-size allows with the header (not read)",
                     meta.len(),
@@ -253,11 +336,11 @@ impl Scanner {
         let ring = match Ring::from_file(dup, path) {
             Ok(r) => r,
             Err(e) if e.kind() == ErrorKind::Format => {
-                self.tell(path, "format", format!("not a ring ({e})"));
+                self.tell(path, SkipReason::NotARing, format!("not a ring ({e})"));
                 return None;
             }
             Err(e) => {
-                self.tell(path, "ring", e.to_string());
+                self.tell(path, SkipReason::Unreadable, e.to_string());
                 return None;
             }
         };
@@ -266,7 +349,7 @@ impl Scanner {
             Err(e) => {
                 self.tell(
                     path,
-                    "lock",
+                    SkipReason::Lock,
                     format!("{e} (cannot tell whether its writer lives)"),
                 );
                 return None;
@@ -283,5 +366,81 @@ impl Scanner {
             size: meta.len(),
             live,
         })
+    }
+}
+
+/// How many dead rings a directory keeps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// At most this many dead rings.
+    pub keep: Option<usize>,
+    /// At most this many bytes of dead rings.
+    pub keep_bytes: Option<u64>,
+}
+
+/// A dead ring that [`Retention::prune`] removed, or tried to.
+#[derive(Debug)]
+pub struct Pruned {
+    /// `DIR/NAME`.
+    pub path: PathBuf,
+    /// The ring's identity ([`Found::id`]).
+    pub id: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Whether the removal worked.
+    pub result: io::Result<()>,
+}
+
+impl Retention {
+    /// Whether it removes anything at all.
+    pub fn is_unbounded(&self) -> bool {
+        self.keep.is_none() && self.keep_bytes.is_none()
+    }
+
+    /// Removes the oldest dead rings of `rings` (a scan's, oldest writer
+    /// first) while more than `keep` of them (or more than `keep_bytes`)
+    /// remain. A live ring is never removed, nor one for which `may_remove`
+    /// says `None`; what it returns (a lock, say) is held while that ring is
+    /// removed. A ring no longer at its path (removed or replaced since the
+    /// scan) is left alone, so removing a path removes that ring and no
+    /// other file.
+    pub fn prune<G>(
+        &self,
+        rings: &[Found],
+        mut may_remove: impl FnMut(&Found) -> Option<G>,
+    ) -> Vec<Pruned> {
+        let mut pruned = Vec::new();
+        if self.is_unbounded() {
+            return pruned;
+        }
+        let dead: Vec<&Found> = rings.iter().filter(|f| !f.live).collect();
+        let mut count = dead.len();
+        let mut bytes: u64 = dead.iter().map(|f| f.size).sum();
+        for f in dead {
+            let over =
+                self.keep.is_some_and(|k| count > k) || self.keep_bytes.is_some_and(|s| bytes > s);
+            if !over {
+                break;
+            }
+            let Some(guard) = may_remove(f) else {
+                continue;
+            };
+            if !f.still_at_path() {
+                continue;
+            }
+            let result = std::fs::remove_file(&f.path);
+            if result.is_ok() {
+                count -= 1;
+                bytes -= f.size;
+            }
+            pruned.push(Pruned {
+                path: f.path.clone(),
+                id: f.id(),
+                size: f.size,
+                result,
+            });
+            drop(guard);
+        }
+        pruned
     }
 }

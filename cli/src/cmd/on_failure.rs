@@ -32,9 +32,9 @@
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use blackbox_recorder::layout::MAGIC;
 use serde_json::{json, Value};
 
+use blackbox_reader::dir::{Found, Retention, Scanner, SkipReason};
 use blackbox_reader::render::{gap_text, json as record_json, rfc3339, show, text as record_text};
 use blackbox_reader::{Ring, State};
 use clap::Args;
@@ -54,11 +54,14 @@ systemd starts the collector with MONITOR_UNIT, MONITOR_INVOCATION_ID,
 MONITOR_SERVICE_RESULT, MONITOR_EXIT_CODE and MONITOR_EXIT_STATUS set. This
 command then:
 
-  1. scans DIR (not recursively; regular files only, symlinks not followed;
-     a ring is known by its magic, not its name) for the ring whose recorded
-     INVOCATION_ID equals MONITOR_INVOCATION_ID. Without a match (or an id), it
-     takes the newest ring that no live writer holds and that records no
-     invocation id, and says so; a ring of another run is never taken.
+  1. scans DIR with the file rules of blackbox watch (one level; symlinks
+     never followed; only regular files with one link, owned by this user,
+     DIR's owner or an --owner, at most --max-ring-size; a ring is known by
+     its header, not its name; each file skipped for safety is named on
+     stderr) for the ring whose recorded INVOCATION_ID equals
+     MONITOR_INVOCATION_ID. Without a match (or an id), it takes the newest
+     ring that no live writer holds and that records no invocation id, and
+     says so; a ring of another run is never taken.
   2. prints a report to stdout (the journal, under systemd): the unit,
      systemd's verdict, the ring's writer, state and cause of death, and the
      last N records. When the ring has no cause of its own (killed without a
@@ -66,7 +69,8 @@ command then:
      signal -> killed by SIGKILL, exit-code -> exited with status N.
   3. with --to (or BLACKBOX_TO), ships the window (as blackbox ship does),
      with the reason \"systemd OnFailure: UNIT result=R code=C status=S\".
-  4. with --keep K, removes the oldest dead rings in DIR beyond the newest K.
+  4. with --keep K, removes the oldest dead rings in DIR beyond the newest K
+     (never the reported ring, never a ring a live writer holds).
 
 Every flag defaults to its environment variable, so a unit needs no flags:
   --unit MONITOR_UNIT, --invocation-id MONITOR_INVOCATION_ID,
@@ -122,6 +126,9 @@ pub struct OnFailureArgs {
     /// Afterwards, remove the oldest dead rings in DIR beyond the newest K (live rings and the reported one are kept).
     #[arg(long, value_name = "K")]
     pub keep: Option<usize>,
+    /// Which files of DIR are read (the rules of `blackbox watch`).
+    #[command(flatten)]
+    pub files: units::FileRules,
 }
 
 /// What systemd said about the failed unit (`MONITOR_*`).
@@ -292,79 +299,43 @@ pub fn merge_cause(
     }
 }
 
-/// A ring found in the directory, open.
-struct Candidate {
-    ring: Ring,
-    path: PathBuf,
-    invocation_id: String,
-    start_unix_ns: u64,
-    live: bool,
-}
-
-/// Opens `path` if it is a ring: a regular file (a symlink is not
-/// followed, a FIFO does not block the open) that starts with the ring
-/// magic and has a valid header.
-fn open_ring(path: &Path) -> Option<Ring> {
-    use std::os::unix::fs::{FileExt, OpenOptionsExt};
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .ok()?;
-    if !file.metadata().ok()?.is_file() {
-        return None;
-    }
-    let mut magic = [0u8; 8];
-    file.read_exact_at(&mut magic, 0).ok()?;
-    if magic != MAGIC {
-        return None;
-    }
-    Ring::from_file(file, path).ok()
-}
-
-/// The rings in `dir`, newest first.
-fn scan(dir: &Path) -> Result<Vec<Candidate>, Failure> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
+/// Scans `dir` with the collector's file rules (`blackbox watch`'s): the
+/// rings, newest writer first. Files skipped for safety are named on
+/// stderr; files that are not rings are passed over silently.
+fn scan(dir: &Path, files: &units::FileRules) -> Result<Vec<Found>, Failure> {
+    let mut scanner = Scanner::new(dir.to_path_buf(), files.policy());
+    let scan = scanner.scan().map_err(|e| {
         Failure::error(format!(
-            "cannot list {}: {e} (give the rings' directory with --dir or BLACKBOX_DIR)",
-            dir.display()
+            "{e} (give the rings' directory with --dir or BLACKBOX_DIR)"
         ))
     })?;
-    let mut found = Vec::new();
-    for entry in entries.flatten() {
-        // DirEntry::file_type does not follow symlinks; open_ring checks
-        // again on the open file, which is what counts.
-        if !entry.file_type().is_ok_and(|t| t.is_file()) {
-            continue;
+    for skip in &scan.skipped {
+        if skip.reason != SkipReason::NotARing {
+            eprintln!(
+                "blackbox on-failure: skipping {}: {}",
+                skip.path.display(),
+                skip.detail
+            );
         }
-        let path = entry.path();
-        let Some(ring) = open_ring(&path) else {
-            continue;
-        };
-        let h = ring.header();
-        found.push(Candidate {
-            invocation_id: h.invocation_id.clone(),
-            start_unix_ns: h.start_unix_ns,
-            live: ring.is_locked().unwrap_or(false),
-            path,
-            ring,
-        });
     }
-    // Newest first; the name breaks ties so the order is stable.
-    found.sort_by(|a, b| {
-        b.start_unix_ns
-            .cmp(&a.start_unix_ns)
-            .then_with(|| b.path.cmp(&a.path))
-    });
-    Ok(found)
+    let mut rings = scan.rings;
+    rings.reverse();
+    Ok(rings)
 }
 
 /// Picks this run's ring; returns it and how it was picked.
-fn pick(dir: &Path, invocation_id: Option<&str>) -> Result<(Ring, String), Failure> {
-    let mut rings = scan(dir)?;
+fn pick(
+    dir: &Path,
+    invocation_id: Option<&str>,
+    files: &units::FileRules,
+) -> Result<(Ring, String), Failure> {
+    let mut rings = scan(dir, files)?;
     let count = rings.len();
     if let Some(id) = invocation_id {
-        if let Some(i) = rings.iter().position(|c| c.invocation_id == id) {
+        if let Some(i) = rings
+            .iter()
+            .position(|f| f.ring.header().invocation_id == id)
+        {
             return Ok((
                 rings.swap_remove(i).ring,
                 format!("its invocation id is {id}"),
@@ -373,9 +344,9 @@ fn pick(dir: &Path, invocation_id: Option<&str>) -> Result<(Ring, String), Failu
     }
     // No id, or no ring of this run: the newest dead ring that names no
     // other run.
-    let fallback = rings
-        .iter()
-        .position(|c| !c.live && (invocation_id.is_none() || c.invocation_id.is_empty()));
+    let fallback = rings.iter().position(|f| {
+        !f.live && (invocation_id.is_none() || f.ring.header().invocation_id.is_empty())
+    });
     match (fallback, invocation_id) {
         (Some(i), Some(id)) => Ok((
             rings.swap_remove(i).ring,
@@ -400,23 +371,36 @@ fn pick(dir: &Path, invocation_id: Option<&str>) -> Result<(Ring, String), Failu
     }
 }
 
-/// Removes the oldest dead rings in `dir` beyond the newest `keep`,
-/// never `report`'s ring and never a ring a live writer holds.
-fn prune(dir: &Path, keep: usize, report: &Path) -> Vec<String> {
-    let Ok(rings) = scan(dir) else {
+/// Removes the oldest dead rings in `dir` while more than `keep` remain
+/// besides `report`'s ring, which is never removed (nor a ring a live
+/// writer holds).
+fn prune(dir: &Path, keep: usize, report: &Path, files: &units::FileRules) -> Vec<String> {
+    let Ok(mut rings) = scan(dir, files) else {
         return Vec::new();
     };
-    let mut notes = Vec::new();
-    for c in rings.iter().filter(|c| !c.live).skip(keep) {
-        if c.path == report {
-            continue;
+    // The reported ring by its identity on disk, however its path was spelled.
+    let same_file = |f: &Found| {
+        use std::os::unix::fs::MetadataExt;
+        match (f.file.metadata(), std::fs::metadata(report)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => f.path == report,
         }
-        match std::fs::remove_file(&c.path) {
-            Ok(()) => notes.push(format!("removed old ring {}", c.path.display())),
-            Err(e) => notes.push(format!("cannot remove old ring {}: {e}", c.path.display())),
-        }
-    }
-    notes
+    };
+    rings.retain(|f| !same_file(f));
+    // Oldest first, as the retention routine takes them.
+    rings.reverse();
+    let retention = Retention {
+        keep: Some(keep),
+        keep_bytes: None,
+    };
+    retention
+        .prune(&rings, |_| Some(()))
+        .into_iter()
+        .map(|p| match p.result {
+            Ok(()) => format!("removed old ring {}", p.path.display()),
+            Err(e) => format!("cannot remove old ring {}: {e}", p.path.display()),
+        })
+        .collect()
 }
 
 fn env(name: &str) -> Option<String> {
@@ -468,7 +452,7 @@ pub fn run(opts: OnFailureArgs) -> Result<i32, Failure> {
             Ring::open(path).map_err(|e| Failure::ring(path, &e))?,
             "given with --ring".to_string(),
         ),
-        (None, Some(dir)) => pick(dir, opts.invocation_id.as_deref())?,
+        (None, Some(dir)) => pick(dir, opts.invocation_id.as_deref(), &opts.files)?,
         (None, None) => {
             return Err(Failure::error(
                 "no rings' directory (give --dir DIR, set BLACKBOX_DIR, or give --ring PATH)",
@@ -601,7 +585,7 @@ pub fn run(opts: OnFailureArgs) -> Result<i32, Failure> {
     }
 
     if let (Some(keep), Some(dir)) = (opts.keep, &opts.dir) {
-        for note in prune(dir, keep, &path) {
+        for note in prune(dir, keep, &path, &opts.files) {
             eprintln!("blackbox: {note}");
         }
     }

@@ -101,3 +101,35 @@ impl From<ShipFormat> for crate::ship::Format {
         }
     }
 }
+
+/// Which files of a shared directory a collector reads (`watch`,
+/// `on-failure`): the flags of [`blackbox_reader::dir::Policy`].
+#[derive(clap::Args, Debug, Clone)]
+pub struct FileRules {
+    /// Skip (unread) files larger than a ring of SIZE (its data region) can be.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
+    pub max_ring_size: u64,
+    /// Also read files owned by UID (repeatable).
+    #[arg(long, value_name = "UID")]
+    pub owner: Vec<u32>,
+    /// Read files of any owner.
+    #[arg(long)]
+    pub any_owner: bool,
+}
+
+impl FileRules {
+    /// The scanner's policy.
+    pub fn policy(&self) -> blackbox_reader::dir::Policy {
+        use blackbox_recorder::layout::{data_offset, MIN_CHUNK_SIZE};
+        // The file of a ring of this capacity is at most its data region
+        // plus the header and the largest chunk table it can have (with
+        // the smallest chunks).
+        let chunks =
+            (self.max_ring_size / u64::from(MIN_CHUNK_SIZE)).min(u64::from(u32::MAX)) as u32;
+        blackbox_reader::dir::Policy {
+            max_ring_size: self.max_ring_size.saturating_add(data_offset(chunks)),
+            owners: self.owner.clone(),
+            any_owner: self.any_owner,
+        }
+    }
+}

@@ -75,15 +75,8 @@ pub(crate) struct WatchArgs {
     /// How long the shipment in flight may take after SIGTERM or SIGINT.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = units::parse_duration)]
     shutdown_timeout: Duration,
-    /// Skip (unread) files larger than SIZE.
-    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = units::parse_size)]
-    max_ring_size: u64,
-    /// Also read files owned by UID (repeatable).
-    #[arg(long, value_name = "UID")]
-    owner: Vec<u32>,
-    /// Read files of any owner.
-    #[arg(long)]
-    any_owner: bool,
+    #[command(flatten)]
+    files: units::FileRules,
     /// Tries in all for each shipment to a network destination [default: 5].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
     attempts: Option<u32>,
@@ -116,14 +109,7 @@ pub(crate) fn run(a: WatchArgs) -> Result<i32, Failure> {
         metrics: a.metrics,
         state_dir: a.state_dir,
         shutdown_timeout: a.shutdown_timeout,
-        policy: watch::ScanPolicy {
-            // The header and the data region: 1GiB means a 1 GiB ring fits.
-            max_ring_size: a
-                .max_ring_size
-                .saturating_add(blackbox_recorder::layout::HEADER_LEN as u64),
-            owners: a.owner,
-            any_owner: a.any_owner,
-        },
+        policy: a.files.policy(),
         dir: a.dir,
     };
     let finished = watch::run(opts).map_err(Failure::error)?;

@@ -74,7 +74,7 @@ use crate::ship::{self, ShipOptions};
 pub use blackbox_reader::dir::Policy as ScanPolicy;
 pub use metrics::{parse_metrics_addr, Counters};
 
-use blackbox_reader::dir::{Found, Scanner};
+use blackbox_reader::dir::{Found, Retention, Scanner};
 use state::{SnapshotMark, StateDir};
 
 /// The name of the default state directory inside the watched directory.
@@ -332,7 +332,15 @@ fn quoted(text: &str) -> String {
 impl Watcher {
     /// One scan: ship the dead, snapshot the live that ask, apply retention.
     async fn pass(&mut self) -> Result<PassEnd, String> {
-        let found = self.scanner.scan()?;
+        let scan = self.scanner.scan()?;
+        for skip in scan.skipped.iter().filter(|s| s.new) {
+            eprintln!(
+                "blackbox watch: skipping {}: {}",
+                skip.path.display(),
+                skip.detail
+            );
+        }
+        let found = scan.rings;
         let c = &self.counters;
         Counters::bump(&c.scans);
         let live = found.iter().filter(|f| f.live).count() as u64;
@@ -342,8 +350,10 @@ impl Watcher {
             found.len() as u64 - live,
             std::sync::atomic::Ordering::Relaxed,
         );
-        c.skipped_files
-            .store(self.scanner.skipped(), std::sync::atomic::Ordering::Relaxed);
+        c.skipped_files.store(
+            self.scanner.skipped_count(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let mut failed = 0;
         for f in &found {
             if self.shutdown.requested() {
@@ -623,47 +633,39 @@ impl Watcher {
     }
 
     /// Removes the oldest shipped dead rings while more than `--keep`
-    /// dead rings (or `--keep-bytes` of them) remain.
+    /// dead rings (or `--keep-bytes` of them) remain: only shipped rings,
+    /// each under its claim in the state directory.
     fn retention(&mut self, found: &[Found]) {
-        if self.opts.keep.is_none() && self.opts.keep_bytes.is_none() {
-            return;
-        }
-        let dead: Vec<&Found> = found.iter().filter(|f| !f.live).collect();
-        let mut count = dead.len();
-        let mut bytes: u64 = dead.iter().map(|f| f.size).sum();
-        // `found` is sorted oldest writer first.
-        for f in dead {
-            let over = self.opts.keep.is_some_and(|k| count > k)
-                || self.opts.keep_bytes.is_some_and(|s| bytes > s);
-            if !over {
-                break;
-            }
+        let retention = Retention {
+            keep: self.opts.keep,
+            keep_bytes: self.opts.keep_bytes,
+        };
+        let state = &self.state;
+        let pruned = retention.prune(found, |f| {
             let id = f.id();
-            if !self.state.is_shipped(&id) {
-                continue;
+            if !state.is_shipped(&id) {
+                return None;
             }
-            let Ok(Some(claim)) = self.state.claim(&id) else {
-                continue;
-            };
-            if !f.still_at_path() {
-                continue;
-            }
-            match std::fs::remove_file(&f.path) {
+            state.claim(&id).ok().flatten()
+        });
+        for p in pruned {
+            let name = p
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            match p.result {
                 Ok(()) => {
-                    count -= 1;
-                    bytes -= f.size;
-                    self.state.forget(&id);
-                    self.memo.remove(&id);
+                    self.state.forget(&p.id);
+                    self.memo.remove(&p.id);
                     Counters::bump(&self.counters.removed);
                     eprintln!(
-                        "blackbox watch: removed {} (shipped; retention keeps {})",
-                        f.name,
+                        "blackbox watch: removed {name} (shipped; retention keeps {})",
                         self.retention_text()
                     );
                 }
-                Err(e) => eprintln!("blackbox watch: cannot remove {}: {e}", f.name),
+                Err(e) => eprintln!("blackbox watch: cannot remove {name}: {e}"),
             }
-            drop(claim);
         }
     }
 
