@@ -385,6 +385,27 @@ impl Ring {
         })
     }
 
+    /// Another handle on the same ring (the file descriptor duplicated),
+    /// for reading it on another thread.
+    ///
+    /// # Errors
+    ///
+    /// The descriptor cannot be duplicated.
+    pub fn try_clone(&self) -> Result<Ring, Error> {
+        let source = match &self.source {
+            Source::File(f) => Source::File(
+                f.try_clone()
+                    .map_err(|e| Error::io("cannot duplicate the file descriptor", &e))?,
+            ),
+            Source::Bytes(b) => Source::Bytes(b.clone()),
+        };
+        Ok(Ring {
+            source,
+            path: self.path.clone(),
+            header: self.header.clone(),
+        })
+    }
+
     /// The path the ring was opened at.
     pub fn path(&self) -> &Path {
         &self.path

@@ -77,6 +77,10 @@ pub(crate) struct WatchArgs {
     shutdown_timeout: Duration,
     #[command(flatten)]
     files: units::FileRules,
+    /// Test aid: each shipment, once it started reading its ring, creates
+    /// GATE.entered and waits until the file GATE exists.
+    #[arg(long, value_name = "GATE", hide = true)]
+    hold_shipments_for_test: Option<PathBuf>,
     /// Tries in all for each shipment to a network destination [default: 5].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
     attempts: Option<u32>,
@@ -99,6 +103,7 @@ pub(crate) fn run(a: WatchArgs) -> Result<i32, Failure> {
     ship.backoff = a.backoff.unwrap_or(ship.backoff);
     ship.timeout = a.timeout.unwrap_or(ship.timeout);
     ship.max_body = a.max_body.unwrap_or(ship.max_body);
+    ship.hold_for_test = a.hold_shipments_for_test;
     let opts = watch::Options {
         ship,
         once: a.once,

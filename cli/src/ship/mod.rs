@@ -112,7 +112,8 @@
 //! # }
 //! ```
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use blackbox_reader::{Ring, Snapshot, State};
 
@@ -173,42 +174,30 @@ pub fn part_key(key: &str, index: u32, count: u32) -> String {
 /// failed and says that the ones before it were delivered.
 pub async fn ship_ring(ring: &Ring, path: &Path, opts: &ShipOptions) -> Result<Shipped, ShipError> {
     let ring_error = |e: blackbox_reader::Error| ShipError::new(format!("{}: {e}", path.display()));
-    let state = ring.state().map_err(ring_error)?;
-    let snap = ring.snapshot().map_err(ring_error)?;
-    let key = opts
-        .key
-        .clone()
-        .unwrap_or_else(|| default_key(&snap, state));
-    let shipment = body::Shipment {
-        path,
-        state,
-        snap: &snap,
-        key: &key,
-        reason: opts.reason.as_deref(),
-        shipped_unix_ns: body::now_unix_ns(),
+    // Reading the window (up to a ring's size) and serialising it are the
+    // heavy part: they run on the runtime's blocking pool, so a collector's
+    // signal handling and /metrics keep answering meanwhile.
+    let window = {
+        let ring = ring.try_clone().map_err(ring_error)?;
+        let path = path.to_path_buf();
+        let opts = opts.clone();
+        off_thread(move || Window::take(&ring, path, &opts)).await??
     };
+    let window = Arc::new(window);
     let format = opts.format;
-    let max_body = usize::try_from(opts.max_body.max(MIN_MAX_BODY)).unwrap_or(usize::MAX);
-    let plan = shipment.plan(format, max_body);
-    // At least one part; no more than records (a u32 holds them: a record
-    // takes at least 8 bytes of a ring of at most 4 GiB).
-    let count = u32::try_from(plan.len()).unwrap_or(u32::MAX);
-    let parts = (1..=count).zip(plan).map(|(index, records)| {
-        let part = body::Part { index, count };
-        (part, records)
-    });
+    let count = window.parts();
     let mut bytes = 0u64;
     let mut retries = 0u32;
     match &opts.to {
         Destination::Http(url) => {
             let client = deliver::client(opts)?;
             let url = options::http_target(url, format);
-            for (part, records) in parts {
+            for index in 1..=count {
                 // Built, sent, dropped: one part in memory at a time.
-                let mut body = Vec::new();
-                shipment.write_part(format, records, part, &mut body);
+                let w = Arc::clone(&window);
+                let (part, body) = off_thread(move || w.part_body(format, index)).await?;
                 bytes += body.len() as u64;
-                let part_key = part_key(&key, part.index, part.count);
+                let part_key = part_key(&window.key, part.index, part.count);
                 match deliver::post(&client, &url, opts, &part_key, body).await {
                     Ok(r) => retries += r,
                     Err(e) => return Err(part_failed(e, part, retries)),
@@ -217,10 +206,15 @@ pub async fn ship_ring(ring: &Ring, path: &Path, opts: &ShipOptions) -> Result<S
         }
         Destination::Stdout | Destination::File(_) => {
             // All parts in one write_all: the total is bounded by the ring.
-            let mut body = Vec::new();
-            for (part, records) in parts {
-                shipment.write_part(format, records, part, &mut body);
-            }
+            let w = Arc::clone(&window);
+            let body = off_thread(move || {
+                let mut body = Vec::new();
+                for index in 1..=count {
+                    body.extend_from_slice(&w.part_body(format, index).1);
+                }
+                body
+            })
+            .await?;
             bytes = body.len() as u64;
             if let Destination::File(p) = &opts.to {
                 deliver::to_file(p.clone(), body).await?;
@@ -229,17 +223,109 @@ pub async fn ship_ring(ring: &Ring, path: &Path, opts: &ShipOptions) -> Result<S
             }
         }
     }
-    let h = &snap.header;
+    let h = &window.snap.header;
     Ok(Shipped {
-        records: snap.records.len(),
+        records: window.snap.records.len(),
         bytes,
         parts: count,
         retries,
-        key,
+        key: window.key.clone(),
         writer: format!("{} pid {} on {}", h.program, h.pid, h.hostname),
-        cause: blackbox_reader::cause::text(state, h),
+        cause: blackbox_reader::cause::text(window.state, h),
         target: opts.to.target(opts.format),
     })
+}
+
+/// Runs `f` on the runtime's blocking pool.
+async fn off_thread<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ShipError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ShipError::new(format!("the shipment's reading task failed: {e}")))
+}
+
+/// A window taken for shipping: the snapshot, and how it splits into parts.
+struct Window {
+    path: PathBuf,
+    state: State,
+    snap: Snapshot,
+    key: String,
+    reason: Option<String>,
+    shipped_unix_ns: u64,
+    plan: Vec<std::ops::Range<usize>>,
+}
+
+impl Window {
+    /// Takes the ring's state, then one snapshot (blocking: `pread` of the
+    /// whole ring).
+    fn take(ring: &Ring, path: PathBuf, opts: &ShipOptions) -> Result<Window, ShipError> {
+        let ring_error =
+            |e: blackbox_reader::Error| ShipError::new(format!("{}: {e}", path.display()));
+        if let Some(gate) = &opts.hold_for_test {
+            hold_for_test(gate);
+        }
+        let state = ring.state().map_err(ring_error)?;
+        let snap = ring.snapshot().map_err(ring_error)?;
+        let key = opts
+            .key
+            .clone()
+            .unwrap_or_else(|| default_key(&snap, state));
+        let mut window = Window {
+            path,
+            state,
+            snap,
+            key,
+            reason: opts.reason.clone(),
+            shipped_unix_ns: body::now_unix_ns(),
+            plan: Vec::new(),
+        };
+        let max_body = usize::try_from(opts.max_body.max(MIN_MAX_BODY)).unwrap_or(usize::MAX);
+        window.plan = window.shipment().plan(opts.format, max_body);
+        Ok(window)
+    }
+
+    fn shipment(&self) -> body::Shipment<'_> {
+        body::Shipment {
+            path: &self.path,
+            state: self.state,
+            snap: &self.snap,
+            key: &self.key,
+            reason: self.reason.as_deref(),
+            shipped_unix_ns: self.shipped_unix_ns,
+        }
+    }
+
+    /// How many parts: at least one, no more than records (a u32 holds
+    /// them: a record takes at least 8 bytes of a ring of at most 4 GiB).
+    fn parts(&self) -> u32 {
+        u32::try_from(self.plan.len()).unwrap_or(u32::MAX)
+    }
+
+    /// The body of part `index` (from 1).
+    fn part_body(&self, format: Format, index: u32) -> (body::Part, Vec<u8>) {
+        let part = body::Part {
+            index,
+            count: self.parts(),
+        };
+        let records = self.plan[index as usize - 1].clone();
+        let mut out = Vec::new();
+        self.shipment().write_part(format, records, part, &mut out);
+        (part, out)
+    }
+}
+
+/// Test aid (`blackbox watch --hold-shipments-for-test GATE`): a shipment
+/// that starts reading its ring creates `GATE.entered`, then waits, on the
+/// blocking pool, until the file `GATE` exists. A test then knows a
+/// shipment is in progress, and what the collector does meanwhile.
+fn hold_for_test(gate: &Path) {
+    let mut entered = gate.as_os_str().to_owned();
+    entered.push(".entered");
+    let _ = std::fs::write(&entered, b"");
+    while !gate.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 /// The error of a shipment whose `part` failed as `err` says, after

@@ -137,6 +137,9 @@ pub struct ShipOptions {
     /// a smaller value counts as that). A record larger than this on its
     /// own goes alone in a part.
     pub max_body: u64,
+    /// Test aid: hold each shipment, once it started, until this file
+    /// exists (see `hold_for_test` in the ship module).
+    pub hold_for_test: Option<PathBuf>,
 }
 
 impl ShipOptions {
@@ -153,6 +156,7 @@ impl ShipOptions {
             backoff: DEFAULT_BACKOFF,
             timeout: DEFAULT_TIMEOUT,
             max_body: DEFAULT_MAX_BODY,
+            hold_for_test: None,
         }
     }
 }

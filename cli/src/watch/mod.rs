@@ -203,7 +203,11 @@ pub fn run(opts: Options) -> Result<Finished, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    runtime.block_on(run_async(opts))
+    let finished = runtime.block_on(run_async(opts));
+    // A shipment given up at the shutdown bound may still be reading its
+    // ring on the blocking pool: do not wait for it.
+    runtime.shutdown_background();
+    finished
 }
 
 async fn run_async(opts: Options) -> Result<Finished, String> {
@@ -295,6 +299,19 @@ async fn run_async(opts: Options) -> Result<Finished, String> {
     }
     drop(stop_tx);
     Ok(Finished { failed: 0 })
+}
+
+/// What a shipment is for.
+#[derive(Clone, Copy)]
+enum Shipment<'a> {
+    /// A dead writer's window, once.
+    Death,
+    /// A live writer's window, asked for by its snapshot trigger.
+    Snapshot {
+        reason: &'a str,
+        key: &'a str,
+        trigger: u64,
+    },
 }
 
 /// How a pass ended.
@@ -462,54 +479,7 @@ impl Watcher {
         if !f.still_linked() {
             return Outcome::Done;
         }
-        self.note_attempt(&id);
-        let opts = ShipOptions {
-            reason: None,
-            key: None,
-            ..self.opts.ship.clone()
-        };
-        let grace = self.opts.shutdown_timeout;
-        let out = self
-            .shutdown
-            .bounded(ship::ship_ring(&f.ring, &f.path, &opts))
-            .await;
-        let outcome = match out {
-            Some(Ok(shipped)) => {
-                let marker = serde_json::json!({
-                    "ring": f.name,
-                    "key": shipped.key,
-                    "records": shipped.records,
-                    "bytes": shipped.bytes,
-                    "cause": shipped.cause,
-                    "to": shipped.target,
-                    "shipped_unix_ms": unix_ms(),
-                });
-                if let Err(e) = self.state.mark_shipped(&id, &marker) {
-                    eprintln!(
-                        "blackbox watch: shipped {} but cannot record it in the state directory: {e} (it will ship again)",
-                        f.name
-                    );
-                }
-                self.shipped(f, &shipped, None);
-                let memo = self.memo.entry(id).or_default();
-                memo.shipped = true;
-                memo.failures = 0;
-                memo.next_try = None;
-                Outcome::Done
-            }
-            Some(Err(err)) => {
-                self.failure(&id, f, "the window", &err);
-                Outcome::Failed
-            }
-            None => {
-                eprintln!(
-                    "blackbox watch: gave up shipping {} at the shutdown bound ({}); not marked, it ships again on the next start",
-                    f.name,
-                    humantime::format_duration(grace)
-                );
-                Outcome::Stopped
-            }
-        };
+        let outcome = self.ship_window(f, &id, Shipment::Death).await;
         drop(claim);
         outcome
     }
@@ -571,50 +541,116 @@ impl Watcher {
         if !self.snapshot_due(mark, trigger) {
             return Outcome::Done;
         }
-        let reason = f
-            .ring
-            .snapshot()
-            .ok()
-            .and_then(|snap| snap.snapshot_reason(&header))
-            .unwrap_or_else(|| "snapshot requested (its record has left the window)".to_string());
+        // The reason is a record of the window: read off the runtime's
+        // thread, like the shipment itself.
+        let reason = match f.ring.try_clone() {
+            Ok(ring) => {
+                let header = header.clone();
+                tokio::task::spawn_blocking(move || {
+                    ring.snapshot()
+                        .ok()
+                        .and_then(|snap| snap.snapshot_reason(&header))
+                })
+                .await
+                .ok()
+                .flatten()
+            }
+            Err(_) => None,
+        }
+        .unwrap_or_else(|| "snapshot requested (its record has left the window)".to_string());
         let key = format!("{:016x}-snapshot-{trigger}", header.nonce);
-        self.note_attempt(&id);
+        let outcome = self
+            .ship_window(
+                f,
+                &id,
+                Shipment::Snapshot {
+                    reason: &reason,
+                    key: &key,
+                    trigger,
+                },
+            )
+            .await;
+        drop(claim);
+        outcome
+    }
+
+    /// Ships `f`'s window (under its claim, which the caller holds) and
+    /// records the outcome: a death's marker or a snapshot's mark on
+    /// success, the next try on failure.
+    async fn ship_window(&mut self, f: &Found, id: &str, what: Shipment<'_>) -> Outcome {
+        self.note_attempt(id);
+        let (reason, key) = match what {
+            Shipment::Death => (None, None),
+            Shipment::Snapshot { reason, key, .. } => (Some(reason), Some(key)),
+        };
         let opts = ShipOptions {
-            reason: Some(reason.clone()),
-            key: Some(key.clone()),
+            reason: reason.map(str::to_string),
+            key: key.map(str::to_string),
             ..self.opts.ship.clone()
         };
+        let grace = self.opts.shutdown_timeout;
         let out = self
             .shutdown
             .bounded(ship::ship_ring(&f.ring, &f.path, &opts))
             .await;
-        let outcome = match out {
+        match out {
             Some(Ok(shipped)) => {
-                let mark = SnapshotMark {
-                    trigger,
-                    shipped_unix_ms: unix_ms(),
-                };
-                if let Err(e) = self.state.mark_snapshot(&id, mark, &key) {
-                    eprintln!(
-                        "blackbox watch: shipped a snapshot of {} but cannot record it: {e}",
-                        f.name
-                    );
+                match what {
+                    Shipment::Death => {
+                        let marker = serde_json::json!({
+                            "ring": f.name,
+                            "key": shipped.key,
+                            "records": shipped.records,
+                            "bytes": shipped.bytes,
+                            "cause": shipped.cause,
+                            "to": shipped.target,
+                            "shipped_unix_ms": unix_ms(),
+                        });
+                        if let Err(e) = self.state.mark_shipped(id, &marker) {
+                            eprintln!(
+                                "blackbox watch: shipped {} but cannot record it in the state directory: {e} (it will ship again)",
+                                f.name
+                            );
+                        }
+                        self.memo.entry(id.to_string()).or_default().shipped = true;
+                    }
+                    Shipment::Snapshot { key, trigger, .. } => {
+                        let mark = SnapshotMark {
+                            trigger,
+                            shipped_unix_ms: unix_ms(),
+                        };
+                        if let Err(e) = self.state.mark_snapshot(id, mark, key) {
+                            eprintln!(
+                                "blackbox watch: shipped a snapshot of {} but cannot record it: {e}",
+                                f.name
+                            );
+                        }
+                        self.memo.entry(id.to_string()).or_default().snapshot = Some(mark);
+                    }
                 }
-                self.shipped(f, &shipped, Some(&reason));
-                let memo = self.memo.entry(id).or_default();
-                memo.snapshot = Some(mark);
+                self.shipped(f, &shipped, reason);
+                let memo = self.memo.entry(id.to_string()).or_default();
                 memo.failures = 0;
                 memo.next_try = None;
                 Outcome::Done
             }
             Some(Err(err)) => {
-                self.failure(&id, f, "a snapshot", &err);
+                let what = match what {
+                    Shipment::Death => "the window",
+                    Shipment::Snapshot { .. } => "a snapshot",
+                };
+                self.failure(id, f, what, &err);
                 Outcome::Failed
             }
-            None => Outcome::Stopped,
-        };
-        drop(claim);
-        outcome
+            None => {
+                eprintln!(
+                    "blackbox watch: gave up shipping {} at the shutdown bound ({}); not marked, it ships again on the next start",
+                    f.name,
+                    humantime::format_duration(grace)
+                );
+                Outcome::Stopped
+            }
+        }
     }
 
     /// Whether a trigger count calls for a snapshot now: it moved since
