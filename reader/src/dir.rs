@@ -38,7 +38,7 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::error::ErrorKind;
+use crate::error::{Error, ErrorKind};
 use crate::ring::Ring;
 
 /// Which files the collector may read.
@@ -191,13 +191,13 @@ impl Scanner {
     ///
     /// # Errors
     ///
-    /// The directory cannot be listed (one line, for the log).
-    pub fn scan(&mut self) -> Result<Scan, String> {
+    /// The directory cannot be listed ([`ErrorKind::Io`]).
+    pub fn scan(&mut self) -> Result<Scan, Error> {
         self.skipped.clear();
         let dir_meta = std::fs::metadata(&self.dir)
-            .map_err(|e| format!("cannot stat {}: {e}", self.dir.display()))?;
+            .map_err(|e| Error::io(&format!("cannot stat {}", self.dir.display()), &e))?;
         let entries = std::fs::read_dir(&self.dir)
-            .map_err(|e| format!("cannot list {}: {e}", self.dir.display()))?;
+            .map_err(|e| Error::io(&format!("cannot list {}", self.dir.display()), &e))?;
         let mut found = Vec::new();
         let mut present = HashSet::new();
         for entry in entries {

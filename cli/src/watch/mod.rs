@@ -349,7 +349,7 @@ fn quoted(text: &str) -> String {
 impl Watcher {
     /// One scan: ship the dead, snapshot the live that ask, apply retention.
     async fn pass(&mut self) -> Result<PassEnd, String> {
-        let scan = self.scanner.scan()?;
+        let scan = self.scanner.scan().map_err(|e| e.to_string())?;
         for skip in scan.skipped.iter().filter(|s| s.new) {
             eprintln!(
                 "blackbox watch: skipping {}: {}",
