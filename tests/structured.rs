@@ -562,8 +562,9 @@ fn the_append_paths_allocate_nothing_in_steady_state() {
     assert_eq!(allocations_in(events), 0, "the tracing Layer allocated");
     drop(guard);
 
-    // The log adapter, with key-values.
-    BlackboxLogger::new(Arc::clone(&rec)).init().unwrap();
+    // The log adapter, with key-values. The guard marks the ring exited
+    // at the end of the test.
+    let _exit_guard = BlackboxLogger::new(Arc::clone(&rec)).init().unwrap();
     let logs = || {
         for i in 0..N {
             log::info!(target: "app::log", n = i, ok = true, s = "str", d:? = (1, 2); "request {} done", i);

@@ -57,6 +57,7 @@ mod error;
 mod event;
 #[cfg(any(feature = "log", feature = "tracing"))]
 mod event_buf;
+mod exit_guard;
 mod heartbeat;
 pub mod layout;
 pub mod lock;
@@ -76,6 +77,7 @@ pub mod typed;
 pub use clock::Clock;
 pub use error::{AppendError, CreateError, CreateErrorKind};
 pub use event::{Field, Level, Value, EVENT_FLAG_TRUNCATED};
+pub use exit_guard::ExitGuard;
 pub use recorder::{
     Recorder, RecorderBuilder, Seq, DEFAULT_CAPACITY, DEFAULT_HEARTBEAT, ENV_DIR, SNAPSHOT_TARGET,
 };

@@ -1,6 +1,8 @@
 //! A [`log::Log`] implementation that writes every record into a ring.
 //!
-//! One line for a program that logs through the `log` crate:
+//! One line for a program that logs through the `log` crate; it returns the
+//! [`ExitGuard`](crate::ExitGuard) that marks the ring `exited` when `main`
+//! returns (see [Closing the ring](#closing-the-ring)):
 //!
 //! ```
 //! # let dir = std::env::temp_dir().join(format!("log-doc-{}", std::process::id()));
@@ -9,7 +11,7 @@
 //! use blackbox_recorder::{BlackboxLogger, Recorder};
 //!
 //! let rec = Arc::new(Recorder::create(dir.join("app.ring"), 1 << 20).unwrap());
-//! BlackboxLogger::new(Arc::clone(&rec)).init().unwrap();
+//! let _guard = BlackboxLogger::new(Arc::clone(&rec)).init().unwrap(); // keep to the end of main
 //!
 //! log::warn!(target: "app::db", ms = 250u64, table = "users"; "slow query");
 //! # std::fs::remove_dir_all(&dir).unwrap();
@@ -40,12 +42,19 @@
 //!
 //! `log` keeps its logger for the life of the process, so the `Arc` inside
 //! the installed logger is never dropped and the ring is not closed when the
-//! program returns from `main`: the reader then reports the writer as
-//! `killed` (an exit that skipped the close). A program that wants `exited`
-//! calls [`Recorder::mark_clean_exit`](crate::Recorder::mark_clean_exit) as
-//! it ends, or installs the logger with a scope of its own (for example a forwarding
-//! logger that it can empty), drops every other handle, and closes the
-//! [`Recorder`](crate::Recorder) it gets back from `Arc::try_unwrap`.
+//! program returns from `main`: without more, the reader reports the writer
+//! as `killed` (an exit that skipped the close). So
+//! [`BlackboxLogger::init`] returns an [`ExitGuard`](crate::ExitGuard), as
+//! `tracing_appender::non_blocking` returns its `WorkerGuard`: keep it in
+//! `main` (`let _guard = ...`, not `let _ =`, which drops it at once), and
+//! when `main` returns it is dropped and marks the ring `exited`
+//! ([`Recorder::mark_clean_exit`](crate::Recorder::mark_clean_exit)). It
+//! does nothing while unwinding from a panic: that is no clean exit (the
+//! crash handlers, if installed, record a panic in `main` as a crash).
+//! Alternatively install the logger with a scope of your
+//! own (for example a forwarding logger that you can empty), drop every
+//! other handle, and close the [`Recorder`](crate::Recorder) you get back
+//! from `Arc::try_unwrap`.
 
 pub use crate::event_buf::{MESSAGE_CAP, TEXT_CAP};
 
@@ -64,6 +73,7 @@ mod adapter {
     use super::MAX_KV_FIELDS;
     use crate::event::Level;
     use crate::event_buf::{with_scratch, EventBuf};
+    use crate::exit_guard::ExitGuard;
     use crate::recorder::Recorder;
 
     /// A [`log::Log`] that appends every record to a [`Recorder`] as a
@@ -78,11 +88,12 @@ mod adapter {
     /// use blackbox_recorder::{BlackboxLogger, Recorder};
     ///
     /// let rec = Arc::new(Recorder::create(dir.join("app.ring"), 1 << 20).unwrap());
-    /// BlackboxLogger::new(rec)
+    /// let _guard = BlackboxLogger::new(rec)
     ///     .with_max_level(log::LevelFilter::Info)
     ///     .init()
     ///     .unwrap();
     /// log::info!(attempt = 3; "connected");
+    /// // ... main returns: `_guard` is dropped, the ring says "exited".
     /// # std::fs::remove_dir_all(&dir).unwrap();
     /// ```
     pub struct BlackboxLogger {
@@ -121,17 +132,23 @@ mod adapter {
             &self.rec
         }
 
-        /// Installs this logger as the process's `log` logger and sets
-        /// `log::max_level` to its maximum level.
+        /// Installs this logger as the process's `log` logger, sets
+        /// `log::max_level` to its maximum level, and returns an
+        /// [`ExitGuard`] for the ring: `log` never drops its logger, so keep
+        /// the guard in `main` (`let _guard = ...`) until it returns, and
+        /// dropping it marks the ring `exited` (not while unwinding from a
+        /// panic). Without it the ring reads `killed` after a normal exit.
         ///
         /// # Errors
         ///
-        /// [`log::SetLoggerError`] if a logger is installed already.
-        pub fn init(self) -> Result<(), log::SetLoggerError> {
+        /// [`log::SetLoggerError`] if a logger is installed already (then
+        /// no guard is made).
+        pub fn init(self) -> Result<ExitGuard, log::SetLoggerError> {
             let level = self.max_level;
+            let rec = Arc::clone(&self.rec);
             log::set_boxed_logger(Box::new(self))?;
             log::set_max_level(level);
-            Ok(())
+            Ok(ExitGuard::new(&rec))
         }
     }
 

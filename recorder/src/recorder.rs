@@ -361,7 +361,9 @@ impl Recorder {
     /// `tracing` subscriber or `log` logger. Call it as the last thing
     /// before a clean exit; otherwise the reader would find the state
     /// still `running`, the lock gone, and say `killed`. Appends after it
-    /// still work. A crash recorded before is kept.
+    /// still work. A crash recorded before is kept. An
+    /// [`ExitGuard`](crate::ExitGuard) (which the `tracing` and `log`
+    /// adapters' setup returns) calls it when dropped at the end of `main`.
     pub fn mark_clean_exit(&self) {
         self.shared.mark_exited();
     }

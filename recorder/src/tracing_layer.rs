@@ -1,6 +1,8 @@
 //! A [`tracing_subscriber::Layer`] that writes every event into a ring.
 //!
-//! One line for a program that uses `tracing`:
+//! Two lines for a program that uses `tracing`: the layer, with the
+//! [`ExitGuard`] that marks the ring `exited` when `main` returns (see
+//! [Closing the ring](#closing-the-ring)), and the subscriber:
 //!
 //! ```
 //! # let dir = std::env::temp_dir().join(format!("layer-doc-{}", std::process::id()));
@@ -10,9 +12,10 @@
 //! use tracing_subscriber::prelude::*;
 //!
 //! let rec = Arc::new(Recorder::create(dir.join("app.ring"), 1 << 20).unwrap());
-//! let subscriber = tracing_subscriber::registry().with(BlackboxLayer::new(rec));
-//! # let _guard = tracing::subscriber::set_default(subscriber);
-//! // or: subscriber.init();
+//! let (layer, _guard) = BlackboxLayer::new(rec).with_guard(); // keep `_guard` to the end of main
+//! let subscriber = tracing_subscriber::registry().with(layer);
+//! # let _default = tracing::subscriber::set_default(subscriber);
+//! // in a program: subscriber.init();
 //!
 //! let span = tracing::info_span!("request", id = 7);
 //! let _entered = span.enter();
@@ -62,10 +65,16 @@
 //!
 //! The layer holds an `Arc<Recorder>`. A subscriber installed with
 //! `init()` / `set_global_default` lives until the process ends, so its
-//! ring is never closed and the reader reports the writer as `killed` after
-//! a normal exit, unless the program calls
-//! [`Recorder::mark_clean_exit`](crate::Recorder::mark_clean_exit) (on any
-//! handle) as it ends. Alternatively scope the subscriber
+//! ring is never closed: without more, the reader reports the writer of a
+//! program that returned from `main` as `killed`.
+//! [`BlackboxLayer::with_guard`] returns the layer with an [`ExitGuard`],
+//! as `tracing_appender::non_blocking` returns its `WorkerGuard`: keep it
+//! in `main` (`let (layer, _guard) = ...`, not `_`, which drops it at
+//! once), and when `main` returns it is dropped and marks the ring `exited`
+//! ([`Recorder::mark_clean_exit`](crate::Recorder::mark_clean_exit)). It
+//! does nothing while unwinding from a panic: that is no clean exit (the
+//! crash handlers, if installed, record a panic in `main` as a crash).
+//! Alternatively scope the subscriber
 //! (`tracing::subscriber::with_default`, or a `Dispatch` per thread), drop
 //! it, and close the `Recorder` that `Arc::try_unwrap` returns.
 
@@ -80,6 +89,7 @@ use tracing_subscriber::registry::LookupSpan;
 use crate::event::Level;
 use crate::event_buf::{with_scratch, EventBuf};
 pub use crate::event_buf::{MESSAGE_CAP, TEXT_CAP};
+use crate::exit_guard::ExitGuard;
 use crate::recorder::Recorder;
 
 /// Most fields of an event kept (besides `spans`, `thread` and
@@ -161,6 +171,34 @@ impl BlackboxLayer {
     /// The ring this layer writes to.
     pub fn recorder(&self) -> &Arc<Recorder> {
         &self.rec
+    }
+
+    /// This layer and an [`ExitGuard`] for its ring: for a layer that goes
+    /// into a global subscriber (`init()`), which is never dropped. Keep
+    /// the guard in `main` until it returns; dropping it marks the ring
+    /// `exited` (not while unwinding from a panic). Call it last, after the
+    /// other settings.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("layer-guard-doc-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// use std::sync::Arc;
+    /// use blackbox_recorder::{BlackboxLayer, Recorder};
+    /// use tracing_subscriber::prelude::*;
+    ///
+    /// let rec = Arc::new(Recorder::create(dir.join("app.ring"), 1 << 20).unwrap());
+    /// let (layer, _guard) = BlackboxLayer::new(Arc::clone(&rec))
+    ///     .with_thread_names(true)
+    ///     .with_guard();
+    /// tracing_subscriber::registry().with(layer).init();
+    /// tracing::info!(port = 8080u64, "listening");
+    /// // ... main returns: `_guard` is dropped, the ring says "exited".
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// ```
+    #[must_use = "the guard marks the ring `exited` when dropped: keep it (`let (layer, _guard) = ...`) until `main` returns"]
+    pub fn with_guard(self) -> (BlackboxLayer, ExitGuard) {
+        let guard = ExitGuard::new(&self.rec);
+        (self, guard)
     }
 }
 
