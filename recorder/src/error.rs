@@ -25,7 +25,7 @@ pub enum CreateErrorKind {
         capacity: u64,
     },
     /// The file mode has bits other than read and write permission, or
-    /// lets the group or others write (see [`RecorderBuilder::mode`]).
+    /// lets the group or others write (see [`RecorderBuilder::mode`](crate::RecorderBuilder::mode)).
     BadMode(u32),
     /// A live writer holds the lock on the existing file at this path.
     InUse,

@@ -327,6 +327,7 @@ impl<'b> EventBuf<'b> {
     }
 
     /// Adds one of the adapter's own fields (before any of the event's).
+    #[cfg(feature = "tracing")]
     pub(crate) fn own_text(
         &mut self,
         name: &str,
@@ -493,6 +494,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "tracing")]
     fn fields_beyond_the_cap_are_counted_and_text_shares_one_budget() {
         let mut buf = Scratch::new();
         let mut e = EventBuf::start(&mut buf, 64 << 10, Level::Info, "t", 2);

@@ -263,7 +263,7 @@ mod writer {
         /// [`RecordError::Encode`] if the value's `Serialize` fails;
         /// [`RecordError::Append`] with [`AppendError::TooLarge`] if the
         /// record exceeds [`Recorder::max_record_len`], or
-        /// [`AppendError::Lapped`] as for [`Recorder::log`].
+        /// [`AppendError::Dropped`] as for [`Recorder::log`].
         pub fn record<T: Serialize + ?Sized>(&self, value: &T) -> Result<Seq, RecordError> {
             self.record_as(std::any::type_name::<T>(), value)
         }

@@ -67,7 +67,7 @@
 //! # Parts
 //!
 //! A window is split into parts of at most [`ShipOptions::max_body`] bytes
-//! ([`DEFAULT_MAX_BODY`]), records in order; each part is a whole body on
+//! ([`options::DEFAULT_MAX_BODY`]), records in order; each part is a whole body on
 //! its own: the NDJSON shipment line then that part's record lines, or a
 //! whole `ExportLogsServiceRequest` with the same resource attributes and
 //! that part's `logRecords`. The shipment line says `"part": I, "parts": N`

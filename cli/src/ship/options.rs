@@ -125,7 +125,7 @@ pub struct ShipOptions {
     /// Why this shipment happens (a snapshot's reason), if not a death.
     pub reason: Option<String>,
     /// Idempotency key; derived from the ring's nonce and window end if None
-    /// ([`default_key`]).
+    /// ([`super::default_key`]).
     pub key: Option<String>,
     /// Tries in all for a network destination (>= 1; 0 counts as 1).
     pub attempts: u32,
@@ -173,7 +173,7 @@ pub struct Shipped {
     /// Retries it took, all parts together (0: each part on its first try).
     pub retries: u32,
     /// The shipment key it carried (each part's `Idempotency-Key` is
-    /// [`part_key`] of it).
+    /// [`super::part_key`] of it).
     pub key: String,
     /// One-line writer identity (program, pid, host).
     pub writer: String,

@@ -1,7 +1,7 @@
 //! The collector's durable state: claims and markers, one set per ring.
 //!
 //! For a ring whose identity is `ID` (nonce, start time, pid; see
-//! [`super::scan::Found::id`]) the state directory holds:
+//! [`blackbox_reader::dir::Found::id`]) the state directory holds:
 //!
 //! - `ID.lock`: empty; a collector holds an exclusive `flock` on it while it
 //!   ships or removes the ring (non-blocking: a collector that finds it held
