@@ -8,10 +8,10 @@ mod common;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use blackbox_reader::Ring;
-use blackbox_recorder::{Field, Level, Recorder, Value as FieldVal};
+use blackbox_recorder::{Clock, Field, Level, Recorder, Value as FieldVal};
 use common::{read_json, run, stderr, stdout, TempDir};
 use serde_json::{json, Value};
 
@@ -295,42 +295,61 @@ fn read_filters_by_level_and_count() {
     );
 }
 
-/// `--since D` keeps records written within D before now: records written
-/// 2.2 s before the others are left out by `--since 2s`. The newer ones are
-/// kept as long as the read starts within 2 s of writing them.
+/// `--since D` keeps records written within D before now. Whose
+/// timestamps the test controls: three records are moved two hours into
+/// the past (their `ts` rewritten in the file, their checksums resealed),
+/// three keep the time they were appended at. `--since 1h` then keeps
+/// exactly the three recent ones and `--since 3h` all six, however long the
+/// machine takes: the recent records would have to wait an hour before
+/// the read for either to fail (no sleep, no bound on the read's time).
 #[test]
 fn read_since_drops_older_records() {
+    use blackbox_recorder::layout::R_TS;
+    const TWO_HOURS_NS: u64 = 2 * 3600 * 1_000_000_000;
+
     let dir = TempDir::new("cli-since");
     let ring = dir.path("since.ring");
+    // CLOCK_REALTIME timestamps: a record's `ts` is its time in ns.
     let rec = Recorder::builder(&ring)
         .capacity(64 << 10)
         .heartbeat(None)
+        .clock(Clock::Realtime)
         .create()
         .expect("create ring");
     for k in 0..3u64 {
         rec.log(Level::Info, "cli::test", &format!("old {k}"), &[])
             .unwrap();
     }
-    std::thread::sleep(Duration::from_millis(2200));
     for k in 0..3u64 {
         rec.log(Level::Info, "cli::test", &format!("new {k}"), &[])
             .unwrap();
     }
-    let written = Instant::now();
     rec.close();
-    let since = read_json(&ring, &["--since", "2s"]);
-    let took = written.elapsed();
-    assert!(
-        !messages(&since).iter().any(|m| m.starts_with("old")),
-        "--since 2s kept records written 2.2 s earlier: {:?}",
-        messages(&since)
-    );
-    if took < Duration::from_millis(1900) {
-        assert_eq!(messages(&since), ["new 0", "new 1", "new 2"]);
-    } else {
-        println!("skipped the 'newer records kept' check: the read took {took:?}");
+
+    let mut file = std::fs::read(&ring).unwrap();
+    let mut records = common::file_records(&file);
+    records.sort_by_key(|r| r.seq);
+    assert_eq!(records.len(), 6, "{records:?}");
+    for r in &records[..3] {
+        let at = r.at + R_TS;
+        let ts = u64::from_le_bytes(file[at..at + 8].try_into().unwrap());
+        file[at..at + 8].copy_from_slice(&(ts - TWO_HOURS_NS).to_le_bytes());
+        common::reseal_record(&mut file, r);
     }
-    assert_eq!(read_json(&ring, &["--since", "1h"]).len(), 6);
+    std::fs::write(&ring, &file).unwrap();
+    common::verify_ok(&ring);
+
+    let all = read_json(&ring, &[]);
+    assert_eq!(
+        messages(&all),
+        ["old 0", "old 1", "old 2", "new 0", "new 1", "new 2"]
+    );
+    assert_eq!(
+        messages(&read_json(&ring, &["--since", "1h"])),
+        ["new 0", "new 1", "new 2"],
+        "--since 1h keeps the recent records, drops those two hours old"
+    );
+    assert_eq!(read_json(&ring, &["--since", "3h"]), all, "--since 3h");
 }
 
 #[test]

@@ -10,6 +10,12 @@
 //! within about a second, at most once per `--snapshot-interval`.
 //! The PID-namespace test needs `unshare --pid --fork`; the owner test
 //! needs root. Where the machine lacks them they print "skipped: why".
+//!
+//! No test asserts how fast anything happened (the machine may be loaded):
+//! each waits for an event (a request at the receiver, a log line, a scan
+//! counted by `--metrics`, a process that ended) with a generous deadline
+//! that only fails a test if the event never comes, and a "nothing more
+//! was shipped" check is made after the collector provably scanned again.
 
 mod common;
 
@@ -23,8 +29,12 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{blackbox, info_json, stderr, wait_or_fail, Reaper, TempDir};
+use common::{blackbox, info_json, stderr, wait_or_fail, wait_until, Reaper, TempDir};
 use serde_json::Value;
+
+/// The deadline for an event that must come (a shipment, a log line, an
+/// exit): it fails a test only if the event never comes.
+const PATIENCE: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------------------
 // A tiny HTTP receiver.
@@ -38,6 +48,9 @@ enum Mode {
     Fail,
     /// Reads the request, then never answers.
     Stall,
+    /// Reads the request and answers 200 once the test changes the mode
+    /// ([`Sink::set_mode`]): a shipment held in flight until released.
+    Hold,
     /// 200 after this long.
     Delay(Duration),
 }
@@ -211,6 +224,15 @@ fn serve(
                 std::thread::sleep(d);
                 "200 OK"
             }
+            Mode::Hold => {
+                while *mode.lock().unwrap() == Mode::Hold {
+                    if done.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                "200 OK"
+            }
         };
         let reply = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
         if stream.write_all(reply.as_bytes()).is_err() {
@@ -288,14 +310,7 @@ fn watch_once(dir: &Path, to: &str, args: &[&str]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start watch");
-    let limit = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > limit {
-            let _ = child.kill();
-            panic!("watch --once did not end within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_or_fail(&mut child, PATIENCE, "watch --once");
     child.wait_with_output().unwrap()
 }
 
@@ -342,7 +357,7 @@ impl Daemon {
 
     /// Everything logged, once the process has ended (its stderr closed).
     fn final_log(&mut self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + PATIENCE;
         loop {
             match self
                 .log
@@ -363,6 +378,65 @@ impl Daemon {
         }
         self.seen.join("\n")
     }
+
+    /// Waits until a logged line contains `needle`; returns everything
+    /// logged up to it. Panics if it never comes.
+    fn wait_log(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        while !self.seen.iter().any(|l| l.contains(needle)) {
+            match self
+                .log
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) => self.seen.push(line),
+                Err(e) => panic!(
+                    "watch never logged {needle:?} ({e:?}): {}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+        self.seen.join("\n")
+    }
+}
+
+/// A loopback address with a port that was free a moment ago, for
+/// `--metrics`.
+fn free_addr() -> String {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+/// `GET /metrics` from a collector's `--metrics` address: the reply, or
+/// None while it does not listen yet.
+fn get_metrics(addr: &str) -> Option<String> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .ok()?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).ok()?;
+    Some(reply)
+}
+
+/// The value of the counter `blackbox_watch_NAME` in a metrics reply.
+fn metric(reply: &str, name: &str) -> Option<u64> {
+    let prefix = format!("blackbox_watch_{name} ");
+    reply
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Waits until the collector at `addr` counts at least `n` directory
+/// scans (`blackbox_watch_scans_total`, bumped as each scan starts);
+/// returns its metrics reply then.
+fn wait_for_scans(addr: &str, n: u64) -> String {
+    wait_until(PATIENCE, &format!("{n} scans at {addr}"), || {
+        get_metrics(addr).filter(|r| metric(r, "scans_total").is_some_and(|s| s >= n))
+    })
 }
 
 fn shipped_lines(log: &str) -> usize {
@@ -450,7 +524,7 @@ fn a_collector_killed_mid_shipment_ships_again_with_the_same_key() {
     dead_ring(&dir.0, 200, "abort");
 
     let mut first = Daemon::start(&dir.0, &sink.url(), &["--timeout", "60s"]);
-    let stalled = sink.wait_for(1, Duration::from_secs(10));
+    let stalled = sink.wait_for(1, PATIENCE);
     first.signal(nix::sys::signal::Signal::SIGKILL);
     let _ = first.child.0.wait();
     let stalled_key = stalled[0].key();
@@ -523,18 +597,20 @@ fn two_collectors_ship_each_ring_once() {
 
 /// The writer in a PID namespace of its own (another container), the
 /// collector outside: the pid in the ring means nothing here, the lock
-/// still tells. Live: left alone; dead: shipped.
+/// still tells. Live: left alone; dead: shipped. The writer lives until
+/// the test kills it (`unshare --kill-child`: killing unshare SIGKILLs
+/// it), so the "live" check never races a timer.
 #[test]
 fn a_writer_in_another_pid_namespace() {
     let probe = Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc", "true"])
+        .args(["--pid", "--fork", "--kill-child", "--mount-proc", "true"])
         .stderr(Stdio::piped())
         .output();
     match probe {
         Ok(o) if o.status.success() => {}
         Ok(o) => {
             println!(
-                "skipped: unshare --pid --fork is not permitted here: {}",
+                "skipped: unshare --pid --fork --kill-child is not permitted here: {}",
                 stderr(&o).trim()
             );
             return;
@@ -550,6 +626,7 @@ fn a_writer_in_another_pid_namespace() {
     cmd.args([
         "--pid",
         "--fork",
+        "--kill-child",
         "--mount-proc",
         env!("CARGO_BIN_EXE_blackbox"),
     ])
@@ -560,16 +637,7 @@ fn a_writer_in_another_pid_namespace() {
         "--capacity",
         "256KiB",
     ])
-    .args([
-        "--rate",
-        "100",
-        "--records",
-        "100000",
-        "--die",
-        "kill",
-        "--die-after-ms",
-        "1500",
-    ]);
+    .args(["--rate", "100", "--records", "100000"]);
     let (mut writer, ring, _) = live_ring(&mut cmd);
     assert_eq!(
         info_json(&ring)["pid"],
@@ -586,11 +654,13 @@ fn a_writer_in_another_pid_namespace() {
         stderr(&o)
     );
 
-    wait_or_fail(
-        &mut writer.0,
-        Duration::from_secs(10),
-        "the namespaced writer",
-    );
+    // SIGKILL to unshare; the kernel SIGKILLs the writer (its parent
+    // died). The writer is not our child: its ring tells when it is gone.
+    writer.0.kill().expect("kill unshare");
+    wait_or_fail(&mut writer.0, PATIENCE, "unshare");
+    wait_until(PATIENCE, "the namespaced writer's death", || {
+        (info_json(&ring)["state"] != "running").then_some(())
+    });
     let o = watch_once(&dir.0, &sink.url(), &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let got = sink.requests();
@@ -604,16 +674,25 @@ fn a_writer_in_another_pid_namespace() {
 }
 
 /// A live writer asks for a snapshot ("slow request"): the running
-/// collector ships its window with that reason within about a second; a
-/// burst of 50 requests makes one shipment per --snapshot-interval.
+/// collector ships its window with that reason; a burst of 50 requests
+/// makes one shipment per --snapshot-interval. ("Within about a second" is
+/// the README's claim; the time is printed, not asserted.)
 #[test]
 fn a_snapshot_request_ships_the_live_window_once_per_interval() {
     let dir = TempDir::new("watch-snap");
     let sink = Sink::start(Mode::Ok);
+    let metrics = free_addr();
     let mut daemon = Daemon::start(
         &dir.0,
         &sink.url(),
-        &["--interval", "100ms", "--snapshot-interval", "30s"],
+        &[
+            "--interval",
+            "100ms",
+            "--snapshot-interval",
+            "1h",
+            "--metrics",
+            &metrics,
+        ],
     );
     let (_writer, ring, out) = live_ring(demo_in(&dir.0).args([
         "--rate",
@@ -629,7 +708,7 @@ fn a_snapshot_request_ships_the_live_window_once_per_interval() {
     ]));
     let out = out.unwrap();
     // The report "0 40" is printed right after the 50 requests.
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + PATIENCE;
     loop {
         let line = out
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
@@ -639,12 +718,10 @@ fn a_snapshot_request_ships_the_live_window_once_per_interval() {
         }
     }
     let asked = Instant::now();
-    let got = sink.wait_for(1, Duration::from_secs(10));
-    let latency = asked.elapsed();
-    println!("snapshot shipped {latency:?} after the request");
-    assert!(
-        latency < Duration::from_secs(3),
-        "{latency:?} (the claim is about 1 s)"
+    let got = sink.wait_for(1, PATIENCE);
+    println!(
+        "snapshot shipped {:?} after the request (printed, not asserted)",
+        asked.elapsed()
     );
     let shipment = got[0].shipment();
     assert_eq!(
@@ -655,18 +732,23 @@ fn a_snapshot_request_ships_the_live_window_once_per_interval() {
     assert!(got[0].key().contains("snapshot"), "{}", got[0].key());
     assert!(demo_records(&got[0]) >= 40);
 
-    std::thread::sleep(Duration::from_millis(1500));
+    // No second shipment: checked once the collector has provably looked
+    // again after the whole burst. The scan that shipped started at or
+    // before scan `seen`; scan `seen + 1` starts after this read (so after
+    // the burst, which ended before "0 40") and has ended, with whatever
+    // it shipped already at the receiver, once scan `seen + 2` starts.
+    let seen = metric(&wait_for_scans(&metrics, 1), "scans_total").unwrap();
+    let reply = wait_for_scans(&metrics, seen + 2);
     assert_eq!(
         sink.requests().len(),
         1,
         "50 requests at once, one shipment per interval: {}",
         daemon.log()
     );
-    let log = daemon.log();
-    assert!(
-        log.contains("snapshot of") && log.contains("slow request"),
-        "{log}"
-    );
+    assert_eq!(metric(&reply, "snapshots_total"), Some(1), "{reply}");
+    assert_eq!(metric(&reply, "shipped_total"), Some(1), "{reply}");
+    let log = daemon.wait_log("snapshot of");
+    assert!(log.contains("slow request"), "{log}");
     assert!(ring.exists());
     assert_eq!(info_json(&ring)["state"], "running");
 
@@ -688,48 +770,58 @@ fn a_snapshot_request_ships_the_live_window_once_per_interval() {
 
 /// SIGTERM while a shipment is in flight: the collector gives it up to
 /// --shutdown-timeout and exits 0. A shipment that finished in time is
-/// marked (not shipped again); one that did not is not marked (shipped by
-/// the next run).
+/// marked (not shipped again), and the last scan after SIGTERM ships a
+/// ring that died meanwhile; one that did not finish is not marked
+/// (shipped by the next run). Synchronised on events: the receiver holds
+/// the request until the collector has logged the SIGTERM, and releases it
+/// then (the bound is an hour, so finishing in time does not depend on
+/// the machine's speed) or never (the bound, 1.5 s, runs out).
 #[test]
 fn sigterm_finishes_the_shipment_in_flight_within_the_bound() {
-    for (mode, finishes) in [
-        (Mode::Delay(Duration::from_millis(700)), true),
-        (Mode::Stall, false),
-    ] {
-        let dir = TempDir::new(if finishes {
-            "watch-term-a"
+    for finishes in [true, false] {
+        let (mode, name, bound) = if finishes {
+            (Mode::Hold, "watch-term-a", "1h")
         } else {
-            "watch-term-b"
-        });
+            (Mode::Stall, "watch-term-b", "1500ms")
+        };
+        let dir = TempDir::new(name);
         let sink = Sink::start(mode);
         dead_ring(&dir.0, 100, "kill");
         let mut daemon = Daemon::start(
             &dir.0,
             &sink.url(),
-            &["--shutdown-timeout", "1500ms", "--timeout", "60s"],
+            &["--shutdown-timeout", bound, "--timeout", "1h"],
         );
-        sink.wait_for(1, Duration::from_secs(10));
-        let sent = Instant::now();
+        // The first shipment is at the receiver, unanswered: in flight,
+        // after the scan that found it.
+        sink.wait_for(1, PATIENCE);
+        if finishes {
+            // Dies after that scan: only the last scan can ship it.
+            dead_ring(&dir.0, 100, "kill");
+        }
         daemon.signal(nix::sys::signal::Signal::SIGTERM);
-        let status = wait_or_fail(
-            &mut daemon.child.0,
-            Duration::from_secs(10),
-            "watch after SIGTERM",
-        );
-        let took = sent.elapsed();
+        daemon.wait_log("SIGTERM");
+        if finishes {
+            sink.set_mode(Mode::Ok);
+        }
+        let status = wait_or_fail(&mut daemon.child.0, PATIENCE, "watch after SIGTERM");
         let log = daemon.final_log();
         assert_eq!(status.code(), Some(0), "{log}");
-        assert!(
-            took < Duration::from_millis(3000),
-            "exited {took:?} after SIGTERM: {log}"
-        );
-        assert_eq!(shipped_lines(&log), usize::from(finishes), "{log}");
+        let shipped = if finishes { 2 } else { 0 };
+        assert_eq!(shipped_lines(&log), shipped, "{mode:?}: {log}");
+        assert_eq!(sink.requests().len(), shipped.max(1), "{mode:?}: {log}");
 
         sink.set_mode(Mode::Ok);
         let o = watch_once(&dir.0, &sink.url(), &[]);
         assert!(o.status.success(), "{}", stderr(&o));
-        let expected = if finishes { 1 } else { 2 };
-        assert_eq!(sink.requests().len(), expected, "{mode:?}: {}", stderr(&o));
+        // The finished ones are not shipped again; the abandoned one is.
+        assert_eq!(sink.requests().len(), 2, "{mode:?}: {}", stderr(&o));
+        assert_eq!(
+            shipped_lines(&stderr(&o)),
+            usize::from(!finishes),
+            "{mode:?}: {}",
+            stderr(&o)
+        );
     }
 }
 
@@ -744,18 +836,10 @@ fn a_ring_that_died_just_before_sigterm_is_shipped_before_exit() {
     // The first scan logs this file: then the scan is over.
     std::fs::write(dir.path("marker.txt"), "not a ring\n").unwrap();
     let mut daemon = Daemon::start(&dir.0, &sink.url(), &["--interval", "1h"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !daemon.log().contains("marker.txt") {
-        assert!(Instant::now() < deadline, "no first scan: {}", daemon.log());
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    daemon.wait_log("marker.txt");
     dead_ring(&dir.0, 100, "kill");
     daemon.signal(nix::sys::signal::Signal::SIGTERM);
-    let status = wait_or_fail(
-        &mut daemon.child.0,
-        Duration::from_secs(10),
-        "watch after SIGTERM",
-    );
+    let status = wait_or_fail(&mut daemon.child.0, PATIENCE, "watch after SIGTERM");
     let log = daemon.final_log();
     assert_eq!(status.code(), Some(0), "{log}");
     assert_eq!(sink.requests().len(), 1, "{log}");
@@ -876,28 +960,12 @@ fn metrics_are_served_on_loopback_only() {
     let dir = TempDir::new("watch-metrics");
     let sink = Sink::start(Mode::Ok);
     dead_ring(&dir.0, 50, "kill");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = free_addr();
     let _daemon = Daemon::start(&dir.0, &sink.url(), &["--metrics", &addr]);
-    sink.wait_for(1, Duration::from_secs(10));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let text = loop {
-        if let Ok(mut s) = TcpStream::connect(&addr) {
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-                .unwrap();
-            let mut reply = String::new();
-            s.read_to_string(&mut reply).unwrap();
-            if reply.contains("blackbox_watch_shipped_total 1") {
-                break reply;
-            }
-        }
-        assert!(Instant::now() < deadline, "no metrics at {addr}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    sink.wait_for(1, PATIENCE);
+    let text = wait_until(PATIENCE, &format!("shipped_total 1 at {addr}"), || {
+        get_metrics(&addr).filter(|r| metric(r, "shipped_total") == Some(1))
+    });
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.contains("text/plain; version=0.0.4"), "{text}");
     for name in [

@@ -261,6 +261,24 @@ impl Drop for Reaper {
     }
 }
 
+/// Polls `poll` (every few milliseconds) until it gives a value, and
+/// returns it; panics with `what` if it has not after `limit`. The limit
+/// is a deadline for "it never happened", never a bound on how fast it
+/// happened: tests give it generously (the machine may be loaded) and
+/// assert nothing about the time it took.
+pub fn wait_until<T>(limit: Duration, what: &str, mut poll: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = poll() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits for the child to end; kills it and panics if it is still running
+/// after `limit` (a deadline for a hang, not a bound on how fast it ends).
 pub fn wait_or_fail(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
     let deadline = Instant::now() + limit;
     loop {
