@@ -1,5 +1,5 @@
-//! The `blackbox` command line as users and scripts see it (DESIGN.md,
-//! "Outside interface"): help, usage errors as one line with exit status 2,
+//! The `blackbox` command line as users and scripts see it (its outside
+//! interface: command names, flags, JSON keys): help, usage errors as one line with exit status 2,
 //! `read` filters and output formats, `info` text, a broken pipe, and the
 //! demo writer's ways to end.
 

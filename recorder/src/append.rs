@@ -120,7 +120,8 @@ impl Writers {
     }
 
     /// The first append of this thread to this ring: a writer number, the
-    /// thread's id and name (the only system calls, once).
+    /// thread's id and name, and (once per thread) an alternate signal
+    /// stack: the only system calls of the append path, once.
     #[cold]
     fn register(&mut self, shared: &Shared) -> &mut Writer {
         // A thread that appends may crash: give it stack for the handlers.

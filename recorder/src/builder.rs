@@ -55,7 +55,8 @@ impl RecorderBuilder {
     /// collector (`blackbox watch`) ships the live ring's window, as
     /// [`Recorder::snapshot`](crate::Recorder::snapshot) asks, with the event as the reason. `None`
     /// (the default) turns it off. The request costs two more stores on
-    /// such events, no system call; the collector rate-limits shipments.
+    /// such events, no system call (once the thread has appended before);
+    /// the collector rate-limits shipments.
     pub fn snapshot_level(mut self, level: Option<Level>) -> Self {
         self.snapshot_level = level;
         self

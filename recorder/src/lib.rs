@@ -5,7 +5,8 @@
 //! a ring of chunks (`shm-layout.md` at the repository root has every byte).
 //! Each thread appends into a chunk it owns: a copy and one release store,
 //! no lock, no allocation, and no system call once the thread has appended
-//! before. The pages belong to the kernel's page cache, so when the process
+//! before (its first append makes a few, once: its id and name, an
+//! alternate signal stack). The pages belong to the kernel's page cache, so when the process
 //! dies (panic, abort, segfault, SIGKILL, OOM kill) the records stay, and
 //! the `blackbox` reader recovers them from another process.
 //!

@@ -245,8 +245,10 @@ impl Recorder {
     ///
     /// No lock and no allocation; no system call once the thread has
     /// appended to this ring before (the first append of each thread reads
-    /// its id and name), and the clock is the time stamp counter or the
-    /// vDSO's (`shm-layout.md`, 8.5). Parts too long for the ring are cut to
+    /// its id and name and gives it an alternate signal stack), and the
+    /// clock is the time stamp counter or the vDSO's, which is a system
+    /// call only on clocksources without a vDSO path (`shm-layout.md`,
+    /// 8.5). Parts too long for the ring are cut to
     /// fit, and the event is flagged as truncated; it is never refused for
     /// its size. Returns the record's `seq` in this thread's run.
     ///
@@ -281,7 +283,8 @@ impl Recorder {
     /// Asks a collector to ship the window now, as Go's flight recorder is
     /// asked to write out the last seconds after a slow request: appends a
     /// `WARN` event (target `blackbox::snapshot`, `reason` as its message)
-    /// and bumps the ring's snapshot trigger. No system call, no lock; a
+    /// and bumps the ring's snapshot trigger. No lock, and no system call
+    /// once the thread has appended before (as [`Recorder::log`]); a
     /// running `blackbox watch` notices within its poll interval and ships
     /// the window with the reason (at most one shipment per ring per
     /// interval, however often this is called).

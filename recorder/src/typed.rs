@@ -236,8 +236,9 @@ mod writer {
         /// Appends `value` as a typed record named by its type
         /// ([`std::any::type_name`]), encoded with [`codec`].
         ///
-        /// No allocation, no lock, no system call (the value is serialized
-        /// twice: once to size the record, once into the ring).
+        /// No allocation, no lock, and no system call once the thread has
+        /// appended before (as [`Recorder::log`]); the value is serialized
+        /// twice: once to size the record, once into the ring.
         ///
         /// # Examples
         ///
