@@ -167,6 +167,11 @@ pub struct DemoArgs {
     /// Test aid: see --stall-thread.
     #[arg(long, value_name = "L", hide = true, default_value_t = 3)]
     pub stall_laps: u64,
+    /// Test aid: before dying, a thread named `caught` panics and the
+    /// panic is caught (the thread is joined), as a server survives a
+    /// handler's panic.
+    #[arg(long, hide = true)]
+    pub caught_panic: bool,
 }
 
 impl DemoArgs {
@@ -431,6 +436,14 @@ fn every_type(rec: &Recorder, via: Via) {
 /// Ends the process as `--die` says; only `exit` returns.
 fn die(rec: &Recorder, opts: &DemoArgs) -> Result<i32, Failure> {
     let how = die_name(opts.die);
+    if opts.caught_panic {
+        let survived = std::thread::Builder::new()
+            .name("caught".into())
+            .spawn(|| panic!("demo caught panic"))
+            .map_err(|e| Failure::error(format!("cannot start a thread: {e}")))?
+            .join();
+        assert!(survived.is_err(), "the caught thread did not panic");
+    }
     let _ = rec.log(
         Level::Warn,
         "blackbox::demo",
