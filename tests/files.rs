@@ -430,3 +430,106 @@ fn blackbox_dir_names_where_rings_go() {
         stderr(&out)
     );
 }
+
+/// A missing rings' directory is created, with its missing parents, each
+/// owner-only (`0o700`) whatever the umask: a real writer process (the
+/// demo, under `umask 277`, which would leave `0o500`) records into
+/// `DIR/deep/er`. A `0o640` ring's directory gets `0o750`, so its group's
+/// collector can reach it.
+#[test]
+fn a_missing_directory_is_created_owner_only() {
+    let dir = TempDir::new("files-mkdir");
+    let deep = dir.path("deep");
+    let er = deep.join("er");
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(r#"umask 277 && exec "$0" demo --dir "$1" --records 3 --capacity 64KiB"#)
+        .arg(bbx())
+        .arg(&er)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(mode_of(&deep), 0o700, "created parent");
+    assert_eq!(mode_of(&er), 0o700, "created rings' directory");
+    let names = names_in(&er);
+    assert_eq!(names.len(), 1, "{names:?}");
+    let ring = blackbox_reader::Ring::open(er.join(&names[0])).unwrap();
+    assert_eq!(
+        ring.snapshot().unwrap().records.len(),
+        4,
+        "3 records and the epilogue"
+    );
+
+    let shared = dir.path("shared");
+    let rec = Recorder::builder(shared.join("app.ring"))
+        .capacity(64 << 10)
+        .heartbeat(None)
+        .mode(0o640)
+        .create()
+        .unwrap();
+    assert_eq!(mode_of(&shared), 0o750, "a 0o640 ring's directory");
+    assert_eq!(mode_of(rec.path()), 0o640);
+    // An existing directory is used as it is.
+    let open = dir.path("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Recorder::builder_in_dir(&open)
+        .capacity(64 << 10)
+        .heartbeat(None)
+        .create()
+        .unwrap();
+    assert_eq!(
+        mode_of(&open),
+        0o755,
+        "an existing directory's mode is left alone"
+    );
+}
+
+/// Where the directory cannot be made (a dangling symlink in its place, a
+/// file in its path), creating fails with one sentence naming the ring,
+/// also in `Debug` (what `?` in `main` prints), and nothing is created at
+/// the symlink's target.
+#[test]
+fn a_directory_that_cannot_be_made_is_a_readable_error() {
+    let dir = TempDir::new("files-mkdir-fail");
+    let target = dir.path("target");
+    let link = dir.path("link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let file = dir.path("file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    for (at, needle) in [
+        (link.join("rings"), "No such file"),
+        (link.clone(), "No such file"),
+        (file.join("rings"), "Not a directory"),
+    ] {
+        let err = Recorder::builder_in_dir(&at)
+            .capacity(64 << 10)
+            .heartbeat(None)
+            .create()
+            .err()
+            .unwrap_or_else(|| panic!("{}: expected an error", at.display()));
+        let (shown, debug) = (err.to_string(), format!("{err:?}"));
+        assert_eq!(debug, shown, "Debug is the Display text");
+        assert!(
+            shown.starts_with(&format!("cannot create ring {}", at.display()))
+                && shown.contains("create the directory")
+                && shown.contains(needle),
+            "{shown}"
+        );
+        assert!(
+            format!("{err:#?}").contains("CreateError"),
+            "{{:#?}} shows the fields"
+        );
+    }
+    assert!(!target.exists(), "nothing created through the symlink");
+
+    // The other kinds read the same in Debug.
+    let err = Recorder::builder(dir.path("x.ring"))
+        .capacity(1000)
+        .create()
+        .err()
+        .unwrap();
+    assert!(matches!(err.kind(), CreateErrorKind::BadCapacity(1000)));
+    assert_eq!(format!("{err:?}"), err.to_string());
+    assert!(format!("{err:?}").contains("not a power of two"));
+}

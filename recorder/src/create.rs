@@ -16,6 +16,7 @@ use crate::heartbeat::Heartbeat;
 use crate::layout::*;
 use crate::mapping::RingMap;
 use crate::recorder::Recorder;
+use crate::ring_dir;
 use crate::shared::Shared;
 use crate::{lock, sys};
 
@@ -74,6 +75,12 @@ pub(crate) fn create(mut b: RecorderBuilder) -> Result<Recorder, CreateError> {
     if b.mode & !0o644 != 0 {
         return Err(fail(CreateErrorKind::BadMode(b.mode)));
     }
+    let io = |step| move |source| CreateError::new(path, CreateErrorKind::Io { step, source });
+    // The directory the ring goes in, created (owner-only) when missing.
+    let parent = dir.as_deref().or_else(|| path.parent());
+    if let Some(parent) = parent {
+        ring_dir::ensure(parent, ring_dir::dir_mode(b.mode)).map_err(io("create the directory"))?;
+    }
     if dir.is_none() {
         if let Ok(existing) = File::open(path) {
             if lock::is_locked(&existing).unwrap_or(false) {
@@ -81,7 +88,6 @@ pub(crate) fn create(mut b: RecorderBuilder) -> Result<Recorder, CreateError> {
             }
         }
     }
-    let io = |step| move |source| CreateError::new(path, CreateErrorKind::Io { step, source });
     let nonce = sys::random_u64();
     let file_name = path
         .file_name()
@@ -306,6 +312,14 @@ impl RecorderBuilder {
     /// The file is built under a temporary name in the same directory and
     /// renamed into place, so a reader never sees a half-made header. An
     /// existing file at the path is replaced, unless a live writer holds it.
+    ///
+    /// A missing directory (the ring's, and any missing parent) is created,
+    /// owner-only: mode `0o700`, or `0o750` / `0o755` where
+    /// [`mode`](RecorderBuilder::mode) lets the group / others read the
+    /// ring. Each directory it creates is made with `mkdirat` in its
+    /// parent's descriptor and opened with `O_NOFOLLOW`, so a symlink
+    /// planted there is never followed; directories that exist are used as
+    /// they are.
     ///
     /// # Errors
     ///

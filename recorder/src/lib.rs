@@ -106,6 +106,7 @@ mod mapping;
 mod memory;
 mod payload;
 mod recorder;
+mod ring_dir;
 mod shared;
 mod sys;
 #[cfg(feature = "tracing")]

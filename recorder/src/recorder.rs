@@ -182,6 +182,9 @@ impl Recorder {
     /// millisecond) gets a suffix: `{program}-{start_unix_ms}-{pid}-{n}.ring`.
     /// [`Recorder::path`] tells the name chosen. Removing old rings is the
     /// collector's job (`blackbox watch` keeps at most K of them).
+    ///
+    /// The directory is created if it is missing (owner-only, see
+    /// [`RecorderBuilder::create`]).
     pub fn builder_in_dir(dir: impl Into<PathBuf>) -> RecorderBuilder {
         let mut b = Recorder::builder(dir);
         b.in_dir = true;
