@@ -4,7 +4,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
@@ -26,6 +26,17 @@ const CALIBRATION_MIN_NS: u64 = 2_000_000;
 /// File name of a ring made by [`Recorder::builder_in_dir`]; `n` > 0 is a
 /// suffix for a name already taken.
 fn ring_file_name(program: &str, start_unix_ns: u64, pid: u32, n: u32) -> String {
+    let program = file_name_program(program);
+    let ms = start_unix_ns / 1_000_000;
+    match n {
+        0 => format!("{program}-{ms}-{pid}.ring"),
+        n => format!("{program}-{ms}-{pid}-{n}.ring"),
+    }
+}
+
+/// The program part of a ring's file name: at most 64 characters of
+/// `[A-Za-z0-9._-]` (others become `_`), no leading dot, never empty.
+fn file_name_program(program: &str) -> String {
     let program: String = program
         .chars()
         .take(64)
@@ -39,11 +50,10 @@ fn ring_file_name(program: &str, start_unix_ns: u64, pid: u32, n: u32) -> String
         .collect();
     // A leading dot would hide the file (and look like a temporary one).
     let program = program.trim_start_matches('.');
-    let program = if program.is_empty() { "ring" } else { program };
-    let ms = start_unix_ns / 1_000_000;
-    match n {
-        0 => format!("{program}-{ms}-{pid}.ring"),
-        n => format!("{program}-{ms}-{pid}-{n}.ring"),
+    if program.is_empty() {
+        "ring".into()
+    } else {
+        program.into()
     }
 }
 
@@ -135,6 +145,14 @@ pub(crate) fn create(mut b: RecorderBuilder) -> Result<Recorder, CreateError> {
         Ok(mut rec) => match place(&tmp) {
             Ok(placed) => {
                 rec.path = placed;
+                if let (Some(dir), Some(keep)) = (&dir, b.keep_dead_rings) {
+                    // The new ring is ours: its owner is our effective uid.
+                    if let Ok(meta) = rec._file.metadata() {
+                        let program = b.program.clone().unwrap_or_else(default_program);
+                        let prefix = file_name_program(&program);
+                        ring_dir::prune_dead(dir, &prefix, &program, keep, meta.uid());
+                    }
+                }
                 Ok(rec)
             }
             Err(e) => {

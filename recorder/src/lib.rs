@@ -114,12 +114,14 @@ pub mod tracing_layer;
 #[cfg(feature = "typed-codec")]
 pub mod typed;
 
+pub use builder::DEFAULT_KEEP_DEAD_RINGS;
 pub use clock::Clock;
 pub use error::{AppendError, CreateError, CreateErrorKind};
 pub use event::{Field, Level, Value, EVENT_FLAG_TRUNCATED};
 pub use exit_guard::ExitGuard;
 pub use recorder::{
-    Recorder, RecorderBuilder, Seq, DEFAULT_CAPACITY, DEFAULT_HEARTBEAT, ENV_DIR, SNAPSHOT_TARGET,
+    Recorder, RecorderBuilder, Seq, DEFAULT_CAPACITY, DEFAULT_HEARTBEAT, ENV_DIR, ENV_KEEP,
+    SNAPSHOT_TARGET,
 };
 pub use sys::realtime_ns;
 
