@@ -127,6 +127,12 @@ fn help_for_every_subcommand_exits_zero() {
             &["read", "--help"],
             &["RING", "--json", "--last", "--since", "--level", "--follow"],
         ),
+        // --since counts back from now (journalctl's meaning); --last
+        // DURATION from the window's end.
+        (
+            &["read", "--help"],
+            &["before now", "journalctl", "N|DURATION"],
+        ),
         (&["help", "read"], &["--since"]),
         (&["verify", "--help"], &["RING"]),
         (
@@ -350,6 +356,79 @@ fn read_since_drops_older_records() {
         "--since 1h keeps the recent records, drops those two hours old"
     );
     assert_eq!(read_json(&ring, &["--since", "3h"]), all, "--since 3h");
+}
+
+/// `--last DURATION` counts back from the newest record, not from now: a
+/// writer (a real child, `demo --die kill`) whose last record is two hours
+/// old, as if it died two hours before the read. Its 11 records are
+/// retimed one second apart (their `ts` rewritten, checksums resealed), the
+/// newest two hours ago; `--last 3500ms` prints exactly the last four
+/// (3, 2, 1 and 0 s before the death), in JSON and text, while `--since 5s`
+/// (relative to now, as journalctl's) prints nothing.
+#[test]
+fn read_last_duration_counts_back_from_the_death() {
+    use blackbox_recorder::layout::R_TS;
+    const SECOND_NS: u64 = 1_000_000_000;
+    const TWO_HOURS_NS: u64 = 2 * 3600 * SECOND_NS;
+
+    let dir = TempDir::new("cli-last-window");
+    let ring = dir.path("dead.ring");
+    let r = ring.to_str().unwrap();
+    let o = run(&[
+        "demo",
+        "--ring",
+        r,
+        "--records",
+        "10",
+        "--clock",
+        "realtime",
+        "--die",
+        "kill",
+    ]);
+    assert_eq!(o.status.signal(), Some(9), "{}", describe(&o));
+
+    let mut file = std::fs::read(&ring).unwrap();
+    let mut records = common::file_records(&file);
+    let ts_of = |file: &[u8], at: usize| u64::from_le_bytes(file[at..at + 8].try_into().unwrap());
+    records.sort_by_key(|rec| (ts_of(&file, rec.at + R_TS), rec.writer, rec.seq));
+    assert_eq!(records.len(), 11, "10 demo records and the epilogue");
+    let newest = now_ns() - TWO_HOURS_NS;
+    for (k, rec) in records.iter().enumerate() {
+        let ts = newest - (records.len() - 1 - k) as u64 * SECOND_NS;
+        let at = rec.at + R_TS;
+        file[at..at + 8].copy_from_slice(&ts.to_le_bytes());
+        common::reseal_record(&mut file, rec);
+    }
+    std::fs::write(&ring, &file).unwrap();
+    common::verify_ok(&ring);
+
+    let all = read_json(&ring, &[]);
+    assert_eq!(all.len(), 11, "{all:?}");
+    let last = read_json(&ring, &["--last", "3500ms"]);
+    assert_eq!(last, all[7..], "--last 3500ms: the last four records");
+    assert_eq!(last[3]["message"], "demo: about to die", "{last:?}");
+    assert_eq!(
+        common::demo_counters(&last),
+        [(0, 7), (0, 8), (0, 9)],
+        "{last:?}"
+    );
+    assert!(
+        read_json(&ring, &["--since", "5s"]).is_empty(),
+        "--since counts back from now: nothing in the last 5 s"
+    );
+    assert_eq!(read_json(&ring, &["--last", "1h"]), all, "--last 1h");
+    // With --level, the window is still the window's last seconds.
+    assert_eq!(
+        read_json(&ring, &["--last", "3500ms", "--level", "warn"]),
+        all[10..],
+        "--last 3500ms --level warn"
+    );
+
+    let o = run(&["read", r, "--last", "3500ms"]);
+    assert!(o.status.success(), "{}", describe(&o));
+    let lines: Vec<String> = stdout(&o).lines().map(String::from).collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert!(lines[3].contains("demo: about to die"), "{lines:?}");
 }
 
 #[test]

@@ -1002,3 +1002,84 @@ fn termination_log_gets_the_cause_in_one_line() {
         }
     }
 }
+
+/// The lines `info` (text) prints under "backtrace", without their indent.
+fn text_backtrace(info_text: &str) -> Option<Vec<String>> {
+    let mut lines = info_text.lines().skip_while(|l| *l != "backtrace");
+    lines.next()?;
+    Some(
+        lines
+            .take_while(|l| l.starts_with("  "))
+            .map(|l| l[2..].to_string())
+            .collect(),
+    )
+}
+
+/// A caught panic's crash event (thread `caught`), with its backtrace: the
+/// evidence a later death must not borrow.
+fn caught_panic_event(seen: &Seen) -> &Value {
+    let caught = seen
+        .records
+        .iter()
+        .find(|r| r["target"] == "blackbox::crash" && r["fields"]["thread"] == "caught");
+    match caught {
+        Some(r) if r["fields"]["backtrace"].is_string() => r,
+        _ => seen.fail("expected the caught panic's crash event with a backtrace".into()),
+    }
+}
+
+/// A server survives a caught panic (thread `caught`), then dies of
+/// SIGSEGV on the main thread: `info` and `info --json` show the SIGSEGV's
+/// own evidence only (no backtrace: its handler records none), and agree.
+#[test]
+fn caught_panic_then_segv_shows_only_the_signal() {
+    let dir = TempDir::new("death-caught-then-segv");
+    let ring = dir.path("death.ring");
+    let args = ["--records", "20", "--caught-panic", "--die", "segv"];
+    let seen = Seen::load(run_demo("caught-then-segv", &ring, &args, PATIENCE), &ring);
+    seen.end_is(End::Signal(SIGSEGV));
+    caught_panic_event(&seen);
+    seen.info_is("/cause/kind", "signal".into());
+    seen.info_is("/cause/signal", "SIGSEGV".into());
+    seen.info_is("/cause/thread", "main".into());
+    seen.info_is("/cause/fault_address", "0x10".into());
+    seen.text_has("state     crashed: SIGSEGV at 0x10 in thread 'main'\n");
+    seen.ensure(seen.info["cause"].get("backtrace").is_none(), || {
+        "expected no backtrace under a SIGSEGV's cause in info --json".into()
+    });
+    seen.ensure(text_backtrace(&seen.info_text).is_none(), || {
+        "expected no backtrace under a SIGSEGV's cause in info (text): it is the caught panic's"
+            .into()
+    });
+}
+
+/// A caught panic, then a panic on the main thread that ends the process:
+/// the backtrace under the cause is the main thread's own, the same in
+/// `info` and `info --json`, never the caught one's.
+#[test]
+fn caught_panic_then_panic_shows_its_own_backtrace() {
+    let dir = TempDir::new("death-caught-then-panic");
+    let ring = dir.path("death.ring");
+    let args = ["--records", "20", "--caught-panic", "--die", "panic"];
+    let seen = Seen::load(run_demo("caught-then-panic", &ring, &args, PATIENCE), &ring);
+    seen.end_is(End::Code(101));
+    let caught = caught_panic_event(&seen)["fields"]["backtrace"].clone();
+    seen.info_is("/cause/kind", "panic".into());
+    seen.info_is("/cause/thread", "main".into());
+    seen.info_is("/cause/message", "demo panic".into());
+    let own = seen
+        .records
+        .iter()
+        .rev()
+        .find(|r| r["target"] == "blackbox::crash" && r["fields"]["thread"] == "main")
+        .map(|r| r["fields"]["backtrace"].clone())
+        .unwrap_or_else(|| seen.fail("expected the main thread's panic event".into()));
+    seen.ensure(own.is_string() && own != caught, || {
+        format!("expected the main thread's own backtrace, distinct from the caught one's: {own}")
+    });
+    seen.info_is("/cause/backtrace", own.clone());
+    let json_lines: Vec<String> = own.as_str().unwrap().lines().map(String::from).collect();
+    seen.ensure(text_backtrace(&seen.info_text) == Some(json_lines), || {
+        "expected info (text) to print the same backtrace as info --json".into()
+    });
+}

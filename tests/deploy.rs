@@ -569,3 +569,58 @@ fn kubernetes_manifests_validate() {
         "{text}"
     );
 }
+
+/// Outside systemd (none of its variables), `blackbox on-failure --dir
+/// DIR` is the quick "how did my last run die" report the README shows:
+/// the newest dead ring (a segfault after an older SIGKILL; a live writer
+/// beside them is not taken), its cause and its last records.
+#[test]
+fn on_failure_dir_reports_the_last_run_outside_systemd() {
+    let dir = TempDir::new("deploy-last-run");
+    let run_demo = |die: &str| {
+        let o = clean(blackbox())
+            .args(["demo", "--dir", dir.0.to_str().unwrap(), "--records", "5"])
+            .args(["--capacity", "64KiB", "--die", die])
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "demo --die {die}: {}", stderr(&o));
+    };
+    run_demo("kill");
+    run_demo("segv");
+    let mut live = clean(blackbox())
+        .args([
+            "demo",
+            "--dir",
+            dir.0.to_str().unwrap(),
+            "--records",
+            "100000000",
+        ])
+        .args(["--capacity", "64KiB", "--rate", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The live demo's ring exists once it says where it records.
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(live.stderr.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.contains("recording to"), "{line}");
+
+    let o = clean(blackbox())
+        .args(["on-failure", "--dir", dir.0.to_str().unwrap()])
+        .output()
+        .unwrap();
+    live.kill().unwrap();
+    live.wait().unwrap();
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(
+        out.contains("state      crashed: SIGSEGV at 0x10 in thread 'main'"),
+        "the newest dead ring, the segfault: {out}"
+    );
+    assert!(out.contains("demo: about to die how=\"segv\""), "{out}");
+    assert!(out.contains("newest ring no live writer holds"), "{out}");
+}

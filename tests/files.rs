@@ -430,3 +430,260 @@ fn blackbox_dir_names_where_rings_go() {
         stderr(&out)
     );
 }
+
+/// A missing rings' directory is created, with its missing parents, each
+/// owner-only (`0o700`) whatever the umask: a real writer process (the
+/// demo, under `umask 277`, which would leave `0o500`) records into
+/// `DIR/deep/er`. A `0o640` ring's directory gets `0o750`, so its group's
+/// collector can reach it.
+#[test]
+fn a_missing_directory_is_created_owner_only() {
+    let dir = TempDir::new("files-mkdir");
+    let deep = dir.path("deep");
+    let er = deep.join("er");
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(r#"umask 277 && exec "$0" demo --dir "$1" --records 3 --capacity 64KiB"#)
+        .arg(bbx())
+        .arg(&er)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(mode_of(&deep), 0o700, "created parent");
+    assert_eq!(mode_of(&er), 0o700, "created rings' directory");
+    let names = names_in(&er);
+    assert_eq!(names.len(), 1, "{names:?}");
+    let ring = blackbox_reader::Ring::open(er.join(&names[0])).unwrap();
+    assert_eq!(
+        ring.snapshot().unwrap().records.len(),
+        4,
+        "3 records and the epilogue"
+    );
+
+    let shared = dir.path("shared");
+    let rec = Recorder::builder(shared.join("app.ring"))
+        .capacity(64 << 10)
+        .heartbeat(None)
+        .mode(0o640)
+        .create()
+        .unwrap();
+    assert_eq!(mode_of(&shared), 0o750, "a 0o640 ring's directory");
+    assert_eq!(mode_of(rec.path()), 0o640);
+    // An existing directory is used as it is.
+    let open = dir.path("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Recorder::builder_in_dir(&open)
+        .capacity(64 << 10)
+        .heartbeat(None)
+        .create()
+        .unwrap();
+    assert_eq!(
+        mode_of(&open),
+        0o755,
+        "an existing directory's mode is left alone"
+    );
+}
+
+/// Where the directory cannot be made (a dangling symlink in its place, a
+/// file in its path), creating fails with one sentence naming the ring,
+/// also in `Debug` (what `?` in `main` prints), and nothing is created at
+/// the symlink's target.
+#[test]
+fn a_directory_that_cannot_be_made_is_a_readable_error() {
+    let dir = TempDir::new("files-mkdir-fail");
+    let target = dir.path("target");
+    let link = dir.path("link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let file = dir.path("file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    for (at, needle) in [
+        (link.join("rings"), "No such file"),
+        (link.clone(), "No such file"),
+        (file.join("rings"), "Not a directory"),
+    ] {
+        let err = Recorder::builder_in_dir(&at)
+            .capacity(64 << 10)
+            .heartbeat(None)
+            .create()
+            .err()
+            .unwrap_or_else(|| panic!("{}: expected an error", at.display()));
+        let (shown, debug) = (err.to_string(), format!("{err:?}"));
+        assert_eq!(debug, shown, "Debug is the Display text");
+        assert!(
+            shown.starts_with(&format!("cannot create ring {}", at.display()))
+                && shown.contains("create the directory")
+                && shown.contains(needle),
+            "{shown}"
+        );
+        assert!(
+            format!("{err:#?}").contains("CreateError"),
+            "{{:#?}} shows the fields"
+        );
+    }
+    assert!(!target.exists(), "nothing created through the symlink");
+
+    // The other kinds read the same in Debug.
+    let err = Recorder::builder(dir.path("x.ring"))
+        .capacity(1000)
+        .create()
+        .err()
+        .unwrap();
+    assert!(matches!(err.kind(), CreateErrorKind::BadCapacity(1000)));
+    assert_eq!(format!("{err:?}"), err.to_string());
+    assert!(format!("{err:?}").contains("not a power of two"));
+}
+
+/// `blackbox demo --dir DIR ARGS...` to its end; the ring it made.
+fn demo_in_dir(dir: &Path, args: &[&str]) -> std::path::PathBuf {
+    let o = Command::new(bbx())
+        .args(["demo", "--dir"])
+        .arg(dir)
+        .args(["--records", "2", "--capacity", "64KiB"])
+        .args(args)
+        .output()
+        .unwrap();
+    ring_named_in(&stderr(&o)).unwrap_or_else(|| panic!("no ring named: {}", stderr(&o)))
+}
+
+/// The path in the demo's "recording to PATH" line.
+fn ring_named_in(err: &str) -> Option<std::path::PathBuf> {
+    err.lines()
+        .find_map(|l| l.strip_prefix("blackbox demo: recording to "))
+        .map(std::path::PathBuf::from)
+}
+
+/// Retention at create: each new ring of a program in a directory of
+/// rings removes that program's dead rings beyond the newest K (default
+/// 3), never a live one (a real writer process, the oldest of all), never
+/// another program's ring, a file whose header names another program, a
+/// file of another user, or a symlink (nor its target). Dead writers are
+/// real processes too (SIGKILLed, or exited).
+#[test]
+fn retention_keeps_the_newest_dead_rings_of_this_program() {
+    let tmp = TempDir::new("files-retention");
+    let dir = tmp.path("rings");
+    let outside = tmp.path("outside");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    let closed = |b: blackbox_recorder::RecorderBuilder| {
+        let rec = b.capacity(64 << 10).heartbeat(None).create().unwrap();
+        let path = rec.path().to_path_buf();
+        rec.close();
+        path
+    };
+    // Others' files, all older than every demo run.
+    let other = closed(Recorder::builder_in_dir(&dir).program("other"));
+    let impostor =
+        closed(Recorder::builder(dir.join("blackbox-demo-1-1.ring")).program("impostor"));
+    let foreign =
+        closed(Recorder::builder(dir.join("blackbox-demo-2-2.ring")).program("blackbox-demo"));
+    let foreign_owned = root();
+    if foreign_owned {
+        std::os::unix::fs::chown(&foreign, Some(4242), Some(4242)).unwrap();
+    } else {
+        println!("skipped: the file of another user (needs root to chown)");
+    }
+    let target =
+        closed(Recorder::builder(outside.join("blackbox-demo-3-3.ring")).program("blackbox-demo"));
+    let link = dir.join("blackbox-demo-4-4.ring");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+
+    // A live writer, older than every dead demo ring.
+    let mut live = Command::new(bbx())
+        .args(["demo", "--dir"])
+        .arg(&dir)
+        .args([
+            "--records",
+            "100000000",
+            "--rate",
+            "2",
+            "--capacity",
+            "64KiB",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first_line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(live.stderr.as_mut().unwrap()),
+        &mut first_line,
+    )
+    .unwrap();
+    let live_ring = ring_named_in(&first_line).expect("the live demo names its ring");
+
+    let runs: Vec<_> = (0..5)
+        .map(|_| demo_in_dir(&dir, &["--die", "kill"]))
+        .collect();
+    let others = [&other, &impostor, &foreign, &link, &live_ring];
+    let present = |paths: &[&std::path::PathBuf]| {
+        let mut names: Vec<String> = paths
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    // Run 5's create removed run 1: runs 2..=4 were the newest three dead.
+    let want: Vec<_> = others.iter().copied().chain(&runs[1..]).collect();
+    assert_eq!(names_in(&dir), present(&want), "after five killed runs");
+
+    let sixth = demo_in_dir(&dir, &["--keep-dead-rings", "1"]);
+    let want: Vec<_> = others.iter().copied().chain([&runs[4], &sixth]).collect();
+    assert_eq!(names_in(&dir), present(&want), "keep 1");
+
+    let seventh = demo_in_dir(&dir, &["--keep-dead-rings", "all"]);
+    let want: Vec<_> = others
+        .iter()
+        .copied()
+        .chain([&runs[4], &sixth, &seventh])
+        .collect();
+    assert_eq!(names_in(&dir), present(&want), "keep all");
+
+    // The live writer was never touched: still running, still locked.
+    assert!(live.try_wait().unwrap().is_none(), "the live writer runs");
+    assert!(blackbox_reader::Ring::open(&live_ring)
+        .unwrap()
+        .is_locked()
+        .unwrap());
+    live.kill().unwrap();
+    live.wait().unwrap();
+
+    // Once dead, it is a dead ring like the others: keep 0 removes every
+    // dead ring of the program but the new one, and nothing else.
+    let eighth = demo_in_dir(&dir, &["--keep-dead-rings", "0"]);
+    let want = [&other, &impostor, &foreign, &link, &eighth];
+    assert_eq!(
+        names_in(&dir),
+        present(&want),
+        "keep 0 after the live one died"
+    );
+    assert!(target.exists(), "a symlink's target is never touched");
+    if foreign_owned {
+        assert_eq!(std::fs::metadata(&foreign).unwrap().uid(), 4242);
+    }
+}
+
+/// `BLACKBOX_KEEP` sets the retention of a ring named by
+/// `builder_from_env` (deployment configuration, like `BLACKBOX_DIR`):
+/// `1` keeps one dead ring of the program, `all` every one.
+#[test]
+fn blackbox_keep_sets_retention_from_the_environment() {
+    let dir = TempDir::new("files-env-keep");
+    let demo = |keep: &str| {
+        let o = Command::new(bbx())
+            .args(["demo", "--records", "2", "--capacity", "64KiB"])
+            .env("BLACKBOX_DIR", &dir.0)
+            .env("BLACKBOX_KEEP", keep)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    for _ in 0..4 {
+        demo("all");
+    }
+    assert_eq!(names_in(&dir.0).len(), 4, "all: {:?}", names_in(&dir.0));
+    demo("1");
+    assert_eq!(names_in(&dir.0).len(), 2, "1: {:?}", names_in(&dir.0));
+}

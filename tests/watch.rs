@@ -1006,3 +1006,97 @@ fn a_missing_directory_is_one_line() {
         "{err}"
     );
 }
+
+/// `--skip-exited`: a ring whose writer exited cleanly (a real demo that
+/// returned from main) is not shipped but logged once and marked handled;
+/// a killed one beside it ships. A second run neither ships nor logs it
+/// again; retention then removes it like a shipped ring. Without the flag
+/// a clean exit ships like a death.
+#[test]
+fn skip_exited_does_not_ship_clean_exits() {
+    let dir = TempDir::new("watch-skip-exited");
+    let sink = Sink::start(Mode::Ok);
+    let exited = dead_ring(&dir.0, 100, "exit");
+    let killed = dead_ring(&dir.0, 200, "kill");
+    assert_eq!(info_json(&exited)["state"], "exited");
+    let exited_name = exited.file_name().unwrap().to_str().unwrap();
+
+    let o = watch_once(&dir.0, &sink.url(), &["--skip-exited"]);
+    let log = stderr(&o);
+    assert!(o.status.success(), "{log}");
+    let got = sink.requests();
+    assert_eq!(got.len(), 1, "only the killed ring ships: {log}");
+    assert_eq!(demo_records(&got[0]), 200, "{log}");
+    let skip_line = format!("not shipping {exited_name}");
+    assert_eq!(
+        log.lines().filter(|l| l.contains(&skip_line)).count(),
+        1,
+        "one line for the clean exit: {log}"
+    );
+    assert!(log.contains("exited cleanly"), "{log}");
+
+    let o = watch_once(&dir.0, &sink.url(), &["--skip-exited"]);
+    let log = stderr(&o);
+    assert!(o.status.success(), "{log}");
+    assert_eq!(sink.requests().len(), 1, "nothing more ships: {log}");
+    assert!(!log.contains(&skip_line), "logged once, not per run: {log}");
+
+    // Handled like a shipped ring: retention removes both.
+    let o = watch_once(&dir.0, &sink.url(), &["--skip-exited", "--keep", "0"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!exited.exists() && !killed.exists(), "{}", stderr(&o));
+
+    // Without the flag, a clean exit ships.
+    let other = TempDir::new("watch-no-skip");
+    dead_ring(&other.0, 100, "exit");
+    let o = watch_once(&other.0, &sink.url(), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(sink.requests().len(), 2, "{}", stderr(&o));
+}
+
+/// A snapshot request within --snapshot-interval of the last snapshot is
+/// folded into the next one, and the collector says so in one line (once
+/// per interval, however many requests). The live writer is this test
+/// process (it holds the ring's lock); the collector is another process.
+#[test]
+fn a_folded_snapshot_request_is_logged() {
+    use blackbox_recorder::Recorder;
+    let dir = TempDir::new("watch-fold");
+    let sink = Sink::start(Mode::Ok);
+    let rec = Recorder::builder_in_dir(&dir.0)
+        .program("fold")
+        .capacity(64 << 10)
+        .heartbeat(None)
+        .create()
+        .unwrap();
+    let name = rec
+        .path()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    rec.snapshot("first").unwrap();
+    let args = ["--snapshot-interval", "1h"];
+    let o = watch_once(&dir.0, &sink.url(), &args);
+    let log = stderr(&o);
+    assert!(o.status.success(), "{log}");
+    assert_eq!(sink.requests().len(), 1, "the first request ships: {log}");
+    assert!(!log.contains("folded"), "{log}");
+
+    rec.snapshot("second").unwrap();
+    rec.snapshot("third").unwrap();
+    let o = watch_once(&dir.0, &sink.url(), &args);
+    let log = stderr(&o);
+    assert!(o.status.success(), "{log}");
+    assert_eq!(sink.requests().len(), 1, "within the interval: {log}");
+    let folded: Vec<&str> = log.lines().filter(|l| l.contains("folded")).collect();
+    assert_eq!(folded.len(), 1, "{log}");
+    assert!(
+        folded[0].contains(&name)
+            && folded[0].contains("--snapshot-interval 1h")
+            && folded[0].contains("2 request(s)"),
+        "{log}"
+    );
+    rec.close();
+}

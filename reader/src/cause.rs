@@ -4,8 +4,9 @@ use blackbox_recorder::layout::{DEATH_PANIC, DEATH_SIGNAL};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::event::{decode_event, FieldValue};
 use crate::header::Header;
-use crate::ring::State;
+use crate::ring::{Snapshot, State};
 use crate::time::rfc3339;
 
 /// Memory at or above this fraction of the cgroup limit at the last sample
@@ -116,6 +117,39 @@ pub fn text(state: State, header: &Header) -> String {
             s
         }
     }
+}
+
+/// The backtrace that belongs to the cause of death, if it has one: the
+/// panic hook's crash event for the very panic the death area records
+/// (same location, message and thread). A fatal signal's cause has none
+/// (its handler records no backtrace), so an earlier panic that was caught
+/// and survived never lends its backtrace to a later death.
+pub fn backtrace(state: State, snap: &Snapshot) -> Option<String> {
+    let death = snap.header.death.as_ref()?;
+    if state != State::Crashed || death.kind != DEATH_PANIC {
+        return None;
+    }
+    // The death area keeps a cut of the message, the event another: one
+    // is a prefix of the other.
+    let agree = |a: &str, b: &str| a.starts_with(b) || b.starts_with(a);
+    let head = format!("panicked at {}: ", death.location);
+    snap.records.iter().rev().find_map(|r| {
+        let e = decode_event(snap.payload(r)).ok()?;
+        let message = e.message.strip_prefix(head.as_str())?;
+        if e.target != "blackbox::crash" || !agree(message, &death.message) {
+            return None;
+        }
+        let field = |want: &str| {
+            e.fields.iter().find_map(|(name, value)| match value {
+                FieldValue::Str(s) if name == want => Some(s.to_string()),
+                _ => None,
+            })
+        };
+        if !agree(&field("thread")?, &death.thread_name) {
+            return None;
+        }
+        field("backtrace")
+    })
 }
 
 /// How a writer died, as the ring records it: the `cause` object of

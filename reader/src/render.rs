@@ -281,6 +281,19 @@ pub fn byte_rate(snap: &Snapshot) -> Option<f64> {
     (secs > 0.0).then(|| bytes as f64 / secs)
 }
 
+/// The `cause` object of `info --json`, with the cause's own backtrace
+/// (a panic's) where the window holds it: the same one `info` prints.
+fn cause_json(state: State, snap: &Snapshot) -> Value {
+    let mut cause = Cause::of(state, &snap.header).map_or(Value::Null, |c| c.to_json());
+    if let Value::Object(fields) = &mut cause {
+        if fields.get("kind").and_then(Value::as_str) == Some("panic") {
+            let bt = crate::cause::backtrace(state, snap);
+            fields.insert("backtrace".into(), bt.map_or(Value::Null, Value::from));
+        }
+    }
+    cause
+}
+
 fn empty_null(s: &str) -> Value {
     if s.is_empty() {
         Value::Null
@@ -310,7 +323,7 @@ pub fn info_json(path: &std::path::Path, state: State, snap: &Snapshot) -> Value
     json!({
         "path": path.display().to_string(),
         "state": state.as_str(),
-        "cause": Cause::of(state, h).map_or(Value::Null, |c| c.to_json()),
+        "cause": cause_json(state, snap),
         "pid": h.pid,
         "program": h.program,
         "app_version": h.app_version,

@@ -10,6 +10,10 @@ use crate::event::Level;
 /// Default capacity of the data region: 16 MiB.
 pub const DEFAULT_CAPACITY: u64 = 16 << 20;
 
+/// How many of this program's dead rings a directory of rings keeps by
+/// default ([`RecorderBuilder::keep_dead_rings`]): three.
+pub const DEFAULT_KEEP_DEAD_RINGS: usize = 3;
+
 /// Default heartbeat period: one second.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
 
@@ -30,6 +34,7 @@ pub struct RecorderBuilder {
     pub(crate) snapshot_level: Option<Level>,
     pub(crate) chunk_size: Option<u32>,
     pub(crate) clock: Option<Clock>,
+    pub(crate) keep_dead_rings: Option<usize>,
 }
 
 impl RecorderBuilder {
@@ -48,6 +53,7 @@ impl RecorderBuilder {
             snapshot_level: None,
             chunk_size: None,
             clock: None,
+            keep_dead_rings: Some(DEFAULT_KEEP_DEAD_RINGS),
         }
     }
 
@@ -98,6 +104,29 @@ impl RecorderBuilder {
     /// here), else `CLOCK_REALTIME` through the vDSO (~27 ns).
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = Some(clock);
+        self
+    }
+
+    /// Retention, for a ring in a directory of rings
+    /// ([`Recorder::builder_in_dir`](crate::Recorder::builder_in_dir),
+    /// [`Recorder::builder_from_env`](crate::Recorder::builder_from_env)):
+    /// once the new ring is in place, this program's dead rings in the
+    /// directory beyond the newest `keep` are removed, so short runs do
+    /// not pile up (on `/dev/shm` a ring is memory). `None` keeps them all
+    /// (leave removal to a collector, `blackbox watch --keep K`). Default
+    /// `Some(`[`DEFAULT_KEEP_DEAD_RINGS`]`)`: the last three deaths stay
+    /// for a collector or `blackbox on-failure` to read.
+    ///
+    /// Only rings this recorder would have made for the same program are
+    /// candidates: named `{program}-...ring`, regular files (never a
+    /// symlink) owned by this user with one link, whose header names the
+    /// same program. A ring whose writer lives (holds its lock) is never
+    /// removed, nor another program's or another user's file. A
+    /// collector that falls more than `keep` deaths behind loses the
+    /// oldest. A ring at an explicit path ([`Recorder::builder`](crate::Recorder::builder))
+    /// prunes nothing.
+    pub fn keep_dead_rings(mut self, keep: Option<usize>) -> Self {
+        self.keep_dead_rings = keep;
         self
     }
 

@@ -4,7 +4,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
@@ -16,6 +16,7 @@ use crate::heartbeat::Heartbeat;
 use crate::layout::*;
 use crate::mapping::RingMap;
 use crate::recorder::Recorder;
+use crate::ring_dir;
 use crate::shared::Shared;
 use crate::{lock, sys};
 
@@ -25,6 +26,17 @@ const CALIBRATION_MIN_NS: u64 = 2_000_000;
 /// File name of a ring made by [`Recorder::builder_in_dir`]; `n` > 0 is a
 /// suffix for a name already taken.
 fn ring_file_name(program: &str, start_unix_ns: u64, pid: u32, n: u32) -> String {
+    let program = file_name_program(program);
+    let ms = start_unix_ns / 1_000_000;
+    match n {
+        0 => format!("{program}-{ms}-{pid}.ring"),
+        n => format!("{program}-{ms}-{pid}-{n}.ring"),
+    }
+}
+
+/// The program part of a ring's file name: at most 64 characters of
+/// `[A-Za-z0-9._-]` (others become `_`), no leading dot, never empty.
+fn file_name_program(program: &str) -> String {
     let program: String = program
         .chars()
         .take(64)
@@ -38,11 +50,10 @@ fn ring_file_name(program: &str, start_unix_ns: u64, pid: u32, n: u32) -> String
         .collect();
     // A leading dot would hide the file (and look like a temporary one).
     let program = program.trim_start_matches('.');
-    let program = if program.is_empty() { "ring" } else { program };
-    let ms = start_unix_ns / 1_000_000;
-    match n {
-        0 => format!("{program}-{ms}-{pid}.ring"),
-        n => format!("{program}-{ms}-{pid}-{n}.ring"),
+    if program.is_empty() {
+        "ring".into()
+    } else {
+        program.into()
     }
 }
 
@@ -74,6 +85,12 @@ pub(crate) fn create(mut b: RecorderBuilder) -> Result<Recorder, CreateError> {
     if b.mode & !0o644 != 0 {
         return Err(fail(CreateErrorKind::BadMode(b.mode)));
     }
+    let io = |step| move |source| CreateError::new(path, CreateErrorKind::Io { step, source });
+    // The directory the ring goes in, created (owner-only) when missing.
+    let parent = dir.as_deref().or_else(|| path.parent());
+    if let Some(parent) = parent {
+        ring_dir::ensure(parent, ring_dir::dir_mode(b.mode)).map_err(io("create the directory"))?;
+    }
     if dir.is_none() {
         if let Ok(existing) = File::open(path) {
             if lock::is_locked(&existing).unwrap_or(false) {
@@ -81,7 +98,6 @@ pub(crate) fn create(mut b: RecorderBuilder) -> Result<Recorder, CreateError> {
             }
         }
     }
-    let io = |step| move |source| CreateError::new(path, CreateErrorKind::Io { step, source });
     let nonce = sys::random_u64();
     let file_name = path
         .file_name()
@@ -129,6 +145,14 @@ pub(crate) fn create(mut b: RecorderBuilder) -> Result<Recorder, CreateError> {
         Ok(mut rec) => match place(&tmp) {
             Ok(placed) => {
                 rec.path = placed;
+                if let (Some(dir), Some(keep)) = (&dir, b.keep_dead_rings) {
+                    // The new ring is ours: its owner is our effective uid.
+                    if let Ok(meta) = rec._file.metadata() {
+                        let program = b.program.clone().unwrap_or_else(default_program);
+                        let prefix = file_name_program(&program);
+                        ring_dir::prune_dead(dir, &prefix, &program, keep, meta.uid());
+                    }
+                }
                 Ok(rec)
             }
             Err(e) => {
@@ -306,6 +330,14 @@ impl RecorderBuilder {
     /// The file is built under a temporary name in the same directory and
     /// renamed into place, so a reader never sees a half-made header. An
     /// existing file at the path is replaced, unless a live writer holds it.
+    ///
+    /// A missing directory (the ring's, and any missing parent) is created,
+    /// owner-only: mode `0o700`, or `0o750` / `0o755` where
+    /// [`mode`](RecorderBuilder::mode) lets the group / others read the
+    /// ring. Each directory it creates is made with `mkdirat` in its
+    /// parent's descriptor and opened with `O_NOFOLLOW`, so a symlink
+    /// planted there is never followed; directories that exist are used as
+    /// they are.
     ///
     /// # Errors
     ///

@@ -4,7 +4,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 /// Why a ring could not be created.
-#[derive(Debug)]
+///
+/// Its `Debug` is its `Display` text (what `?` in `main` prints); `{:#?}`
+/// shows the fields.
 pub struct CreateError {
     path: PathBuf,
     kind: CreateErrorKind,
@@ -99,7 +101,10 @@ impl std::fmt::Display for CreateError {
                     Some(libc::EACCES | libc::EPERM) => {
                         " (no permission to create files there: choose another directory or run as its owner)"
                     }
-                    Some(libc::ENOENT) => " (the directory does not exist: create it first)",
+                    Some(libc::ENOENT) => " (a directory on the path does not exist)",
+                    Some(libc::ELOOP | libc::ENOTDIR) => {
+                        " (a component of the directory is a symlink or not a directory: a directory the recorder creates is never reached through a symlink)"
+                    }
                     Some(libc::ENOSPC | libc::EDQUOT) => {
                         " (the file system is full: free space or choose another directory)"
                     }
@@ -107,6 +112,22 @@ impl std::fmt::Display for CreateError {
                 };
                 write!(f, "cannot create ring {path}: {step}: {source}{hint}")
             }
+        }
+    }
+}
+
+/// The `Display` text, so that `fn main() -> Result<(), Box<dyn Error>>`
+/// (which prints an error with `Debug`) shows the sentence with its hint;
+/// the alternate form (`{:#?}`) shows the path and kind.
+impl std::fmt::Debug for CreateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if f.alternate() {
+            f.debug_struct("CreateError")
+                .field("path", &self.path)
+                .field("kind", &self.kind)
+                .finish()
+        } else {
+            std::fmt::Display::fmt(self, f)
         }
     }
 }

@@ -85,8 +85,13 @@ mod unsafe_places {
     }
 }
 
+// `checksum`, `layout` and `lock` are public for the reader crate
+// (blackbox-reader) and the tests, which read and check ring files; they are
+// not part of the recorder's API, so the docs leave them out.
+
 mod append;
 mod builder;
+#[doc(hidden)]
 pub mod checksum;
 mod claim;
 mod clock;
@@ -98,7 +103,9 @@ mod event;
 mod event_buf;
 mod exit_guard;
 mod heartbeat;
+#[doc(hidden)]
 pub mod layout;
+#[doc(hidden)]
 pub mod lock;
 #[cfg(feature = "log")]
 pub mod log_adapter;
@@ -106,6 +113,7 @@ mod mapping;
 mod memory;
 mod payload;
 mod recorder;
+mod ring_dir;
 mod shared;
 mod sys;
 #[cfg(feature = "tracing")]
@@ -113,12 +121,14 @@ pub mod tracing_layer;
 #[cfg(feature = "typed-codec")]
 pub mod typed;
 
+pub use builder::DEFAULT_KEEP_DEAD_RINGS;
 pub use clock::Clock;
 pub use error::{AppendError, CreateError, CreateErrorKind};
 pub use event::{Field, Level, Value, EVENT_FLAG_TRUNCATED};
 pub use exit_guard::ExitGuard;
 pub use recorder::{
-    Recorder, RecorderBuilder, Seq, DEFAULT_CAPACITY, DEFAULT_HEARTBEAT, ENV_DIR, SNAPSHOT_TARGET,
+    Recorder, RecorderBuilder, Seq, DEFAULT_CAPACITY, DEFAULT_HEARTBEAT, ENV_DIR, ENV_KEEP,
+    SNAPSHOT_TARGET,
 };
 pub use sys::realtime_ns;
 
@@ -126,3 +136,9 @@ pub use sys::realtime_ns;
 pub use log_adapter::BlackboxLogger;
 #[cfg(feature = "tracing")]
 pub use tracing_layer::BlackboxLayer;
+
+/// The README's Rust examples, compiled as this crate's doctests
+/// (`cargo test --workspace`), so they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeExamples;

@@ -38,6 +38,23 @@ pub fn try_lock_exclusive(file: &File) -> io::Result<bool> {
     }
 }
 
+/// Takes a shared lock without waiting (`F_OFD_SETLK`, `F_RDLCK`; the file
+/// may be open read-only): `Ok(false)` while a writer holds its exclusive
+/// lock. Held, it keeps a writer from taking the file (retention holds it
+/// on a dead ring it is about to remove).
+///
+/// # Errors
+///
+/// Any other `fcntl` failure.
+pub fn try_lock_shared(file: &File) -> io::Result<bool> {
+    let lock = whole_file(libc::F_RDLCK as libc::c_short);
+    match fcntl(file, FcntlArg::F_OFD_SETLK(&lock)) {
+        Ok(_) => Ok(true),
+        Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EACCES) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Whether some open file description holds a lock on `file`
 /// (`F_OFD_GETLK`); the file may be open read-only. Never takes the lock.
 ///

@@ -1,4 +1,4 @@
-//! A [`log::Log`] implementation that writes every record into a ring.
+//! A [`log::Log`](https://docs.rs/log/0.4/log/trait.Log.html) implementation that writes every record into a ring.
 //!
 //! One line for a program that logs through the `log` crate; it returns the
 //! [`ExitGuard`](crate::ExitGuard) that marks the ring `exited` when `main`
@@ -76,7 +76,7 @@ mod adapter {
     use crate::exit_guard::ExitGuard;
     use crate::recorder::Recorder;
 
-    /// A [`log::Log`] that appends every record to a [`Recorder`] as a
+    /// A [`log::Log`](https://docs.rs/log/0.4/log/trait.Log.html) that appends every record to a [`Recorder`] as a
     /// standard event; see the [module documentation](super).
     ///
     /// # Examples
@@ -141,7 +141,7 @@ mod adapter {
         ///
         /// # Errors
         ///
-        /// [`log::SetLoggerError`] if a logger is installed already (then
+        /// [`log::SetLoggerError`](https://docs.rs/log/0.4/log/struct.SetLoggerError.html) if a logger is installed already (then
         /// no guard is made).
         pub fn init(self) -> Result<ExitGuard, log::SetLoggerError> {
             let level = self.max_level;

@@ -34,6 +34,10 @@ use crate::sys;
 /// [`Recorder::builder_from_env`].
 pub const ENV_DIR: &str = "BLACKBOX_DIR";
 
+/// The environment variable that sets [`Recorder::builder_from_env`]'s
+/// retention ([`RecorderBuilder::keep_dead_rings`]): a number, or `all`.
+pub const ENV_KEEP: &str = "BLACKBOX_KEEP";
+
 /// Target of the event [`Recorder::snapshot`] appends.
 pub const SNAPSHOT_TARGET: &str = "blackbox::snapshot";
 
@@ -180,8 +184,12 @@ impl Recorder {
     /// does) leaves its dead predecessor's ring for the collector. A name
     /// already taken (a second ring of the same program and pid within a
     /// millisecond) gets a suffix: `{program}-{start_unix_ms}-{pid}-{n}.ring`.
-    /// [`Recorder::path`] tells the name chosen. Removing old rings is the
-    /// collector's job (`blackbox watch` keeps at most K of them).
+    /// [`Recorder::path`] tells the name chosen. Once the new ring is in
+    /// place, this program's dead rings there beyond the newest three are
+    /// removed ([`RecorderBuilder::keep_dead_rings`]).
+    ///
+    /// The directory is created if it is missing (owner-only, see
+    /// [`RecorderBuilder::create`]).
     pub fn builder_in_dir(dir: impl Into<PathBuf>) -> RecorderBuilder {
         let mut b = Recorder::builder(dir);
         b.in_dir = true;
@@ -192,11 +200,26 @@ impl Recorder {
     /// environment variable `BLACKBOX_DIR` if it is set and not empty, else
     /// in `default_dir`: so where a service's rings go is deployment
     /// configuration, not code.
+    ///
+    /// So is retention: `BLACKBOX_KEEP=K` keeps this program's newest K
+    /// dead rings there, `BLACKBOX_KEEP=all` every one (where a collector,
+    /// `blackbox watch --keep`, removes them once shipped); unset, empty or
+    /// not a number, the default ([`RecorderBuilder::keep_dead_rings`]).
     pub fn builder_from_env(default_dir: impl Into<PathBuf>) -> RecorderBuilder {
-        match std::env::var_os(ENV_DIR) {
+        let mut b = match std::env::var_os(ENV_DIR) {
             Some(dir) if !dir.is_empty() => Recorder::builder_in_dir(dir),
             _ => Recorder::builder_in_dir(default_dir),
+        };
+        match std::env::var(ENV_KEEP).as_deref().map(str::trim) {
+            Ok("all") => b.keep_dead_rings = None,
+            Ok(k) => {
+                if let Ok(k) = k.parse() {
+                    b.keep_dead_rings = Some(k);
+                }
+            }
+            Err(_) => {}
         }
+        b
     }
 
     /// Creates a ring at `path` with `capacity` bytes of data and the other

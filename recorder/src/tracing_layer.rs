@@ -1,4 +1,4 @@
-//! A [`tracing_subscriber::Layer`] that writes every event into a ring.
+//! A [`tracing_subscriber::Layer`](https://docs.rs/tracing-subscriber/0.3/tracing_subscriber/layer/trait.Layer.html) that writes every event into a ring.
 //!
 //! Two lines for a program that uses `tracing`: the layer, with the
 //! [`ExitGuard`] that marks the ring `exited` when `main` returns (see
@@ -103,7 +103,7 @@ pub const MAX_SPAN_DEPTH: usize = 16;
 /// Separator of the span names in the `spans` field.
 pub const SPAN_SEPARATOR: char = ':';
 
-/// A [`Layer`] that appends every event to a [`Recorder`]; see the
+/// A [`Layer`](https://docs.rs/tracing-subscriber/0.3/tracing_subscriber/layer/trait.Layer.html) that appends every event to a [`Recorder`]; see the
 /// [module documentation](self).
 ///
 /// # Examples

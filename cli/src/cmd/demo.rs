@@ -167,6 +167,16 @@ pub struct DemoArgs {
     /// Test aid: see --stall-thread.
     #[arg(long, value_name = "L", hide = true, default_value_t = 3)]
     pub stall_laps: u64,
+    /// In a directory of rings: at create, remove this program's dead
+    /// rings there beyond the newest N ("all" keeps every one; default:
+    /// $BLACKBOX_KEEP with $BLACKBOX_DIR, else the recorder's, 3).
+    #[arg(long, value_name = "N|all", value_parser = parse_keep)]
+    pub keep_dead_rings: Option<KeepDead>,
+    /// Test aid: before dying, a thread named `caught` panics and the
+    /// panic is caught (the thread is joined), as a server survives a
+    /// handler's panic.
+    #[arg(long, hide = true)]
+    pub caught_panic: bool,
 }
 
 impl DemoArgs {
@@ -177,6 +187,20 @@ impl DemoArgs {
             after: self.stall_after,
             laps: self.stall_laps,
         })
+    }
+}
+
+/// `demo --keep-dead-rings`: a count, or `None` for "all".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeepDead(pub Option<usize>);
+
+fn parse_keep(text: &str) -> Result<KeepDead, String> {
+    match text.trim() {
+        "all" => Ok(KeepDead(None)),
+        t => t
+            .parse()
+            .map(|n| KeepDead(Some(n)))
+            .map_err(|_| format!("invalid --keep-dead-rings {text:?} (a number, or all)")),
     }
 }
 
@@ -235,6 +259,9 @@ pub fn run(opts: DemoArgs) -> Result<i32, Failure> {
         .program("blackbox-demo")
         .app_version(env!("CARGO_PKG_VERSION"))
         .heartbeat(Some(heartbeat));
+    if let Some(KeepDead(keep)) = opts.keep_dead_rings {
+        builder = builder.keep_dead_rings(keep);
+    }
     if let Some(path) = &opts.termination_log {
         builder = builder.termination_log(path);
     }
@@ -431,6 +458,14 @@ fn every_type(rec: &Recorder, via: Via) {
 /// Ends the process as `--die` says; only `exit` returns.
 fn die(rec: &Recorder, opts: &DemoArgs) -> Result<i32, Failure> {
     let how = die_name(opts.die);
+    if opts.caught_panic {
+        let survived = std::thread::Builder::new()
+            .name("caught".into())
+            .spawn(|| panic!("demo caught panic"))
+            .map_err(|e| Failure::error(format!("cannot start a thread: {e}")))?
+            .join();
+        assert!(survived.is_err(), "the caught thread did not panic");
+    }
     let _ = rec.log(
         Level::Warn,
         "blackbox::demo",

@@ -34,18 +34,9 @@ impl Summary {
         Ok(Summary { state, snap })
     }
 
-    /// The backtrace of the newest crash event in the window, if any.
+    /// The backtrace of the cause of death, if it has one (a panic's).
     pub fn crash_backtrace(&self) -> Option<String> {
-        self.snap.records.iter().rev().find_map(|r| {
-            let e = blackbox_reader::decode_event(self.snap.payload(r)).ok()?;
-            if e.target != "blackbox::crash" {
-                return None;
-            }
-            e.fields.iter().find_map(|(name, value)| match value {
-                blackbox_reader::FieldValue::Str(s) if name == "backtrace" => Some(s.to_string()),
-                _ => None,
-            })
-        })
+        blackbox_reader::cause::backtrace(self.state, &self.snap)
     }
 
     /// Bytes per second written over the window, if it spans any time.

@@ -1,4 +1,4 @@
-//! `blackbox read RING [--json] [--last N] [--since D] [--level L] [--target PREFIX] [--follow]`.
+//! `blackbox read RING [--json] [--last N|DURATION] [--since D] [--level L] [--target PREFIX] [--follow]`.
 
 use std::collections::HashMap;
 use std::io::{BufWriter, Write};
@@ -9,7 +9,7 @@ use blackbox_reader::render::{gap_text, json, show, text, Shown};
 use blackbox_reader::{Gap, Record, Ring};
 use clap::Args;
 
-use super::units;
+use super::units::{self, Last};
 use crate::failure::Failure;
 
 #[derive(Args, Debug)]
@@ -19,10 +19,15 @@ pub struct ReadArgs {
     /// One JSON object per line.
     #[arg(long)]
     pub json: bool,
-    /// Only the last N records (after the other filters).
-    #[arg(long, value_name = "N")]
-    pub last: Option<usize>,
-    /// Only records written within DURATION before now (e.g. 30s, 5m, 1h).
+    /// Only the last N records (after the other filters); with a unit
+    /// (5s, 500ms, 2m), the window's last DURATION instead: the records
+    /// written within DURATION before the newest one, which for a dead
+    /// writer is its last word before it died, however long ago that was.
+    #[arg(long, value_name = "N|DURATION", value_parser = units::parse_last)]
+    pub last: Option<Last>,
+    /// Only records written within DURATION before now, by this machine's
+    /// clock (as `journalctl --since`; e.g. 30s, 5m, 1h). For a dead
+    /// writer's last seconds, use --last 5s.
     #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
     pub since: Option<std::time::Duration>,
     /// Only events at LEVEL or more severe (trace, debug, info, warn, error).
@@ -46,9 +51,10 @@ struct Filter {
 }
 
 impl Filter {
-    /// `--since` applies to every record; `--level` keeps events only (other
-    /// records have no level); `--target` keeps events whose target, and
-    /// typed records whose type name, starts with the prefix.
+    /// `--since` and `--last DURATION` apply to every record; `--level`
+    /// keeps events only (other records have no level); `--target` keeps
+    /// events whose target, and typed records whose type name, starts with
+    /// the prefix.
     fn keeps(&self, record: &Record, shown: &Shown<'_>) -> bool {
         if self.since_ns.is_some_and(|t| record.ts_unix_ns < t) {
             return false;
@@ -91,25 +97,35 @@ fn emit(
 pub fn run(opts: ReadArgs) -> Result<i32, Failure> {
     let path = opts.ring.clone();
     let ring = Ring::open(&path).map_err(|e| Failure::ring(&path, &e))?;
+    let ns = |d: Duration| d.as_nanos().min(u64::MAX as u128) as u64;
+    let snap = ring.snapshot().map_err(|e| Failure::ring(&path, &e))?;
+    // --since counts back from now; --last DURATION from the newest record.
+    let since_now = opts
+        .since
+        .map(|d| blackbox_recorder::realtime_ns().saturating_sub(ns(d)));
+    let newest = snap.records.iter().map(|r| r.ts_unix_ns).max();
+    let window_from = match (opts.last, newest) {
+        (Some(Last::Window(d)), Some(newest)) => Some(newest.saturating_sub(ns(d))),
+        _ => None,
+    };
     let filter = Filter {
         min_level: opts.level,
         target: opts.target.clone(),
-        since_ns: opts.since.map(|d| {
-            blackbox_recorder::realtime_ns()
-                .saturating_sub(d.as_nanos().min(u64::MAX as u128) as u64)
-        }),
+        since_ns: since_now.max(window_from),
     };
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
 
-    let snap = ring.snapshot().map_err(|e| Failure::ring(&path, &e))?;
     let kept: Vec<(&Record, Shown<'_>)> = snap
         .records
         .iter()
         .map(|r| (r, show(&snap, r)))
         .filter(|(r, s)| filter.keeps(r, s))
         .collect();
-    let skip = opts.last.map_or(0, |n| kept.len().saturating_sub(n));
+    let skip = match opts.last {
+        Some(Last::Records(n)) => kept.len().saturating_sub(n),
+        _ => 0,
+    };
     for (record, shown) in &kept[skip..] {
         emit(&mut out, &opts, snap.gap_before(record), record, shown)?;
     }

@@ -46,6 +46,30 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("invalid duration {text:?}: {e} (use e.g. 30s, 5m or 1h)"))
 }
 
+/// `read --last`: a number of records, or a span of time at the end of the
+/// window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Last {
+    /// The last N records.
+    Records(usize),
+    /// The records of the window's last DURATION.
+    Window(Duration),
+}
+
+/// Parses `--last`: a bare number is a count of records (`100`), a number
+/// with a unit is a duration (`5s`, `500ms`, `2m`).
+pub fn parse_last(text: &str) -> Result<Last, String> {
+    let t = text.trim();
+    if let Ok(n) = t.parse::<usize>() {
+        return Ok(Last::Records(n));
+    }
+    humantime::parse_duration(t).map(Last::Window).map_err(|_| {
+        format!(
+            "invalid --last {text:?}: give a number of records (100) or a duration with its unit (5s, 2m, 1h)"
+        )
+    })
+}
+
 /// Parses a level name.
 pub fn parse_level(text: &str) -> Result<blackbox_recorder::Level, String> {
     text.parse()
@@ -64,6 +88,23 @@ mod tests {
         assert!(parse_size("12 parsecs").is_err());
         assert!(parse_size("").is_err());
         assert!(parse_size("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn last_is_a_count_or_a_duration() {
+        assert_eq!(parse_last("100"), Ok(Last::Records(100)));
+        assert_eq!(parse_last("0"), Ok(Last::Records(0)));
+        assert_eq!(parse_last("5s"), Ok(Last::Window(Duration::from_secs(5))));
+        assert_eq!(
+            parse_last("1m 30s"),
+            Ok(Last::Window(Duration::from_secs(90)))
+        );
+        assert_eq!(
+            parse_last("250ms"),
+            Ok(Last::Window(Duration::from_millis(250)))
+        );
+        assert!(parse_last("many").unwrap_err().contains("many"));
+        assert!(parse_last("-3").is_err());
     }
 
     #[test]

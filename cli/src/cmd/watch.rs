@@ -66,6 +66,11 @@ pub(crate) struct WatchArgs {
     /// Never remove rings (overrides --keep and --keep-bytes).
     #[arg(long)]
     keep_all: bool,
+    /// Do not ship rings whose writer exited cleanly (a deploy, a normal
+    /// stop): each is logged once and marked as handled, so retention
+    /// removes it like a shipped ring. Deaths and snapshots still ship.
+    #[arg(long, alias = "skip-clean")]
+    skip_exited: bool,
     /// Serve the counters in Prometheus text format at http://ADDR/metrics (a loopback address).
     #[arg(long, value_name = "ADDR", value_parser = watch::parse_metrics_addr)]
     metrics: Option<std::net::SocketAddr>,
@@ -111,6 +116,7 @@ pub(crate) fn run(a: WatchArgs) -> Result<i32, Failure> {
         snapshot_interval: a.snapshot_interval,
         keep: (!a.keep_all).then_some(a.keep),
         keep_bytes: a.keep_bytes.filter(|_| !a.keep_all),
+        skip_exited: a.skip_exited,
         metrics: a.metrics,
         state_dir: a.state_dir,
         shutdown_timeout: a.shutdown_timeout,

@@ -75,6 +75,7 @@ pub use blackbox_reader::dir::Policy as ScanPolicy;
 pub use metrics::{parse_metrics_addr, Counters};
 
 use blackbox_reader::dir::{Found, Retention, Scanner};
+use blackbox_reader::State;
 use state::{SnapshotMark, StateDir};
 
 /// The name of the default state directory inside the watched directory.
@@ -106,6 +107,8 @@ pub struct Options {
     pub keep: Option<usize>,
     /// Keep at most this many bytes of dead rings.
     pub keep_bytes: Option<u64>,
+    /// Do not ship rings whose writer exited cleanly (mark them handled).
+    pub skip_exited: bool,
     /// Serve the counters here (a loopback address).
     pub metrics: Option<std::net::SocketAddr>,
     /// Where claims and markers live (default `DIR/.blackbox-watch`).
@@ -135,6 +138,9 @@ struct Memo {
     shipped: bool,
     /// Snapshot mark last read or written.
     snapshot: Option<SnapshotMark>,
+    /// The snapshot mark (its time) under which a folded request was
+    /// logged: one line per ring per interval.
+    fold_logged: Option<u64>,
     /// Failed shipments in a row, and when to try again.
     failures: u32,
     next_try: Option<Instant>,
@@ -479,9 +485,35 @@ impl Watcher {
         if !f.still_linked() {
             return Outcome::Done;
         }
+        if self.opts.skip_exited && f.ring.state().is_ok_and(|s| s == State::Exited) {
+            self.skip_exited(f, &id);
+            return Outcome::Done;
+        }
         let outcome = self.ship_window(f, &id, Shipment::Death).await;
         drop(claim);
         outcome
+    }
+
+    /// `--skip-exited`: marks a ring whose writer exited cleanly as
+    /// handled, without shipping it (retention may then remove it).
+    fn skip_exited(&mut self, f: &Found, id: &str) {
+        let marker = serde_json::json!({
+            "ring": f.name,
+            "skipped": "exited cleanly (--skip-exited)",
+            "skipped_unix_ms": unix_ms(),
+        });
+        if let Err(e) = self.state.mark_shipped(id, &marker) {
+            eprintln!(
+                "blackbox watch: cannot record {} as skipped in the state directory: {e}",
+                f.name
+            );
+        }
+        self.memo.entry(id.to_string()).or_default().shipped = true;
+        let h = f.ring.header();
+        eprintln!(
+            "blackbox watch: not shipping {} ({} pid {}): its writer exited cleanly (--skip-exited)",
+            f.name, h.program, h.pid
+        );
     }
 
     /// Logs and counts a successful shipment.
@@ -528,7 +560,11 @@ impl Watcher {
                 mark
             }
         };
-        if !self.snapshot_due(mark, trigger) || !self.may_try(&id) {
+        if !self.snapshot_due(mark, trigger) {
+            self.note_folded(f, &id, mark, trigger);
+            return Outcome::Done;
+        }
+        if !self.may_try(&id) {
             return Outcome::Done;
         }
         let claim = match self.claim(&id, f) {
@@ -651,6 +687,30 @@ impl Watcher {
                 Outcome::Stopped
             }
         }
+    }
+
+    /// Logs, once per ring and interval, that a snapshot request arrived
+    /// within `--snapshot-interval` of the last snapshot and folds into the
+    /// next one (it is not lost, and not shipped on its own).
+    fn note_folded(&mut self, f: &Found, id: &str, mark: SnapshotMark, trigger: u64) {
+        if trigger == mark.trigger || mark.shipped_unix_ms == 0 {
+            return;
+        }
+        let memo = self.memo.entry(id.to_string()).or_default();
+        if memo.fold_logged == Some(mark.shipped_unix_ms) {
+            return;
+        }
+        memo.fold_logged = Some(mark.shipped_unix_ms);
+        let interval = self.opts.snapshot_interval;
+        let since = Duration::from_millis(unix_ms().saturating_sub(mark.shipped_unix_ms));
+        let due = interval.saturating_sub(since);
+        eprintln!(
+            "blackbox watch: snapshot request for {} folded into the next snapshot, due in {} (--snapshot-interval {}; {} request(s) since the last)",
+            f.name,
+            humantime::format_duration(Duration::from_secs(due.as_secs())),
+            humantime::format_duration(interval),
+            trigger.saturating_sub(mark.trigger)
+        );
     }
 
     /// Whether a trigger count calls for a snapshot now: it moved since
