@@ -40,7 +40,7 @@
 
 #![allow(unsafe_code)]
 
-use std::cell::UnsafeCell;
+use std::cell::{Cell, UnsafeCell};
 use std::fmt::Write as _;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicPtr, Ordering};
@@ -83,6 +83,10 @@ pub(crate) fn install(shared: &Arc<Shared>) {
     let raw = Arc::into_raw(Arc::clone(shared)).cast_mut();
     // Release: a handler that loads the pointer (Acquire) sees the Shared.
     TARGET.swap(raw, Ordering::AcqRel);
+    // Normal context: the module table (it allocates and takes the
+    // loader's lock) and this thread's stack bounds, for the dump.
+    crate::modules::write_table(&shared.map);
+    learn_stack_bounds();
     INSTALL.call_once(|| {
         install_panic_hook();
         install_signal_handlers();
@@ -91,6 +95,38 @@ pub(crate) fn install(shared: &Arc<Shared>) {
     // too; it keeps it for the life of the process.
     if let Some(stack) = AltStack::ensure() {
         std::mem::forget(stack);
+    }
+}
+
+thread_local! {
+    /// This thread's stack `(lowest address, top)`, learned in normal
+    /// context (install, a thread's first append); `(0, 0)`: unknown.
+    /// Const-initialised and without Drop, so the handler may read it.
+    static STACK_BOUNDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+/// Learns the calling thread's stack bounds (`pthread_getattr_np`), for
+/// the crash handler's stack copy. Normal context only (glibc reads
+/// /proc/self/maps for the main thread).
+pub(crate) fn learn_stack_bounds() {
+    if STACK_BOUNDS.with(Cell::get) != (0, 0) {
+        return;
+    }
+    // SAFETY: a zeroed pthread_attr_t filled by pthread_getattr_np, read
+    // by pthread_attr_getstack, then destroyed; all pointers are valid.
+    let bounds = unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return;
+        }
+        let mut addr: *mut libc::c_void = std::ptr::null_mut();
+        let mut size: libc::size_t = 0;
+        let ok = libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0;
+        libc::pthread_attr_destroy(&mut attr);
+        ok.then(|| (addr as u64, addr as u64 + size as u64))
+    };
+    if let Some(bounds) = bounds {
+        STACK_BOUNDS.with(|b| b.set(bounds));
     }
 }
 
@@ -360,6 +396,7 @@ extern "C" fn on_fatal_signal(
     info: *mut libc::siginfo_t,
     context: *mut libc::c_void,
 ) {
+    let entry_ns = sys::monotonic_ns();
     // SAFETY: the kernel passes a valid siginfo_t for SA_SIGINFO handlers.
     let (code, addr) = unsafe {
         match info.as_ref() {
@@ -379,7 +416,12 @@ extern "C" fn on_fatal_signal(
         // signal that was sent.
         let fault_addr = (from_fault && signal != libc::SIGABRT).then_some(addr);
         if first {
-            record_signal(shared, signal, code, fault_addr, stack_pointer(context));
+            let regs = registers(context);
+            let dumped = dump(shared, &regs, fault_addr, entry_ns);
+            record_signal(shared, signal, code, fault_addr, regs.sp);
+            if dumped {
+                finish_dump(shared);
+            }
         }
     }
     let index = FATAL_SIGNALS.iter().position(|&s| s == signal);
@@ -477,17 +519,211 @@ fn record_signal(
     mark_crashed(shared);
 }
 
+/// The interrupted thread's general registers, in the dump's order
+/// (DWARF register numbers, `shm-layout.md` 9.5).
+struct Registers {
+    arch: u32,
+    count: usize,
+    regs: [u64; DUMP_REG_SLOTS],
+    pc: u64,
+    sp: u64,
+}
+
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-fn stack_pointer(context: *mut libc::c_void) -> u64 {
+fn registers(context: *mut libc::c_void) -> Registers {
+    let mut out = Registers {
+        arch: ARCH_X86_64,
+        count: 0,
+        regs: [0; DUMP_REG_SLOTS],
+        pc: 0,
+        sp: 0,
+    };
     let uc = context.cast::<libc::ucontext_t>();
     // SAFETY: for SA_SIGINFO handlers the third argument is the interrupted
     // context, a valid ucontext_t (or null, checked).
-    unsafe { uc.as_ref() }.map_or(0, |uc| uc.uc_mcontext.gregs[libc::REG_RSP as usize] as u64)
+    let Some(uc) = (unsafe { uc.as_ref() }) else {
+        return out;
+    };
+    let g = &uc.uc_mcontext.gregs;
+    let order = [
+        libc::REG_RAX,
+        libc::REG_RDX,
+        libc::REG_RCX,
+        libc::REG_RBX,
+        libc::REG_RSI,
+        libc::REG_RDI,
+        libc::REG_RBP,
+        libc::REG_RSP,
+        libc::REG_R8,
+        libc::REG_R9,
+        libc::REG_R10,
+        libc::REG_R11,
+        libc::REG_R12,
+        libc::REG_R13,
+        libc::REG_R14,
+        libc::REG_R15,
+        libc::REG_RIP,
+        libc::REG_EFL,
+    ];
+    for (slot, &reg) in out.regs.iter_mut().zip(order.iter()) {
+        *slot = g[reg as usize] as u64;
+    }
+    out.count = order.len();
+    out.pc = g[libc::REG_RIP as usize] as u64;
+    out.sp = g[libc::REG_RSP as usize] as u64;
+    out
 }
 
-#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-fn stack_pointer(_context: *mut libc::c_void) -> u64 {
-    0
+#[cfg(all(target_arch = "aarch64", target_os = "linux"))]
+fn registers(context: *mut libc::c_void) -> Registers {
+    let mut out = Registers {
+        arch: ARCH_AARCH64,
+        count: 0,
+        regs: [0; DUMP_REG_SLOTS],
+        pc: 0,
+        sp: 0,
+    };
+    let uc = context.cast::<libc::ucontext_t>();
+    // SAFETY: for SA_SIGINFO handlers the third argument is the interrupted
+    // context, a valid ucontext_t (or null, checked).
+    let Some(uc) = (unsafe { uc.as_ref() }) else {
+        return out;
+    };
+    let m = &uc.uc_mcontext;
+    out.regs[..31].copy_from_slice(&m.regs);
+    out.regs[31] = m.sp;
+    out.regs[32] = m.pc;
+    out.regs[33] = m.pstate;
+    out.count = 34;
+    out.pc = m.pc;
+    out.sp = m.sp;
+    out
+}
+
+#[cfg(not(all(
+    any(target_arch = "x86_64", target_arch = "aarch64"),
+    target_os = "linux"
+)))]
+fn registers(_context: *mut libc::c_void) -> Registers {
+    Registers {
+        arch: 0,
+        count: 0,
+        regs: [0; DUMP_REG_SLOTS],
+        pc: 0,
+        sp: 0,
+    }
+}
+
+/// Bytes below the stack pointer a leaf function may use without moving
+/// it (the System V x86_64 red zone), copied with the stack.
+const RED_ZONE: u64 = if cfg!(target_arch = "x86_64") { 128 } else { 0 };
+
+/// Code bytes copied before the pc (the rest of [`DUMP_CODE_MAX`] after).
+const CODE_BEFORE_PC: u64 = 128;
+
+/// Writes the crash context and copies the stack into the postmortem area
+/// (`shm-layout.md`, 9.5), if this thread is the first to claim the dump.
+/// Async-signal-safe: atomics, plain stores into the mapping, and
+/// `process_vm_readv`, which fails with EFAULT on an unmapped page instead
+/// of faulting.
+fn dump(shared: &Shared, regs: &Registers, fault_addr: Option<u64>, entry_ns: u64) -> bool {
+    let map = &shared.map;
+    let pm_offset = map.header_u64(H_PM_OFFSET).load(Ordering::Relaxed);
+    if pm_offset == 0 || regs.count == 0 {
+        return false;
+    }
+    // AcqRel/Relaxed: one dump; a second thread crashing at the same time
+    // loses the claim and writes nothing here.
+    if map
+        .header_u32(H_DUMP_STATE)
+        .compare_exchange(DUMP_NONE, DUMP_WRITING, Ordering::AcqRel, Ordering::Relaxed)
+        .is_err()
+    {
+        return false;
+    }
+    // Relaxed throughout: DUMP_STATE's Release store in `finish_dump`
+    // publishes them.
+    let u32_field = |at, v| map.header_u32(at).store(v, Ordering::Relaxed);
+    let u64_field = |at, v| map.header_u64(at).store(v, Ordering::Relaxed);
+    u64_field(H_DUMP_ENTRY_NS, entry_ns);
+    u32_field(H_DUMP_THREAD_ID, sys::thread_id());
+    u32_field(H_DUMP_ARCH, regs.arch);
+    for (i, &r) in regs.regs.iter().enumerate().take(regs.count) {
+        u64_field(H_DUMP_REGS + 8 * i, r);
+    }
+    u32_field(H_DUMP_REG_COUNT, regs.count as u32);
+    let modules_gen = map.header_u64(H_MODULES_GEN).load(Ordering::Acquire);
+    u64_field(H_DUMP_MODULES_GEN, modules_gen);
+    let mut flags = 0;
+    if modules_gen % 2 == 1 {
+        flags |= DUMP_FLAG_MODULES_CHANGING;
+    }
+
+    // Code around the pc: what precedes it may be unmapped; what follows
+    // starts at the pc itself.
+    let code_start = regs.pc.saturating_sub(CODE_BEFORE_PC);
+    let code = map.area_ptr_header(H_DUMP_CODE, DUMP_CODE_MAX);
+    // SAFETY: `code` is valid for DUMP_CODE_MAX bytes (the header field).
+    let (skipped, copied) = unsafe { sys::read_own_memory(code_start, code, DUMP_CODE_MAX, true) };
+    u64_field(H_DUMP_CODE_START, code_start + skipped as u64);
+    u32_field(H_DUMP_CODE_LEN, copied as u32);
+
+    // The stack, from below the red zone up to the bound or the stack's
+    // known top.
+    let (lo, hi) = STACK_BOUNDS.with(Cell::get);
+    let page = 4096;
+    if hi != 0 {
+        flags |= DUMP_FLAG_STACK_BOUNDS;
+        u64_field(H_DUMP_STACK_LO, lo);
+        u64_field(H_DUMP_STACK_HI, hi);
+        // Overflow: the stack pointer, or the fault, in or just below the
+        // lowest page of the stack (where the guard page sits).
+        let near_bottom = |a: u64| a < lo + page && a + (1 << 20) >= lo;
+        if near_bottom(regs.sp) || fault_addr.is_some_and(near_bottom) {
+            flags |= DUMP_FLAG_STACK_OVERFLOW;
+        }
+    } else if fault_addr.is_some_and(|a| a < regs.sp + page && a + (64 << 10) >= regs.sp) {
+        // Bounds unknown: a fault right next to the stack pointer.
+        flags |= DUMP_FLAG_STACK_OVERFLOW;
+    }
+    let stack_max = map.header_u32(H_PM_STACK_MAX).load(Ordering::Relaxed) as u64;
+    let slots = map.header_u32(H_MODULE_SLOTS).load(Ordering::Relaxed) as u64;
+    let stack_max = stack_max.min(MAX_STACK_DUMP as u64);
+    if stack_max > 0 {
+        let mut start = regs.sp.saturating_sub(RED_ZONE);
+        if hi != 0 && start < lo && regs.sp >= lo {
+            start = lo;
+        }
+        let mut len = stack_max;
+        if hi != 0 && start < hi && regs.sp >= lo {
+            len = len.min(hi - start);
+        }
+        let dst = map.area_ptr(
+            pm_offset + slots * MODULE_ENTRY_LEN as u64,
+            stack_max as usize,
+        );
+        // SAFETY: `dst` is valid for stack_max >= len bytes (the stack
+        // copy of the postmortem area, which only the dump's claimant
+        // writes).
+        let (skipped, copied) = unsafe { sys::read_own_memory(start, dst, len as usize, true) };
+        u64_field(H_DUMP_STACK_START, start + skipped as u64);
+        u32_field(H_DUMP_STACK_LEN, copied as u32);
+        if skipped + copied < len as usize {
+            flags |= DUMP_FLAG_STACK_SHORT;
+        }
+    }
+    u32_field(H_DUMP_FLAGS, flags);
+    true
+}
+
+/// Marks the dump complete with the handler's finishing time.
+fn finish_dump(shared: &Shared) {
+    let map = &shared.map;
+    map.header_u64(H_DUMP_DONE_NS)
+        .store(sys::monotonic_ns(), Ordering::Relaxed);
+    // Release: a reader that sees COMPLETE sees every dump field.
+    map.header_u32(H_DUMP_STATE)
+        .store(DUMP_COMPLETE, Ordering::Release);
 }
 
 /// Test and demo aid: a real SIGSEGV, a write to address 0 (a null
