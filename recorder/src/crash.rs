@@ -729,12 +729,36 @@ fn finish_dump(shared: &Shared) {
 /// Test and demo aid: a real SIGSEGV, a write to address 0 (a null
 /// pointer).
 #[doc(hidden)]
+#[inline(never)]
 pub fn fault_null_for_test() -> ! {
     let null = std::hint::black_box(std::ptr::null_mut::<u8>());
     // SAFETY: deliberately unsound: this write faults, which is the point;
     // it never completes, and the process dies of SIGSEGV.
     unsafe { std::ptr::write_volatile(null, 1) };
     unreachable!("the write to address 0 faults")
+}
+
+/// Test and demo aid: a real SIGILL, an undefined instruction (`ud2` on
+/// x86_64, `udf` on aarch64).
+#[doc(hidden)]
+#[inline(never)]
+pub fn fault_sigill_for_test() -> ! {
+    // SAFETY: deliberately executes an undefined instruction, which raises
+    // SIGILL and never completes.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        std::arch::asm!("ud2", options(noreturn))
+    }
+    #[cfg(target_arch = "aarch64")]
+    unsafe {
+        std::arch::asm!("udf #0", options(noreturn))
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        // SAFETY: raise(2) is always safe to call.
+        unsafe { libc::raise(libc::SIGILL) };
+        unreachable!("SIGILL")
+    }
 }
 
 /// Test and demo aid: a real SIGSEGV, a write to address 0x10.
