@@ -344,3 +344,129 @@ fn hostile_postmortem_bytes_give_no_panic() {
         }
     }
 }
+
+/// Shipments carry the dump: NDJSON's first line has `build_id` and the
+/// `backtrace`; OTLP names the build id in the resource and puts
+/// `exception.type`, `exception.message` and `exception.stacktrace` on the
+/// crash event's logRecord, and still parses strictly with the official
+/// protobuf definitions (scripts/check-otlp.sh).
+#[test]
+fn shipments_carry_the_backtrace_and_otlp_stays_strict() {
+    let dir = TempDir::new("postmortem-ship");
+    let ring = dir.path("segv.ring");
+    let log = dir.path("termination-log");
+    let out = blackbox()
+        .args([
+            "demo",
+            "--ring",
+            ring.to_str().unwrap(),
+            "--die",
+            "segv-thread",
+        ])
+        .args(["--threads", "1", "--records", "10"])
+        .args(["--termination-log", log.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.signal(), Some(libc::SIGSEGV));
+    let info = info(&ring, None);
+
+    // The termination log names the top frame's module and offset: the
+    // same as frame 0 of the offline backtrace.
+    let line = std::fs::read_to_string(&log).unwrap();
+    let top = &info["backtrace"][0];
+    let module = Path::new(top["module"].as_str().unwrap())
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let want = format!(
+        ", pc {module}+{:#x}",
+        top["module_offset"].as_u64().unwrap()
+    );
+    assert!(line.contains(&want), "{line:?} lacks {want:?}");
+
+    let o = run(&[
+        "ship",
+        ring.to_str().unwrap(),
+        "--to",
+        "-",
+        "--format",
+        "ndjson",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let head: Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(head["build_id"], info["build_id"]);
+    assert_eq!(head["backtrace"], info["backtrace"]);
+
+    let o = run(&[
+        "ship",
+        ring.to_str().unwrap(),
+        "--to",
+        "-",
+        "--format",
+        "otlp",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let body: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rl = &body["resourceLogs"][0];
+    let attr = |attrs: &Value, key: &str| -> Option<String> {
+        attrs.as_array()?.iter().find(|a| a["key"] == key)?["value"]["stringValue"]
+            .as_str()
+            .map(String::from)
+    };
+    assert_eq!(
+        attr(
+            &rl["resource"]["attributes"],
+            "process.executable.build_id.gnu"
+        )
+        .as_deref(),
+        info["build_id"].as_str()
+    );
+    let records = rl["scopeLogs"][0]["logRecords"].as_array().unwrap();
+    let crash: Vec<&Value> = records
+        .iter()
+        .filter(|r| attr(&r["attributes"], "exception.type").is_some())
+        .collect();
+    assert_eq!(crash.len(), 1, "one logRecord carries the exception");
+    let a = &crash[0]["attributes"];
+    assert_eq!(attr(a, "exception.type").as_deref(), Some("SIGSEGV"));
+    assert!(attr(a, "exception.message")
+        .unwrap()
+        .starts_with("fatal signal SIGSEGV"));
+    let trace = attr(a, "exception.stacktrace").unwrap();
+    let inner = trace
+        .find("crash_inner")
+        .expect("crash_inner in the stacktrace");
+    let outer = trace
+        .find("crash_outer")
+        .expect("crash_outer in the stacktrace");
+    assert!(inner < outer, "innermost first: {trace}");
+
+    let file = dir.path("otlp.json");
+    std::fs::write(&file, &o.stdout).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/check-otlp.sh");
+    let check = Command::new("bash")
+        .arg(script)
+        .arg(&file)
+        .output()
+        .unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    if out.contains("otlp: skipped:") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the OTLP checker must run under CI: {out}"
+        );
+        eprintln!("{}", out.trim());
+    } else {
+        assert!(
+            check.status.success(),
+            "not an ExportLogsServiceRequest: {out}"
+        );
+    }
+}

@@ -418,7 +418,7 @@ extern "C" fn on_fatal_signal(
         if first {
             let regs = registers(context);
             let dumped = dump(shared, &regs, fault_addr, entry_ns);
-            record_signal(shared, signal, code, fault_addr, regs.sp);
+            record_signal(shared, signal, code, fault_addr, &regs);
             if dumped {
                 finish_dump(shared);
             }
@@ -453,8 +453,9 @@ fn record_signal(
     signal: libc::c_int,
     code: i32,
     fault_addr: Option<u64>,
-    sp: u64,
+    regs: &Registers,
 ) {
+    let sp = regs.sp;
     let tid = sys::thread_id();
     let mut name = [0u8; 17];
     // SAFETY: PR_GET_NAME writes at most 16 bytes (NUL-terminated) to name.
@@ -506,6 +507,15 @@ fn record_signal(
         " in thread '{}'",
         std::str::from_utf8(thread_name).unwrap_or("?")
     );
+    // The top frame, as far as the handler can tell without symbols: the
+    // module and the offset in its file (`blackbox info` names it).
+    if let Some((name, offset)) = module_of(shared, regs.pc) {
+        let _ = write!(
+            text,
+            ", pc {}+{offset:#x}",
+            std::str::from_utf8(&name.buf[..name.len]).unwrap_or("?")
+        );
+    }
     write_termination_log(shared, text.as_str());
     let _ = shared.log_alone(
         Level::Error,
@@ -714,6 +724,49 @@ fn dump(shared: &Shared, regs: &Registers, fault_addr: Option<u64>, entry_ns: u6
     }
     u32_field(H_DUMP_FLAGS, flags);
     true
+}
+
+/// The file name of the module whose executable range holds `pc`, and
+/// `pc` as an address of that file, from the module table in the mapping
+/// (plain loads: async-signal-safe).
+fn module_of(shared: &Shared, pc: u64) -> Option<(StackText<64>, u64)> {
+    let map = &shared.map;
+    let pm_offset = map.header_u64(H_PM_OFFSET).load(Ordering::Relaxed);
+    let slots = map.header_u32(H_MODULE_SLOTS).load(Ordering::Relaxed) as usize;
+    let count = (map.header_u32(H_MODULE_COUNT).load(Ordering::Acquire) as usize).min(slots);
+    if pm_offset == 0 || pc == 0 || map.header_u64(H_MODULES_GEN).load(Ordering::Acquire) % 2 == 1 {
+        return None;
+    }
+    let area = map.area_ptr(pm_offset, slots * MODULE_ENTRY_LEN);
+    let word = |entry: usize, at: usize| -> u64 {
+        // SAFETY: entry < count <= slots and at + 8 <= MODULE_ENTRY_LEN:
+        // inside the module table, which no one writes while its
+        // generation is even (checked above); unaligned reads are fine.
+        unsafe {
+            area.add(entry * MODULE_ENTRY_LEN + at)
+                .cast::<u64>()
+                .read_unaligned()
+        }
+    };
+    for entry in 0..count {
+        let ranges = (word(entry, M_RANGE_COUNT) as u32 as usize).min(MODULE_RANGES);
+        let inside = (0..ranges).any(|r| {
+            (word(entry, M_RANGES + 16 * r)..word(entry, M_RANGES + 16 * r + 8)).contains(&pc)
+        });
+        if !inside {
+            continue;
+        }
+        let path_len = (word(entry, M_PATH_LEN) as u32 as usize).min(MODULE_PATH_MAX);
+        // SAFETY: the path field lies inside the entry (as above).
+        let path = unsafe {
+            std::slice::from_raw_parts(area.add(entry * MODULE_ENTRY_LEN + M_PATH), path_len)
+        };
+        let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+        let mut text = StackText::<64>::new();
+        let _ = text.write_str(std::str::from_utf8(name).unwrap_or("?"));
+        return Some((text, pc.wrapping_sub(word(entry, M_LOAD_BIAS))));
+    }
+    None
 }
 
 /// Marks the dump complete with the handler's finishing time.
