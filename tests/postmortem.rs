@@ -264,7 +264,8 @@ fn hostile_postmortem_bytes_give_no_panic() {
     let base = std::fs::read(&ring).unwrap();
     let pm = u64::from_le_bytes(base[H_PM_OFFSET..H_PM_OFFSET + 8].try_into().unwrap()) as usize;
     let mut rng = common::Rng(0x5eed);
-    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>, &mut common::Rng)>)> = vec![
+    type Mutation = Box<dyn Fn(&mut Vec<u8>, &mut common::Rng)>;
+    let cases: Vec<(&str, Mutation)> = vec![
         (
             "area of 0xff",
             Box::new(move |b, _| b[pm..pm + 65536].fill(0xff)),

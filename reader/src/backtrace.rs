@@ -401,6 +401,7 @@ fn arch_of(code: u32) -> Option<Arch> {
 type Regs = [Option<u64>; 34];
 
 /// What the call frame information says about one frame.
+#[allow(clippy::large_enum_variant)] // one per frame, on the stack, moved once
 enum CfiStep {
     /// The caller's registers.
     Caller(Regs),

@@ -219,7 +219,8 @@ mod tests {
             !main.build_id.is_empty(),
             "rustc links with a build id on Linux"
         );
-        let here = the_main_program_comes_first_with_its_build_id_and_code as usize as u64;
+        let here =
+            the_main_program_comes_first_with_its_build_id_and_code as *const () as usize as u64;
         assert!(
             main.ranges.iter().any(|&(s, e)| (s..e).contains(&here)),
             "this function lies in an executable range of the main program"
