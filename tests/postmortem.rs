@@ -471,3 +471,70 @@ fn shipments_carry_the_backtrace_and_otlp_stays_strict() {
         );
     }
 }
+
+/// A panic's backtrace is captured as raw return addresses and symbolized
+/// offline: `read` prints it as indented lines that start at the function
+/// that panicked (the hook's and std's panic frames are gone), `read
+/// --json` as an array of frames.
+#[test]
+fn a_panic_backtrace_is_symbolized_offline_without_the_hook_frames() {
+    let dir = TempDir::new("postmortem-panic");
+    let ring = dir.path("panic.ring");
+    let out = blackbox()
+        .args(["demo", "--ring", ring.to_str().unwrap(), "--die", "panic"])
+        .args(["--threads", "1", "--records", "10"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(101));
+    let o = run(&[
+        "read",
+        ring.to_str().unwrap(),
+        "--target",
+        "blackbox::crash",
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.trim() == "backtrace:")
+        .expect(&text);
+    assert!(
+        !lines[at - 1].contains("0x"),
+        "no raw addresses on the event line: {text}"
+    );
+    let frames: Vec<&str> = lines[at + 1..]
+        .iter()
+        .take_while(|l| l.starts_with("      "))
+        .copied()
+        .collect();
+    assert!(
+        frames[0]
+            .trim_start()
+            .starts_with("blackbox::cmd::demo::die at "),
+        "{text}"
+    );
+    for f in &frames {
+        assert!(
+            !f.contains("blackbox_recorder::crash")
+                && !f.contains("std::panicking::begin_panic")
+                && !f.contains("rust_begin_unwind"),
+            "hook frame left: {f}"
+        );
+    }
+
+    let o = run(&[
+        "read",
+        ring.to_str().unwrap(),
+        "--json",
+        "--target",
+        "blackbox::crash",
+    ]);
+    let event: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let bt = event["fields"]["backtrace"].as_array().expect("an array");
+    assert!(
+        bt[0]["function"].as_str().unwrap().ends_with("demo::die"),
+        "{}",
+        bt[0]
+    );
+    assert!(bt[0]["line"].is_u64());
+}

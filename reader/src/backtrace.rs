@@ -641,3 +641,102 @@ pub fn backtrace(pm: &Postmortem, options: &Options) -> Vec<Frame> {
     }
     frames
 }
+
+/// The return addresses of a panic's `backtrace` field (`0x...` separated
+/// by spaces, innermost first), if the field has that form (at most
+/// [`MAX_FRAMES`] of them are kept).
+pub fn parse_return_addresses(text: &str) -> Option<Vec<u64>> {
+    let mut out = Vec::new();
+    for word in text.split_ascii_whitespace() {
+        let hex = word.strip_prefix("0x")?;
+        let a = u64::from_str_radix(hex, 16).ok()?;
+        if out.len() < MAX_FRAMES {
+            out.push(a);
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// Whether a frame belongs to the panic machinery (std's or core's panic
+/// path, or blackbox's own hook) rather than to the code that panicked.
+fn is_panic_machinery(function: &str) -> bool {
+    let f = function.trim_start_matches('<');
+    f.starts_with("std::panicking::")
+        || f.starts_with("core::panicking::")
+        || f.starts_with("std::sys::backtrace::__rust_end_short_backtrace")
+        || f.starts_with("blackbox_recorder::crash::")
+        || f.contains("rust_begin_unwind")
+        || f.starts_with("alloc::boxed::Box<F,A> as core::ops::function::Fn")
+        || f.starts_with("alloc::boxed::Box<dyn for<'a, 'b> core::ops::function::Fn")
+        || f == "__rustc::rust_panic"
+        || f == "rust_panic"
+}
+
+/// Symbolizes a panic's return addresses with the ring's module table,
+/// innermost first, and drops the frames of the panic hook and of std's
+/// panic machinery (the innermost run of such frames).
+pub fn symbolize_return_addresses(
+    pm: &Postmortem,
+    addresses: &[u64],
+    options: &Options,
+) -> Vec<Frame> {
+    let mut files = Files {
+        options,
+        loaded: HashMap::new(),
+    };
+    let mut frames = Vec::new();
+    for &pc in addresses.iter().take(MAX_FRAMES) {
+        let lookup_pc = pc.wrapping_sub(1);
+        let mut frame = Frame {
+            pc,
+            module: None,
+            build_id: None,
+            module_offset: None,
+            function: None,
+            file: None,
+            line: None,
+            inlined: false,
+            trust: Trust::Cfi,
+        };
+        let Some((index, m)) = pm
+            .modules
+            .iter()
+            .enumerate()
+            .find(|(_, m)| m.contains(lookup_pc))
+        else {
+            frames.push(frame);
+            continue;
+        };
+        frame.module = Some(m.path.clone());
+        frame.build_id = (!m.build_id.is_empty()).then(|| m.build_id_hex());
+        frame.module_offset = Some(pc.wrapping_sub(m.load_bias));
+        let l = files.get(index, m);
+        let found = l
+            .symbols
+            .as_ref()
+            .map(|s| lookup(s, lookup_pc.wrapping_sub(m.load_bias)))
+            .unwrap_or_default();
+        let count = found.len();
+        for (i, (function, file, line)) in found.into_iter().enumerate() {
+            frames.push(Frame {
+                function,
+                file,
+                line,
+                inlined: i + 1 < count,
+                ..frame.clone()
+            });
+        }
+        if count == 0 {
+            frames.push(frame);
+        }
+    }
+    // The innermost frames are the hook's and the panic path's, up to the
+    // code that panicked; the runtime's outer frames (its catch_unwind)
+    // stay.
+    let machinery = frames
+        .iter()
+        .take_while(|f| f.function.as_deref().is_some_and(is_panic_machinery))
+        .count();
+    frames.drain(..machinery);
+    frames
+}

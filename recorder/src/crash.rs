@@ -31,7 +31,9 @@
 //!
 //! The panic hook (chained to the previous hook, which still runs) appends
 //! an ERROR event `panicked at FILE:LINE:COL: MESSAGE` with the thread name
-//! and a backtrace. A panic on the main thread (or under `panic = "abort"`)
+//! and a backtrace: the raw return addresses (`0x...` separated by spaces,
+//! innermost first), captured in microseconds and symbolized offline by the
+//! reader with the module table. A panic on the main thread (or under `panic = "abort"`)
 //! also records the cause and marks the ring crashed; a panic on another
 //! thread may be caught and survived, so it is logged only.
 //!
@@ -264,7 +266,14 @@ fn record_panic(info: &std::panic::PanicHookInfo<'_>) {
         .unwrap_or_default();
     let current = std::thread::current();
     let thread = current.name().unwrap_or("<unnamed>");
-    let backtrace = std::backtrace::Backtrace::force_capture().to_string();
+    // Raw return addresses only (microseconds); the reader symbolizes them
+    // offline with the module table (`shm-layout.md`, 9.5).
+    let mut addresses = [0u64; MAX_PANIC_FRAMES];
+    let count = return_addresses(&mut addresses);
+    let mut backtrace = String::with_capacity(count * 15);
+    for (i, a) in addresses[..count].iter().enumerate() {
+        let _ = write!(backtrace, "{}{a:#x}", if i == 0 { "" } else { " " });
+    }
     let line = format!("panicked at {location}: {message}");
     write_termination_log(shared, &line);
     let _ = shared.log(
@@ -286,6 +295,46 @@ fn record_panic(info: &std::panic::PanicHookInfo<'_>) {
         }
         mark_crashed(shared);
     }
+}
+
+/// Most return addresses a panic's backtrace keeps.
+const MAX_PANIC_FRAMES: usize = 100;
+
+/// The calling thread's return addresses, innermost first, from the
+/// system unwinder (`_Unwind_Backtrace`, which reads `.eh_frame`): no
+/// symbolization, no allocation. Returns how many were written.
+fn return_addresses(out: &mut [u64]) -> usize {
+    struct Walk<'a> {
+        out: &'a mut [u64],
+        count: usize,
+    }
+    extern "C" fn each(ctx: *mut libc::c_void, arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `arg` is the `Walk` passed to _Unwind_Backtrace below,
+        // alive and not otherwise borrowed during the call; `ctx` is the
+        // unwinder's context for this frame.
+        let walk = unsafe { &mut *arg.cast::<Walk<'_>>() };
+        // SAFETY: `ctx` is the live context the unwinder passed us.
+        let ip = unsafe { _Unwind_GetIP(ctx) } as u64;
+        if walk.count == walk.out.len() || ip == 0 {
+            return 9; // _URC_FAILURE: stop
+        }
+        walk.out[walk.count] = ip;
+        walk.count += 1;
+        0 // _URC_NO_REASON: go on
+    }
+    extern "C" {
+        fn _Unwind_Backtrace(
+            trace: extern "C" fn(*mut libc::c_void, *mut libc::c_void) -> libc::c_int,
+            arg: *mut libc::c_void,
+        ) -> libc::c_int;
+        fn _Unwind_GetIP(ctx: *mut libc::c_void) -> libc::uintptr_t;
+    }
+    let mut walk = Walk { out, count: 0 };
+    // SAFETY: the callback has the unwinder's signature and only touches
+    // `walk` through the pointer given here, during the call. libgcc_s
+    // (which std links on Linux) provides both functions.
+    unsafe { _Unwind_Backtrace(each, (&mut walk as *mut Walk<'_>).cast()) };
+    walk.count
 }
 
 /// Writes `line` and a newline to the termination log, if one is set:

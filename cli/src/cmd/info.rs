@@ -102,6 +102,25 @@ impl Summary {
         serde_json::to_value(&self.frames).unwrap_or(Value::Null)
     }
 
+    /// A panic's raw return addresses, symbolized with the module table:
+    /// one frame per line, the hook's and std's panic frames dropped.
+    fn symbolized_panic_backtrace(&self, field: &str) -> Option<String> {
+        let addresses = blackbox_reader::backtrace::parse_return_addresses(field)?;
+        let pm = self.postmortem.as_ref()?;
+        let frames = blackbox_reader::backtrace::symbolize_return_addresses(
+            pm,
+            &addresses,
+            &Options::with_symbols(Vec::new()),
+        );
+        Some(
+            frames
+                .iter()
+                .map(Frame::text)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    }
+
     /// The backtrace of the newest crash event in the window, if any.
     pub fn crash_backtrace(&self) -> Option<String> {
         self.snap.records.iter().rev().find_map(|r| {
@@ -110,7 +129,10 @@ impl Summary {
                 return None;
             }
             e.fields.iter().find_map(|(name, value)| match value {
-                blackbox_reader::FieldValue::Str(s) if name == "backtrace" => Some(s.to_string()),
+                blackbox_reader::FieldValue::Str(s) if name == "backtrace" => Some(
+                    self.symbolized_panic_backtrace(s)
+                        .unwrap_or_else(|| s.to_string()),
+                ),
                 _ => None,
             })
         })
