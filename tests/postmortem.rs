@@ -327,6 +327,46 @@ fn hostile_postmortem_bytes_give_no_panic() {
             }),
         ),
     ];
+    // Module paths that must never be opened as files: a FIFO (whose
+    // open would block) and a device.
+    let fifo = dir.path("a-fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let specials = [fifo.to_str().unwrap(), "/dev/zero"];
+    for (i, (target, keep_id)) in specials
+        .iter()
+        .flat_map(|t| [(*t, true), (*t, false)])
+        .enumerate()
+    {
+        let mut bytes = base.clone();
+        let entry = pm;
+        bytes[entry + M_PATH..entry + M_PATH + MODULE_PATH_MAX].fill(0);
+        bytes[entry + M_PATH..entry + M_PATH + target.len()].copy_from_slice(target.as_bytes());
+        bytes[entry + M_PATH_LEN..entry + M_PATH_LEN + 4]
+            .copy_from_slice(&(target.len() as u32).to_le_bytes());
+        // With a build id the file's id is checked; without one the
+        // recorded path is all there is.
+        if !keep_id {
+            bytes[entry + M_BUILD_ID_LEN..entry + M_BUILD_ID_LEN + 4].fill(0);
+        }
+        let path = dir.path(&format!("special-path-{i}.ring"));
+        std::fs::write(&path, &bytes).unwrap();
+        let mut child = blackbox()
+            .args(["info", path.to_str().unwrap(), "--json"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let status = common::wait_or_fail(
+            &mut child,
+            std::time::Duration::from_secs(120),
+            &format!("info with a module path {target}"),
+        );
+        assert_eq!(status.code(), Some(0), "{target}");
+    }
     for (name, mutate) in &cases {
         let mut bytes = base.clone();
         mutate(&mut bytes, &mut rng);

@@ -171,9 +171,14 @@ struct Files<'a> {
 }
 
 fn build_id_of(path: &Path) -> Option<Vec<u8>> {
-    let file = File::open(path).ok()?;
-    let meta = file.metadata().ok()?;
+    // stat before open: a path from a hostile ring may name a FIFO or a
+    // device, whose open could block.
+    let meta = std::fs::metadata(path).ok()?;
     if !meta.is_file() || meta.len() > MAX_FILE_LEN {
+        return None;
+    }
+    let file = File::open(path).ok()?;
+    if !file.metadata().ok()?.is_file() {
         return None;
     }
     let cache = object::ReadCache::new(file);
