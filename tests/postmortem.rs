@@ -139,6 +139,14 @@ fn the_crash_matrix_unwinds_to_named_frames() {
         let text = String::from_utf8_lossy(&text.stdout);
         assert!(text.contains("backtrace (from the crash dump"), "{text}");
         assert!(text.contains(case.frames[0]), "{text}");
+        // So does the on-failure report.
+        let report = run(&["on-failure", "--ring", ring.to_str().unwrap()]);
+        let report = String::from_utf8_lossy(&report.stdout);
+        assert!(
+            report.contains("backtrace  (from the crash dump"),
+            "{report}"
+        );
+        assert!(report.contains(case.frames[1]), "{report}");
     }
 }
 
@@ -577,4 +585,64 @@ fn a_panic_backtrace_is_symbolized_offline_without_the_hook_frames() {
         bt[0]
     );
     assert!(bt[0]["line"].is_u64());
+}
+
+/// The module table: written with the main program first and its build
+/// id in the header; `refresh_modules` after `dlopen` adds the new object
+/// and moves the generation on (even: whole).
+#[test]
+fn the_module_table_follows_dlopen() {
+    let dir = TempDir::new("postmortem-modules");
+    let path = dir.path("modules.ring");
+    let rec = blackbox_recorder::Recorder::builder(&path)
+        .capacity(64 << 10)
+        .heartbeat(None)
+        .create()
+        .unwrap();
+    let ring = blackbox_reader::Ring::open(&path).unwrap();
+    assert_eq!(
+        ring.postmortem().unwrap().modules_generation,
+        0,
+        "not written yet"
+    );
+    rec.refresh_modules();
+    let pm = ring.postmortem().unwrap();
+    assert_eq!(pm.modules_generation, 2);
+    let exe = std::env::current_exe().unwrap();
+    assert_eq!(Path::new(&pm.modules[0].path), exe.as_path());
+    assert!(!pm.build_id.is_empty() && pm.build_id == pm.modules[0].build_id);
+    assert!(
+        pm.modules.iter().any(|m| m.path.contains("libc.so")),
+        "{:?}",
+        pm.modules
+    );
+
+    let lib = c"libresolv.so.2";
+    if pm.modules.iter().any(|m| m.path.contains("libresolv")) {
+        eprintln!("skipped the dlopen half: libresolv is already loaded");
+        return;
+    }
+    // SAFETY: dlopen of a system library with a valid C string; the handle
+    // is kept open for the rest of the test process.
+    let handle = unsafe { libc::dlopen(lib.as_ptr(), libc::RTLD_NOW) };
+    if handle.is_null() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "libresolv.so.2 cannot be loaded"
+        );
+        eprintln!("skipped the dlopen half: libresolv.so.2 is not installed");
+        return;
+    }
+    rec.refresh_modules();
+    let after = ring.postmortem().unwrap();
+    assert_eq!(after.modules_generation, 4);
+    let resolv = after
+        .modules
+        .iter()
+        .find(|m| m.path.contains("libresolv"))
+        .expect("the dlopen'd library is in the table");
+    assert!(
+        !resolv.ranges.is_empty() && !resolv.build_id.is_empty(),
+        "{resolv:?}"
+    );
 }
