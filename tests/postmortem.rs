@@ -646,3 +646,29 @@ fn the_module_table_follows_dlopen() {
         "{resolv:?}"
     );
 }
+
+/// Two threads fault at the same moment: one dump, and it belongs to the
+/// thread whose cause the ring records (never one thread's cause with the
+/// other's registers).
+#[test]
+fn two_threads_crashing_at_once_leave_one_consistent_dump() {
+    let dir = TempDir::new("postmortem-two");
+    for round in 0..5 {
+        let ring = dir.path(&format!("two-{round}.ring"));
+        let (signal, _) = die(
+            Path::new(env!("CARGO_BIN_EXE_blackbox")),
+            &ring,
+            "segv-two-threads",
+        );
+        assert_eq!(signal, Some(libc::SIGSEGV));
+        let info = info(&ring, None);
+        let cause_tid = &info["cause"]["thread_id"];
+        assert_eq!(
+            &info["crash_dump"]["thread_id"], cause_tid,
+            "{}",
+            info["cause"]
+        );
+        assert_eq!(info["crash_dump"]["complete"], true);
+        assert_in_order(&info, MATRIX[0].frames);
+    }
+}

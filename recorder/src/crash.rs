@@ -466,8 +466,12 @@ extern "C" fn on_fatal_signal(
         let fault_addr = (from_fault && signal != libc::SIGABRT).then_some(addr);
         if first {
             let regs = registers(context);
-            let dumped = dump(shared, &regs, fault_addr, entry_ns);
-            record_signal(shared, signal, code, fault_addr, &regs);
+            // The thread that records the cause also makes the dump, so
+            // two threads crashing at once never leave one's cause with
+            // the other's registers.
+            let owner = claim_signal_death(shared);
+            let dumped = owner != Owner::None && dump(shared, &regs, fault_addr, entry_ns);
+            record_signal(shared, signal, code, fault_addr, &regs, owner);
             if dumped {
                 finish_dump(shared);
             }
@@ -497,12 +501,39 @@ extern "C" fn on_fatal_signal(
     // faults again into the restored disposition.
 }
 
+/// What this thread's fatal signal owns of the death area.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// Another thread recorded the cause.
+    None,
+    /// This signal claimed the area (`DEATH_SIGNAL`).
+    Signal,
+    /// A panic holds the area without a signal yet (a panic that ends in
+    /// abort): this signal completes it.
+    AfterPanic,
+}
+
+/// Claims the death area for a fatal signal (see [`Owner`]).
+fn claim_signal_death(shared: &Shared) -> Owner {
+    let map = &shared.map;
+    if claim(shared, DEATH_SIGNAL) {
+        Owner::Signal
+    } else if map.header_u32(H_DEATH_KIND).load(Ordering::Acquire) == DEATH_PANIC
+        && map.header_u32(H_DEATH_SIGNAL).load(Ordering::Relaxed) == 0
+    {
+        Owner::AfterPanic
+    } else {
+        Owner::None
+    }
+}
+
 fn record_signal(
     shared: &Shared,
     signal: libc::c_int,
     code: i32,
     fault_addr: Option<u64>,
     regs: &Registers,
+    owner: Owner,
 ) {
     let sp = regs.sp;
     let tid = sys::thread_id();
@@ -517,7 +548,6 @@ fn record_signal(
         &name[..name_len]
     };
     let map = &shared.map;
-    let kind = map.header_u32(H_DEATH_KIND);
     // Relaxed: published by the Release store of STATE below.
     let fill_signal = || {
         map.header_u32(H_DEATH_SIGNAL)
@@ -537,14 +567,14 @@ fn record_signal(
         map.header_u64(H_DEATH_STACK_POINTER)
             .store(sp, Ordering::Relaxed);
     };
-    if claim(shared, DEATH_SIGNAL) {
-        write_common(shared, tid, thread_name);
-        fill_signal();
-    } else if kind.load(Ordering::Acquire) == DEATH_PANIC
-        && map.header_u32(H_DEATH_SIGNAL).load(Ordering::Relaxed) == 0
-    {
+    match owner {
+        Owner::Signal => {
+            write_common(shared, tid, thread_name);
+            fill_signal();
+        }
         // A panic that ends in abort: keep the panic, add the signal.
-        fill_signal();
+        Owner::AfterPanic => fill_signal(),
+        Owner::None => {}
     }
     let mut text = StackText::<256>::new();
     let _ = write!(text, "fatal signal {}", signal_name(signal));

@@ -59,6 +59,10 @@ pub enum Die {
     /// An illegal instruction (SIGILL; test aid).
     #[value(hide = true)]
     Ill,
+    /// Two threads (`crasher-a`, `crasher-b`) fault at the same moment
+    /// (SIGSEGV; test aid).
+    #[value(hide = true)]
+    SegvTwoThreads,
 }
 
 /// The path the demo's records take into the ring.
@@ -472,6 +476,24 @@ fn die(rec: &Recorder, opts: &DemoArgs) -> Result<i32, Failure> {
             unreachable!("the crasher thread faults")
         }
         Die::Ill => blackbox_recorder::crash::fault_sigill_for_test(),
+        Die::SegvTwoThreads => {
+            let start = std::sync::Barrier::new(2);
+            std::thread::scope(|scope| {
+                for name in ["crasher-a", "crasher-b"] {
+                    let start = &start;
+                    std::thread::Builder::new()
+                        .name(name.into())
+                        .spawn_scoped(scope, move || {
+                            let _ = rec.log(Level::Warn, "demo", "crasher: about to fault", &[]);
+                            start.wait();
+                            crash_outer()
+                        })
+                        .map_err(|e| Failure::error(format!("cannot start a thread: {e}")))?;
+                }
+                Ok::<(), Failure>(())
+            })?;
+            unreachable!("the crasher threads fault")
+        }
         Die::Kill => {
             // Nothing is closed or flushed: the ring is all that remains.
             let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
