@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzz the reader's recovery with cargo-fuzz (libFuzzer), one target after
-# the other (fuzz/fuzz_targets: recover_bytes, mutate_ring).
+# the other (fuzz/fuzz_targets: recover_bytes, mutate_ring, postmortem).
 #
 #   scripts/fuzz.sh                 # CI: 30 s per target, AddressSanitizer
 #   scripts/fuzz.sh 600             # 10 minutes per target
@@ -31,7 +31,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-30}
 runs=${FUZZ_RUNS:-}
 sanitizer=${FUZZ_SANITIZER:-address}
-targets=${FUZZ_TARGETS:-recover_bytes mutate_ring}
+targets=${FUZZ_TARGETS:-recover_bytes mutate_ring postmortem}
 corpus_root=${FUZZ_CORPUS_DIR:-target/fuzz-corpus}
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
@@ -83,6 +83,8 @@ for target in $targets; do
     # more.
     max_len=()
     [ "$target" = recover_bytes ] && max_len=(-max_len=32768)
+    # The postmortem target: a header and a small postmortem area.
+    [ "$target" = postmortem ] && max_len=(-max_len=16384)
     echo "fuzz: $target (sanitizer $sanitizer, ${runs:-${seconds} s})"
     if ! cargo +nightly fuzz run -s "$sanitizer" "$target" \
         "$corpus_root/$target" "fuzz/seeds/$target" -- \

@@ -586,9 +586,14 @@ impl Seen {
             self.ensure(r["fields"]["thread"] == "main", || {
                 format!("expected the crash event's field thread = \"main\", got {r}")
             });
-            self.ensure(r["fields"]["backtrace"].is_string(), || {
-                format!("expected a string field backtrace in the crash event, got {r}")
-            });
+            // The hook records raw return addresses; `read --json` shows
+            // them symbolized, as an array of frames.
+            self.ensure(
+                r["fields"]["backtrace"]
+                    .as_array()
+                    .is_some_and(|frames| !frames.is_empty()),
+                || format!("expected a backtrace array in the crash event, got {r}"),
+            );
         } else {
             // Like "fatal signal SIGSEGV (SEGV_MAPERR) at 0x10 in thread
             // 'main'": the signal first, the address (where there is one)

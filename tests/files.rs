@@ -326,10 +326,13 @@ fn periodic_msync_runs_on_the_heartbeat_thread() {
 
     let (appender, calls, records) = run(20);
     assert!(records > 0);
-    // The whole file: header, chunk table (128 chunks of 8 KiB), data.
+    // The whole file: header, chunk table (128 chunks of 8 KiB), the
+    // postmortem area (default stack copy), data.
     let whole = format!(
         ", {}, MS_SYNC) = 0",
-        blackbox_recorder::layout::data_offset(128) + (1 << 20)
+        blackbox_recorder::layout::data_offset(128)
+            + blackbox_recorder::layout::pm_len(blackbox_recorder::layout::DEFAULT_STACK_DUMP)
+            + (1 << 20)
     );
     assert!(
         calls.len() >= 2,

@@ -1167,7 +1167,7 @@ fn damaged_geometry_fields_are_refused() {
     }
     // Geometries that hold together but need more than the file has.
     for (cap, size, count) in [
-        (131072u64, 1024u32, 128u32),
+        (262144u64, 1024u32, 256u32),
         (MAX_CAPACITY, MAX_CHUNK_SIZE, (MAX_CAPACITY / 65536) as u32),
         (1 << 30, MIN_CHUNK_SIZE, MAX_CHUNKS),
     ] {

@@ -95,6 +95,31 @@ const HEADER_FIELDS: &[(&str, usize)] = &[
     ("DEATH_THREAD_NAME", l::H_DEATH_THREAD_NAME),
     ("DEATH_LOCATION", l::H_DEATH_LOCATION),
     ("DEATH_MESSAGE", l::H_DEATH_MESSAGE),
+    ("PM_OFFSET", l::H_PM_OFFSET),
+    ("PM_LEN", l::H_PM_LEN),
+    ("PM_STACK_MAX", l::H_PM_STACK_MAX),
+    ("MODULES_GEN", l::H_MODULES_GEN),
+    ("MODULE_COUNT", l::H_MODULE_COUNT),
+    ("MODULE_SLOTS", l::H_MODULE_SLOTS),
+    ("MODULE_FLAGS", l::H_MODULE_FLAGS),
+    ("BUILD_ID_LEN", l::H_BUILD_ID_LEN),
+    ("BUILD_ID", l::H_BUILD_ID),
+    ("DUMP_STATE", l::H_DUMP_STATE),
+    ("DUMP_THREAD_ID", l::H_DUMP_THREAD_ID),
+    ("DUMP_FLAGS", l::H_DUMP_FLAGS),
+    ("DUMP_ARCH", l::H_DUMP_ARCH),
+    ("DUMP_ENTRY_NS", l::H_DUMP_ENTRY_NS),
+    ("DUMP_DONE_NS", l::H_DUMP_DONE_NS),
+    ("DUMP_STACK_START", l::H_DUMP_STACK_START),
+    ("DUMP_STACK_LEN", l::H_DUMP_STACK_LEN),
+    ("DUMP_CODE_LEN", l::H_DUMP_CODE_LEN),
+    ("DUMP_CODE_START", l::H_DUMP_CODE_START),
+    ("DUMP_STACK_LO", l::H_DUMP_STACK_LO),
+    ("DUMP_STACK_HI", l::H_DUMP_STACK_HI),
+    ("DUMP_MODULES_GEN", l::H_DUMP_MODULES_GEN),
+    ("DUMP_REG_COUNT", l::H_DUMP_REG_COUNT),
+    ("DUMP_REGS", l::H_DUMP_REGS),
+    ("DUMP_CODE", l::H_DUMP_CODE),
 ];
 
 /// The header's areas: the constant that starts each (stated in the spec's
@@ -103,7 +128,8 @@ const HEADER_FIELDS: &[(&str, usize)] = &[
 const HEADER_AREAS: &[(&str, &str, &str)] = &[
     ("H_CLOCK_CAL", "H_MEMORY_EVIDENCE", "CLOCK_"),
     ("H_MEMORY_EVIDENCE", "H_DEATH", "MEM_"),
-    ("H_DEATH", "HEADER_LEN", "DEATH_"),
+    ("H_DEATH", "H_DUMP", "DEATH_"),
+    ("H_DUMP", "HEADER_LEN", "DUMP_"),
 ];
 
 /// Chunk header fields (`C_*`), offsets from the start of the chunk.
@@ -188,6 +214,19 @@ const FIELD_SIZES: &[(Group, &str, usize, &str)] = &[
         "DEATH_MESSAGE",
         l::DEATH_MESSAGE_LEN,
         "DEATH_MESSAGE_LEN",
+    ),
+    (Group::Header, "BUILD_ID", l::BUILD_ID_MAX, "BUILD_ID_MAX"),
+    (
+        Group::Header,
+        "DUMP_REGS",
+        8 * l::DUMP_REG_SLOTS,
+        "8 * DUMP_REG_SLOTS",
+    ),
+    (
+        Group::Header,
+        "DUMP_CODE",
+        l::DUMP_CODE_MAX,
+        "DUMP_CODE_MAX",
     ),
     (
         Group::Chunk,
@@ -276,6 +315,49 @@ const CONSTANTS: &[(&str, Code)] = &[
     ("STATE_RUNNING", Code::Int(l::STATE_RUNNING as u128)),
     ("STATE_EXITED", Code::Int(l::STATE_EXITED as u128)),
     ("STATE_CRASHED", Code::Int(l::STATE_CRASHED as u128)),
+    ("H_PM", Code::Int(l::H_PM as u128)),
+    ("H_DUMP", Code::Int(l::H_DUMP as u128)),
+    ("BUILD_ID_MAX", Code::Int(l::BUILD_ID_MAX as u128)),
+    ("DUMP_REG_SLOTS", Code::Int(l::DUMP_REG_SLOTS as u128)),
+    ("DUMP_CODE_MAX", Code::Int(l::DUMP_CODE_MAX as u128)),
+    ("DUMP_NONE", Code::Int(l::DUMP_NONE as u128)),
+    ("DUMP_WRITING", Code::Int(l::DUMP_WRITING as u128)),
+    ("DUMP_COMPLETE", Code::Int(l::DUMP_COMPLETE as u128)),
+    (
+        "DUMP_FLAG_STACK_OVERFLOW",
+        Code::Int(l::DUMP_FLAG_STACK_OVERFLOW as u128),
+    ),
+    (
+        "DUMP_FLAG_STACK_SHORT",
+        Code::Int(l::DUMP_FLAG_STACK_SHORT as u128),
+    ),
+    (
+        "DUMP_FLAG_STACK_BOUNDS",
+        Code::Int(l::DUMP_FLAG_STACK_BOUNDS as u128),
+    ),
+    (
+        "DUMP_FLAG_MODULES_CHANGING",
+        Code::Int(l::DUMP_FLAG_MODULES_CHANGING as u128),
+    ),
+    ("ARCH_X86_64", Code::Int(l::ARCH_X86_64 as u128)),
+    ("ARCH_AARCH64", Code::Int(l::ARCH_AARCH64 as u128)),
+    ("MODULE_ENTRY_LEN", Code::Int(l::MODULE_ENTRY_LEN as u128)),
+    ("MODULE_SLOTS", Code::Int(l::MODULE_SLOTS as u128)),
+    ("MODULE_RANGES", Code::Int(l::MODULE_RANGES as u128)),
+    ("MODULE_PATH_MAX", Code::Int(l::MODULE_PATH_MAX as u128)),
+    ("MODULES_FLAG_FULL", Code::Int(l::MODULES_FLAG_FULL as u128)),
+    ("M_LOAD_BIAS", Code::Int(l::M_LOAD_BIAS as u128)),
+    ("M_RANGES", Code::Int(l::M_RANGES as u128)),
+    ("M_RANGE_COUNT", Code::Int(l::M_RANGE_COUNT as u128)),
+    ("M_BUILD_ID_LEN", Code::Int(l::M_BUILD_ID_LEN as u128)),
+    ("M_BUILD_ID", Code::Int(l::M_BUILD_ID as u128)),
+    ("M_PATH_LEN", Code::Int(l::M_PATH_LEN as u128)),
+    ("M_PATH", Code::Int(l::M_PATH as u128)),
+    (
+        "DEFAULT_STACK_DUMP",
+        Code::Int(l::DEFAULT_STACK_DUMP as u128),
+    ),
+    ("MAX_STACK_DUMP", Code::Int(l::MAX_STACK_DUMP as u128)),
 ];
 
 /// The layout's helper functions, each checked against the spec's formula
@@ -293,6 +375,7 @@ const HELPERS: &[&str] = &[
     "crc_seed",
     "record_crc_of",
     "tsc_to_unix_ns",
+    "pm_len",
 ];
 
 /// The spec's worked examples (sections 5, 6 and 6a) are built from these.
@@ -1321,6 +1404,19 @@ fn helpers_follow_the_spec_formulas() {
             ));
         }
     }
+    // Section 9.5: PM_LEN = MODULE_SLOTS·MODULE_ENTRY_LEN + PM_STACK_MAX
+    // rounded up to 4096.
+    for stack_max in [0u32, 1, 4096, 65536, 65537, 1 << 20] {
+        let len =
+            (spec.int("MODULE_SLOTS") * spec.int("MODULE_ENTRY_LEN")) as u64 + u64::from(stack_max);
+        let want = len.div_ceil(table_align) * table_align;
+        if l::pm_len(stack_max) != want {
+            errors.push(format!(
+                "pm_len({stack_max}): spec formula {want}, code {}",
+                l::pm_len(stack_max)
+            ));
+        }
+    }
     // CRC-32C, Castagnoli, with the check value the spec states.
     let check = crc32c::crc32c(b"123456789");
     if check != 0xE306_9283 {
@@ -2078,8 +2174,19 @@ fn check_ring_by_the_spec(spec: &Spec, path: &Path, file: &[u8]) -> (Walk, Vec<S
             "MAX_RECORD_LEN",
             chunk_size.saturating_sub(spec.int("CHUNK_HEADER_LEN")),
         ),
-        // Section 10: 4096 + 8·CHUNK_COUNT rounded up to 4096.
-        ("DATA_OFFSET", table_end.div_ceil(table_align) * table_align),
+        // Section 10: 4096 + 8·CHUNK_COUNT rounded up to 4096, then the
+        // postmortem area (section 9.5).
+        ("PM_OFFSET", table_end.div_ceil(table_align) * table_align),
+        (
+            "DATA_OFFSET",
+            table_end.div_ceil(table_align) * table_align + h("PM_LEN"),
+        ),
+        (
+            "PM_LEN",
+            (spec.int("MODULE_SLOTS") * spec.int("MODULE_ENTRY_LEN") + h("PM_STACK_MAX"))
+                .div_ceil(table_align)
+                * table_align,
+        ),
     ] {
         if h(name) != want {
             errors.push(format!(
@@ -2131,7 +2238,11 @@ fn check_ring_by_the_spec(spec: &Spec, path: &Path, file: &[u8]) -> (Walk, Vec<S
         // Nothing more can be read by the header's offsets.
         assert_no_errors(&errors);
     }
-    let data = h("DATA_OFFSET") as usize;
+    // The padding runs up to the postmortem area (section 9.5), if any.
+    let data = match h("PM_OFFSET") as usize {
+        0 => h("DATA_OFFSET") as usize,
+        pm => pm,
+    };
     if file[table_end as usize..data].iter().any(|&b| b != 0) {
         errors.push(format!(
             "the chunk table's padding {table_end}..{data} is not zero"

@@ -31,11 +31,14 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "symbolize")]
+pub mod backtrace;
 pub mod cause;
 pub mod dir;
 mod error;
 mod event;
 mod header;
+pub mod postmortem;
 pub mod render;
 mod ring;
 mod time;

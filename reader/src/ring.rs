@@ -431,6 +431,43 @@ impl Ring {
         Ok(header)
     }
 
+    /// The postmortem dump (`shm-layout.md`, 9.5): the module table and
+    /// the crash context, read now. A missing or misplaced postmortem area
+    /// gives an empty table and a note in its `problems`, not an error.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read.
+    pub fn postmortem(&self) -> Result<crate::postmortem::Postmortem, Error> {
+        let mut header = vec![0u8; HEADER_LEN];
+        self.source
+            .read_exact_at(&mut header, 0)
+            .map_err(|e| Error::io("read the header", &e))?;
+        let h = &self.header;
+        let mut area = Vec::new();
+        let mut problem = None;
+        match crate::postmortem::area_bounds(&header, h.chunk_count, h.data_offset) {
+            Ok((offset, len)) => {
+                area = vec![0u8; len as usize];
+                if let Err(e) = self.source.read_exact_at(&mut area, offset) {
+                    area.clear();
+                    problem = Some(format!("the postmortem area cannot be read: {e}"));
+                }
+            }
+            Err(p) => {
+                problem = (u64::from_le_bytes(
+                    header[H_PM_OFFSET..H_PM_OFFSET + 8]
+                        .try_into()
+                        .unwrap_or([0; 8]),
+                ) != 0)
+                    .then_some(p)
+            }
+        }
+        let mut pm = crate::postmortem::decode(&header, &area);
+        pm.problems.extend(problem);
+        Ok(pm)
+    }
+
     /// Whether a live process holds the ring's lock.
     ///
     /// # Errors

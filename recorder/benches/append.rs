@@ -25,7 +25,9 @@
 //! `BENCH_CAPACITY_MIB` (the ring, default 64: larger than the caches, so
 //! the appends' cost includes writing memory), `BENCH_ONLY`
 //! (`clock`, `ring_clock`, `fetch_add`, `crc`, `floor`, `append`, `log`,
-//! `snapshot`, `pfloor1`, `pfloor2`, `append2`, `append4`, `append8`: run
+//! `snapshot`, `pfloor1`, `pfloor2`, `append2`, `append4`, `append8`,
+//! `append_handlers` (appends with the crash handlers installed, and the
+//! module table's cost): run
 //! that case alone, for profiling).
 //!
 //! Multi-thread figures depend on how the machine schedules the threads (on
@@ -399,6 +401,36 @@ fn main() {
         measure(8, n / 4, runs, |_, n| append_loop(&rec, n))
     });
 
+    // The same appends to a ring whose crash handlers are installed (the
+    // postmortem dump's module table written, handlers pointed at it):
+    // the hot path must not change. Last, as installing is for the whole
+    // process. Also the module table's cost, per write.
+    let mut module_table_us = None;
+    if want("append_handlers") {
+        // The same ring, right before and right after installing, so both
+        // figures share the ring's state and the machine's moment.
+        rows.push((
+            "append raw 64 B, before install",
+            measure(1, n, runs, |_, n| append_loop(&rec, n)),
+        ));
+        let began = Instant::now();
+        rec.install_crash_handlers();
+        let install = began.elapsed();
+        rows.push((
+            "append raw 64 B, crash handlers",
+            measure(1, n, runs, |_, n| append_loop(&rec, n)),
+        ));
+        let mut each: Vec<f64> = (0..51)
+            .map(|_| {
+                let t = Instant::now();
+                rec.refresh_modules();
+                t.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
+        each.sort_by(f64::total_cmp);
+        module_table_us = Some((install.as_secs_f64() * 1e6, each[each.len() / 2]));
+    }
+
     println!(
         "{:<32} {:>7} {:>12} {:>17} {:>13} {:>7}",
         "case", "threads", "ns/op/thread", "(min - max)", "M ops/s total", "dropped"
@@ -441,6 +473,22 @@ fn main() {
             r,
             "<= 1.0",
             verdict(r <= 1.0)
+        );
+    }
+    if let (Some(h), Some(a)) = (
+        find("append raw 64 B, crash handlers", 1),
+        find("append raw 64 B, before install", 1),
+    ) {
+        let r = h.ns_per_op / a.ns_per_op;
+        println!(
+            "{:<50} {:>7.2} {:>10}",
+            "append with crash handlers / before (1 thread)", r, "~1.0"
+        );
+    }
+    if let Some((install, refresh)) = module_table_us {
+        println!(
+            "install_crash_handlers (module table included): {install:.0} µs; \
+             module table rewrite (refresh_modules), median: {refresh:.0} µs"
         );
     }
     if let (Some(l), Some(f)) = (log1, floor1) {

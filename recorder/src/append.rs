@@ -128,6 +128,7 @@ impl Writers {
         if !self.alt_stack_tried {
             self.alt_stack_tried = true;
             self.alt_stack = crate::crash::AltStack::ensure();
+            crate::crash::learn_stack_bounds();
         }
         // Forget writers of rings that were closed since.
         self.slots.retain(|w| w.shared.strong_count() > 0);

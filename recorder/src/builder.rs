@@ -35,6 +35,7 @@ pub struct RecorderBuilder {
     pub(crate) chunk_size: Option<u32>,
     pub(crate) clock: Option<Clock>,
     pub(crate) keep_dead_rings: Option<usize>,
+    pub(crate) stack_dump: u32,
 }
 
 impl RecorderBuilder {
@@ -54,6 +55,7 @@ impl RecorderBuilder {
             chunk_size: None,
             clock: None,
             keep_dead_rings: Some(DEFAULT_KEEP_DEAD_RINGS),
+            stack_dump: crate::layout::DEFAULT_STACK_DUMP,
         }
     }
 
@@ -76,6 +78,18 @@ impl RecorderBuilder {
     /// created, so the crash path only calls `write(2)`. Default: none.
     pub fn termination_log(mut self, path: impl Into<PathBuf>) -> Self {
         self.termination_log = Some(path.into());
+        self
+    }
+
+    /// How many bytes of the crashing thread's stack the fatal-signal
+    /// handler copies into the ring (from the stack pointer, red zone
+    /// included, towards the stack's top), for the reader to unwind
+    /// offline. Default 64 KiB; at most 1 MiB (larger values are cut);
+    /// 0 turns the copy off, for services whose stacks may hold secrets
+    /// (registers and the module table are still recorded). The space is
+    /// reserved in the file at create, outside the data region.
+    pub fn stack_dump(mut self, bytes: u32) -> Self {
+        self.stack_dump = bytes.min(crate::layout::MAX_STACK_DUMP);
         self
     }
 

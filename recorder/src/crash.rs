@@ -31,7 +31,9 @@
 //!
 //! The panic hook (chained to the previous hook, which still runs) appends
 //! an ERROR event `panicked at FILE:LINE:COL: MESSAGE` with the thread name
-//! and a backtrace. A panic on the main thread (or under `panic = "abort"`)
+//! and a backtrace: the raw return addresses (`0x...` separated by spaces,
+//! innermost first), captured in microseconds and symbolized offline by the
+//! reader with the module table. A panic on the main thread (or under `panic = "abort"`)
 //! also records the cause and marks the ring crashed; a panic on another
 //! thread may be caught and survived, so it is logged only.
 //!
@@ -40,7 +42,7 @@
 
 #![allow(unsafe_code)]
 
-use std::cell::UnsafeCell;
+use std::cell::{Cell, UnsafeCell};
 use std::fmt::Write as _;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicPtr, Ordering};
@@ -83,6 +85,10 @@ pub(crate) fn install(shared: &Arc<Shared>) {
     let raw = Arc::into_raw(Arc::clone(shared)).cast_mut();
     // Release: a handler that loads the pointer (Acquire) sees the Shared.
     TARGET.swap(raw, Ordering::AcqRel);
+    // Normal context: the module table (it allocates and takes the
+    // loader's lock) and this thread's stack bounds, for the dump.
+    crate::modules::write_table(&shared.map);
+    learn_stack_bounds();
     INSTALL.call_once(|| {
         install_panic_hook();
         install_signal_handlers();
@@ -91,6 +97,38 @@ pub(crate) fn install(shared: &Arc<Shared>) {
     // too; it keeps it for the life of the process.
     if let Some(stack) = AltStack::ensure() {
         std::mem::forget(stack);
+    }
+}
+
+thread_local! {
+    /// This thread's stack `(lowest address, top)`, learned in normal
+    /// context (install, a thread's first append); `(0, 0)`: unknown.
+    /// Const-initialised and without Drop, so the handler may read it.
+    static STACK_BOUNDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+/// Learns the calling thread's stack bounds (`pthread_getattr_np`), for
+/// the crash handler's stack copy. Normal context only (glibc reads
+/// /proc/self/maps for the main thread).
+pub(crate) fn learn_stack_bounds() {
+    if STACK_BOUNDS.with(Cell::get) != (0, 0) {
+        return;
+    }
+    // SAFETY: a zeroed pthread_attr_t filled by pthread_getattr_np, read
+    // by pthread_attr_getstack, then destroyed; all pointers are valid.
+    let bounds = unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return;
+        }
+        let mut addr: *mut libc::c_void = std::ptr::null_mut();
+        let mut size: libc::size_t = 0;
+        let ok = libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0;
+        libc::pthread_attr_destroy(&mut attr);
+        ok.then(|| (addr as u64, addr as u64 + size as u64))
+    };
+    if let Some(bounds) = bounds {
+        STACK_BOUNDS.with(|b| b.set(bounds));
     }
 }
 
@@ -228,7 +266,14 @@ fn record_panic(info: &std::panic::PanicHookInfo<'_>) {
         .unwrap_or_default();
     let current = std::thread::current();
     let thread = current.name().unwrap_or("<unnamed>");
-    let backtrace = std::backtrace::Backtrace::force_capture().to_string();
+    // Raw return addresses only (microseconds); the reader symbolizes them
+    // offline with the module table (`shm-layout.md`, 9.5).
+    let mut addresses = [0u64; MAX_PANIC_FRAMES];
+    let count = return_addresses(&mut addresses);
+    let mut backtrace = String::with_capacity(count * 15);
+    for (i, a) in addresses[..count].iter().enumerate() {
+        let _ = write!(backtrace, "{}{a:#x}", if i == 0 { "" } else { " " });
+    }
     let line = format!("panicked at {location}: {message}");
     write_termination_log(shared, &line);
     let _ = shared.log(
@@ -250,6 +295,46 @@ fn record_panic(info: &std::panic::PanicHookInfo<'_>) {
         }
         mark_crashed(shared);
     }
+}
+
+/// Most return addresses a panic's backtrace keeps.
+const MAX_PANIC_FRAMES: usize = 100;
+
+/// The calling thread's return addresses, innermost first, from the
+/// system unwinder (`_Unwind_Backtrace`, which reads `.eh_frame`): no
+/// symbolization, no allocation. Returns how many were written.
+fn return_addresses(out: &mut [u64]) -> usize {
+    struct Walk<'a> {
+        out: &'a mut [u64],
+        count: usize,
+    }
+    extern "C" fn each(ctx: *mut libc::c_void, arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `arg` is the `Walk` passed to _Unwind_Backtrace below,
+        // alive and not otherwise borrowed during the call; `ctx` is the
+        // unwinder's context for this frame.
+        let walk = unsafe { &mut *arg.cast::<Walk<'_>>() };
+        // SAFETY: `ctx` is the live context the unwinder passed us.
+        let ip = unsafe { _Unwind_GetIP(ctx) } as u64;
+        if walk.count == walk.out.len() || ip == 0 {
+            return 9; // _URC_FAILURE: stop
+        }
+        walk.out[walk.count] = ip;
+        walk.count += 1;
+        0 // _URC_NO_REASON: go on
+    }
+    extern "C" {
+        fn _Unwind_Backtrace(
+            trace: extern "C" fn(*mut libc::c_void, *mut libc::c_void) -> libc::c_int,
+            arg: *mut libc::c_void,
+        ) -> libc::c_int;
+        fn _Unwind_GetIP(ctx: *mut libc::c_void) -> libc::uintptr_t;
+    }
+    let mut walk = Walk { out, count: 0 };
+    // SAFETY: the callback has the unwinder's signature and only touches
+    // `walk` through the pointer given here, during the call. libgcc_s
+    // (which std links on Linux) provides both functions.
+    unsafe { _Unwind_Backtrace(each, (&mut walk as *mut Walk<'_>).cast()) };
+    walk.count
 }
 
 /// Writes `line` and a newline to the termination log, if one is set:
@@ -360,6 +445,7 @@ extern "C" fn on_fatal_signal(
     info: *mut libc::siginfo_t,
     context: *mut libc::c_void,
 ) {
+    let entry_ns = sys::monotonic_ns();
     // SAFETY: the kernel passes a valid siginfo_t for SA_SIGINFO handlers.
     let (code, addr) = unsafe {
         match info.as_ref() {
@@ -379,7 +465,16 @@ extern "C" fn on_fatal_signal(
         // signal that was sent.
         let fault_addr = (from_fault && signal != libc::SIGABRT).then_some(addr);
         if first {
-            record_signal(shared, signal, code, fault_addr, stack_pointer(context));
+            let regs = registers(context);
+            // The thread that records the cause also makes the dump, so
+            // two threads crashing at once never leave one's cause with
+            // the other's registers.
+            let owner = claim_signal_death(shared);
+            let dumped = owner != Owner::None && dump(shared, &regs, fault_addr, entry_ns);
+            record_signal(shared, signal, code, fault_addr, &regs, owner);
+            if dumped {
+                finish_dump(shared);
+            }
         }
     }
     let index = FATAL_SIGNALS.iter().position(|&s| s == signal);
@@ -406,13 +501,41 @@ extern "C" fn on_fatal_signal(
     // faults again into the restored disposition.
 }
 
+/// What this thread's fatal signal owns of the death area.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// Another thread recorded the cause.
+    None,
+    /// This signal claimed the area (`DEATH_SIGNAL`).
+    Signal,
+    /// A panic holds the area without a signal yet (a panic that ends in
+    /// abort): this signal completes it.
+    AfterPanic,
+}
+
+/// Claims the death area for a fatal signal (see [`Owner`]).
+fn claim_signal_death(shared: &Shared) -> Owner {
+    let map = &shared.map;
+    if claim(shared, DEATH_SIGNAL) {
+        Owner::Signal
+    } else if map.header_u32(H_DEATH_KIND).load(Ordering::Acquire) == DEATH_PANIC
+        && map.header_u32(H_DEATH_SIGNAL).load(Ordering::Relaxed) == 0
+    {
+        Owner::AfterPanic
+    } else {
+        Owner::None
+    }
+}
+
 fn record_signal(
     shared: &Shared,
     signal: libc::c_int,
     code: i32,
     fault_addr: Option<u64>,
-    sp: u64,
+    regs: &Registers,
+    owner: Owner,
 ) {
+    let sp = regs.sp;
     let tid = sys::thread_id();
     let mut name = [0u8; 17];
     // SAFETY: PR_GET_NAME writes at most 16 bytes (NUL-terminated) to name.
@@ -425,7 +548,6 @@ fn record_signal(
         &name[..name_len]
     };
     let map = &shared.map;
-    let kind = map.header_u32(H_DEATH_KIND);
     // Relaxed: published by the Release store of STATE below.
     let fill_signal = || {
         map.header_u32(H_DEATH_SIGNAL)
@@ -445,14 +567,14 @@ fn record_signal(
         map.header_u64(H_DEATH_STACK_POINTER)
             .store(sp, Ordering::Relaxed);
     };
-    if claim(shared, DEATH_SIGNAL) {
-        write_common(shared, tid, thread_name);
-        fill_signal();
-    } else if kind.load(Ordering::Acquire) == DEATH_PANIC
-        && map.header_u32(H_DEATH_SIGNAL).load(Ordering::Relaxed) == 0
-    {
+    match owner {
+        Owner::Signal => {
+            write_common(shared, tid, thread_name);
+            fill_signal();
+        }
         // A panic that ends in abort: keep the panic, add the signal.
-        fill_signal();
+        Owner::AfterPanic => fill_signal(),
+        Owner::None => {}
     }
     let mut text = StackText::<256>::new();
     let _ = write!(text, "fatal signal {}", signal_name(signal));
@@ -464,6 +586,15 @@ fn record_signal(
         " in thread '{}'",
         std::str::from_utf8(thread_name).unwrap_or("?")
     );
+    // The top frame, as far as the handler can tell without symbols: the
+    // module and the offset in its file (`blackbox info` names it).
+    if let Some((name, offset)) = module_of(shared, regs.pc) {
+        let _ = write!(
+            text,
+            ", pc {}+{offset:#x}",
+            std::str::from_utf8(&name.buf[..name.len]).unwrap_or("?")
+        );
+    }
     write_termination_log(shared, text.as_str());
     let _ = shared.log_alone(
         Level::Error,
@@ -477,28 +608,289 @@ fn record_signal(
     mark_crashed(shared);
 }
 
+/// The interrupted thread's general registers, in the dump's order
+/// (DWARF register numbers, `shm-layout.md` 9.5).
+struct Registers {
+    arch: u32,
+    count: usize,
+    regs: [u64; DUMP_REG_SLOTS],
+    pc: u64,
+    sp: u64,
+}
+
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-fn stack_pointer(context: *mut libc::c_void) -> u64 {
+fn registers(context: *mut libc::c_void) -> Registers {
+    let mut out = Registers {
+        arch: ARCH_X86_64,
+        count: 0,
+        regs: [0; DUMP_REG_SLOTS],
+        pc: 0,
+        sp: 0,
+    };
     let uc = context.cast::<libc::ucontext_t>();
     // SAFETY: for SA_SIGINFO handlers the third argument is the interrupted
     // context, a valid ucontext_t (or null, checked).
-    unsafe { uc.as_ref() }.map_or(0, |uc| uc.uc_mcontext.gregs[libc::REG_RSP as usize] as u64)
+    let Some(uc) = (unsafe { uc.as_ref() }) else {
+        return out;
+    };
+    let g = &uc.uc_mcontext.gregs;
+    let order = [
+        libc::REG_RAX,
+        libc::REG_RDX,
+        libc::REG_RCX,
+        libc::REG_RBX,
+        libc::REG_RSI,
+        libc::REG_RDI,
+        libc::REG_RBP,
+        libc::REG_RSP,
+        libc::REG_R8,
+        libc::REG_R9,
+        libc::REG_R10,
+        libc::REG_R11,
+        libc::REG_R12,
+        libc::REG_R13,
+        libc::REG_R14,
+        libc::REG_R15,
+        libc::REG_RIP,
+        libc::REG_EFL,
+    ];
+    for (slot, &reg) in out.regs.iter_mut().zip(order.iter()) {
+        *slot = g[reg as usize] as u64;
+    }
+    out.count = order.len();
+    out.pc = g[libc::REG_RIP as usize] as u64;
+    out.sp = g[libc::REG_RSP as usize] as u64;
+    out
 }
 
-#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-fn stack_pointer(_context: *mut libc::c_void) -> u64 {
-    0
+#[cfg(all(target_arch = "aarch64", target_os = "linux"))]
+fn registers(context: *mut libc::c_void) -> Registers {
+    let mut out = Registers {
+        arch: ARCH_AARCH64,
+        count: 0,
+        regs: [0; DUMP_REG_SLOTS],
+        pc: 0,
+        sp: 0,
+    };
+    let uc = context.cast::<libc::ucontext_t>();
+    // SAFETY: for SA_SIGINFO handlers the third argument is the interrupted
+    // context, a valid ucontext_t (or null, checked).
+    let Some(uc) = (unsafe { uc.as_ref() }) else {
+        return out;
+    };
+    let m = &uc.uc_mcontext;
+    out.regs[..31].copy_from_slice(&m.regs);
+    out.regs[31] = m.sp;
+    out.regs[32] = m.pc;
+    out.regs[33] = m.pstate;
+    out.count = 34;
+    out.pc = m.pc;
+    out.sp = m.sp;
+    out
+}
+
+#[cfg(not(all(
+    any(target_arch = "x86_64", target_arch = "aarch64"),
+    target_os = "linux"
+)))]
+fn registers(_context: *mut libc::c_void) -> Registers {
+    Registers {
+        arch: 0,
+        count: 0,
+        regs: [0; DUMP_REG_SLOTS],
+        pc: 0,
+        sp: 0,
+    }
+}
+
+/// Bytes below the stack pointer a leaf function may use without moving
+/// it (the System V x86_64 red zone), copied with the stack.
+const RED_ZONE: u64 = if cfg!(target_arch = "x86_64") { 128 } else { 0 };
+
+/// Code bytes copied before the pc (the rest of [`DUMP_CODE_MAX`] after).
+const CODE_BEFORE_PC: u64 = 128;
+
+/// Writes the crash context and copies the stack into the postmortem area
+/// (`shm-layout.md`, 9.5), if this thread is the first to claim the dump.
+/// Async-signal-safe: atomics, plain stores into the mapping, and
+/// `process_vm_readv`, which fails with EFAULT on an unmapped page instead
+/// of faulting.
+fn dump(shared: &Shared, regs: &Registers, fault_addr: Option<u64>, entry_ns: u64) -> bool {
+    let map = &shared.map;
+    let pm_offset = map.header_u64(H_PM_OFFSET).load(Ordering::Relaxed);
+    if pm_offset == 0 || regs.count == 0 {
+        return false;
+    }
+    // AcqRel/Relaxed: one dump; a second thread crashing at the same time
+    // loses the claim and writes nothing here.
+    if map
+        .header_u32(H_DUMP_STATE)
+        .compare_exchange(DUMP_NONE, DUMP_WRITING, Ordering::AcqRel, Ordering::Relaxed)
+        .is_err()
+    {
+        return false;
+    }
+    // Relaxed throughout: DUMP_STATE's Release store in `finish_dump`
+    // publishes them.
+    let u32_field = |at, v| map.header_u32(at).store(v, Ordering::Relaxed);
+    let u64_field = |at, v| map.header_u64(at).store(v, Ordering::Relaxed);
+    u64_field(H_DUMP_ENTRY_NS, entry_ns);
+    u32_field(H_DUMP_THREAD_ID, sys::thread_id());
+    u32_field(H_DUMP_ARCH, regs.arch);
+    for (i, &r) in regs.regs.iter().enumerate().take(regs.count) {
+        u64_field(H_DUMP_REGS + 8 * i, r);
+    }
+    u32_field(H_DUMP_REG_COUNT, regs.count as u32);
+    let modules_gen = map.header_u64(H_MODULES_GEN).load(Ordering::Acquire);
+    u64_field(H_DUMP_MODULES_GEN, modules_gen);
+    let mut flags = 0;
+    if modules_gen % 2 == 1 {
+        flags |= DUMP_FLAG_MODULES_CHANGING;
+    }
+
+    // Code around the pc: what precedes it may be unmapped; what follows
+    // starts at the pc itself.
+    let code_start = regs.pc.saturating_sub(CODE_BEFORE_PC);
+    let code = map.area_ptr_header(H_DUMP_CODE, DUMP_CODE_MAX);
+    // SAFETY: `code` is valid for DUMP_CODE_MAX bytes (the header field).
+    let (skipped, copied) = unsafe { sys::read_own_memory(code_start, code, DUMP_CODE_MAX, true) };
+    u64_field(H_DUMP_CODE_START, code_start + skipped as u64);
+    u32_field(H_DUMP_CODE_LEN, copied as u32);
+
+    // The stack, from below the red zone up to the bound or the stack's
+    // known top.
+    let (lo, hi) = STACK_BOUNDS.with(Cell::get);
+    let page = 4096;
+    if hi != 0 {
+        flags |= DUMP_FLAG_STACK_BOUNDS;
+        u64_field(H_DUMP_STACK_LO, lo);
+        u64_field(H_DUMP_STACK_HI, hi);
+        // Overflow: the stack pointer, or the fault, in or just below the
+        // lowest page of the stack (where the guard page sits).
+        let near_bottom = |a: u64| a < lo + page && a + (1 << 20) >= lo;
+        if near_bottom(regs.sp) || fault_addr.is_some_and(near_bottom) {
+            flags |= DUMP_FLAG_STACK_OVERFLOW;
+        }
+    } else if fault_addr.is_some_and(|a| a < regs.sp + page && a + (64 << 10) >= regs.sp) {
+        // Bounds unknown: a fault right next to the stack pointer.
+        flags |= DUMP_FLAG_STACK_OVERFLOW;
+    }
+    let stack_max = map.header_u32(H_PM_STACK_MAX).load(Ordering::Relaxed) as u64;
+    let slots = map.header_u32(H_MODULE_SLOTS).load(Ordering::Relaxed) as u64;
+    let stack_max = stack_max.min(MAX_STACK_DUMP as u64);
+    if stack_max > 0 {
+        let mut start = regs.sp.saturating_sub(RED_ZONE);
+        if hi != 0 && start < lo && regs.sp >= lo {
+            start = lo;
+        }
+        let mut len = stack_max;
+        if hi != 0 && start < hi && regs.sp >= lo {
+            len = len.min(hi - start);
+        }
+        let dst = map.area_ptr(
+            pm_offset + slots * MODULE_ENTRY_LEN as u64,
+            stack_max as usize,
+        );
+        // SAFETY: `dst` is valid for stack_max >= len bytes (the stack
+        // copy of the postmortem area, which only the dump's claimant
+        // writes).
+        let (skipped, copied) = unsafe { sys::read_own_memory(start, dst, len as usize, true) };
+        u64_field(H_DUMP_STACK_START, start + skipped as u64);
+        u32_field(H_DUMP_STACK_LEN, copied as u32);
+        if skipped + copied < len as usize {
+            flags |= DUMP_FLAG_STACK_SHORT;
+        }
+    }
+    u32_field(H_DUMP_FLAGS, flags);
+    true
+}
+
+/// The file name of the module whose executable range holds `pc`, and
+/// `pc` as an address of that file, from the module table in the mapping
+/// (plain loads: async-signal-safe).
+fn module_of(shared: &Shared, pc: u64) -> Option<(StackText<64>, u64)> {
+    let map = &shared.map;
+    let pm_offset = map.header_u64(H_PM_OFFSET).load(Ordering::Relaxed);
+    let slots = map.header_u32(H_MODULE_SLOTS).load(Ordering::Relaxed) as usize;
+    let count = (map.header_u32(H_MODULE_COUNT).load(Ordering::Acquire) as usize).min(slots);
+    if pm_offset == 0 || pc == 0 || map.header_u64(H_MODULES_GEN).load(Ordering::Acquire) % 2 == 1 {
+        return None;
+    }
+    let area = map.area_ptr(pm_offset, slots * MODULE_ENTRY_LEN);
+    let word = |entry: usize, at: usize| -> u64 {
+        // SAFETY: entry < count <= slots and at + 8 <= MODULE_ENTRY_LEN:
+        // inside the module table, which no one writes while its
+        // generation is even (checked above); unaligned reads are fine.
+        unsafe {
+            area.add(entry * MODULE_ENTRY_LEN + at)
+                .cast::<u64>()
+                .read_unaligned()
+        }
+    };
+    for entry in 0..count {
+        let ranges = (word(entry, M_RANGE_COUNT) as u32 as usize).min(MODULE_RANGES);
+        let inside = (0..ranges).any(|r| {
+            (word(entry, M_RANGES + 16 * r)..word(entry, M_RANGES + 16 * r + 8)).contains(&pc)
+        });
+        if !inside {
+            continue;
+        }
+        let path_len = (word(entry, M_PATH_LEN) as u32 as usize).min(MODULE_PATH_MAX);
+        // SAFETY: the path field lies inside the entry (as above).
+        let path = unsafe {
+            std::slice::from_raw_parts(area.add(entry * MODULE_ENTRY_LEN + M_PATH), path_len)
+        };
+        let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+        let mut text = StackText::<64>::new();
+        let _ = text.write_str(std::str::from_utf8(name).unwrap_or("?"));
+        return Some((text, pc.wrapping_sub(word(entry, M_LOAD_BIAS))));
+    }
+    None
+}
+
+/// Marks the dump complete with the handler's finishing time.
+fn finish_dump(shared: &Shared) {
+    let map = &shared.map;
+    map.header_u64(H_DUMP_DONE_NS)
+        .store(sys::monotonic_ns(), Ordering::Relaxed);
+    // Release: a reader that sees COMPLETE sees every dump field.
+    map.header_u32(H_DUMP_STATE)
+        .store(DUMP_COMPLETE, Ordering::Release);
 }
 
 /// Test and demo aid: a real SIGSEGV, a write to address 0 (a null
 /// pointer).
 #[doc(hidden)]
+#[inline(never)]
 pub fn fault_null_for_test() -> ! {
     let null = std::hint::black_box(std::ptr::null_mut::<u8>());
     // SAFETY: deliberately unsound: this write faults, which is the point;
     // it never completes, and the process dies of SIGSEGV.
     unsafe { std::ptr::write_volatile(null, 1) };
     unreachable!("the write to address 0 faults")
+}
+
+/// Test and demo aid: a real SIGILL, an undefined instruction (`ud2` on
+/// x86_64, `udf` on aarch64).
+#[doc(hidden)]
+#[inline(never)]
+pub fn fault_sigill_for_test() -> ! {
+    // SAFETY: deliberately executes an undefined instruction, which raises
+    // SIGILL and never completes.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        std::arch::asm!("ud2", options(noreturn))
+    }
+    #[cfg(target_arch = "aarch64")]
+    unsafe {
+        std::arch::asm!("udf #0", options(noreturn))
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        // SAFETY: raise(2) is always safe to call.
+        unsafe { libc::raise(libc::SIGILL) };
+        unreachable!("SIGILL")
+    }
 }
 
 /// Test and demo aid: a real SIGSEGV, a write to address 0x10.

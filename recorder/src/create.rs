@@ -188,7 +188,11 @@ fn build_file(
         return Err(CreateErrorKind::InUse);
     }
     let chunk_count = (b.capacity / chunk_size as u64) as u32;
-    let data_offset = data_offset(chunk_count);
+    // The postmortem area (module table, stack copy) sits between the
+    // chunk table and the data region (`shm-layout.md`, 9.5).
+    let pm_offset = data_offset(chunk_count);
+    let pm_len = pm_len(b.stack_dump);
+    let data_offset = pm_offset + pm_len;
     let total = data_offset + b.capacity;
     // posix_fallocate reserves every block now: a full file system fails
     // here with ENOSPC instead of raising SIGBUS on some later append.
@@ -246,6 +250,10 @@ fn build_file(
     map.write_header_bytes(H_CHUNK_HEADER_LEN, &(CHUNK_HEADER_LEN as u32).to_le_bytes());
     map.write_header_bytes(H_CHUNK_TABLE_OFFSET, &(HEADER_LEN as u64).to_le_bytes());
     map.write_header_bytes(H_CLOCK, &clock.code().to_le_bytes());
+    map.write_header_bytes(H_PM_OFFSET, &pm_offset.to_le_bytes());
+    map.write_header_bytes(H_PM_LEN, &(pm_len as u32).to_le_bytes());
+    map.write_header_bytes(H_PM_STACK_MAX, &b.stack_dump.to_le_bytes());
+    map.write_header_bytes(H_MODULE_SLOTS, &MODULE_SLOTS.to_le_bytes());
     if clock == Clock::Tsc {
         // The first calibration, before MAGIC: at least 2 ms after the
         // origin, so that a ring whose writer dies before its first

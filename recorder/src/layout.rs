@@ -129,7 +129,33 @@ pub const H_POD_NAMESPACE: usize = 448;
 pub const H_CONTAINER_NAME: usize = 512;
 /// `[u8; 256]` Kubernetes `POD_NAME`, if set.
 pub const H_POD_NAME: usize = 576;
-// 832..1024 reserved, zero.
+
+// Postmortem directory (`shm-layout.md`, 9.5): where the postmortem area
+// lies, the module table's state, and the main binary's build id.
+
+/// Start of the postmortem directory in the header.
+pub const H_PM: usize = 832;
+/// `u64` file offset of the postmortem area (0: the file has none).
+pub const H_PM_OFFSET: usize = 832;
+/// `u32` length of the postmortem area in bytes.
+pub const H_PM_LEN: usize = 840;
+/// `u32` bytes of stack the crash handler copies at most (0: no copy).
+pub const H_PM_STACK_MAX: usize = 844;
+/// `u64` module table generation: odd while the table is being rewritten.
+pub const H_MODULES_GEN: usize = 848;
+/// `u32` module table entries in use.
+pub const H_MODULE_COUNT: usize = 856;
+/// `u32` module table slots (entries of [`MODULE_ENTRY_LEN`] bytes).
+pub const H_MODULE_SLOTS: usize = 860;
+/// `u32` `MODULES_FLAG_*` bits.
+pub const H_MODULE_FLAGS: usize = 864;
+/// `u32` length of [`H_BUILD_ID`] in bytes (0: none).
+pub const H_BUILD_ID_LEN: usize = 868;
+/// `[u8; 32]` the main binary's GNU build id.
+pub const H_BUILD_ID: usize = 872;
+/// Size of a build id field.
+pub const BUILD_ID_MAX: usize = 32;
+// 904..1024 reserved, zero.
 
 /// Size of the 64-byte identity string fields.
 pub const SHORT_STR_LEN: usize = 64;
@@ -223,7 +249,112 @@ pub const H_DEATH_LOCATION: usize = 2176;
 pub const H_DEATH_MESSAGE: usize = 2432;
 /// Size of [`H_DEATH_MESSAGE`].
 pub const DEATH_MESSAGE_LEN: usize = 1024;
-// 3456..4096 reserved, zero.
+
+// Crash context (`shm-layout.md`, 9.5): written by the fatal-signal
+// handler of the thread that claims `DUMP_STATE`.
+
+/// Start of the crash context in the header (up to [`HEADER_LEN`]).
+pub const H_DUMP: usize = 3456;
+/// `u32` one of `DUMP_*`: claimed (0 to [`DUMP_WRITING`]) first.
+pub const H_DUMP_STATE: usize = 3456;
+/// `u32` Linux thread id of the dumped thread.
+pub const H_DUMP_THREAD_ID: usize = 3460;
+/// `u32` `DUMP_FLAG_*` bits.
+pub const H_DUMP_FLAGS: usize = 3464;
+/// `u32` the register set: one of `ARCH_*`.
+pub const H_DUMP_ARCH: usize = 3468;
+/// `u64` CLOCK_MONOTONIC nanoseconds when the handler started.
+pub const H_DUMP_ENTRY_NS: usize = 3472;
+/// `u64` CLOCK_MONOTONIC nanoseconds when the handler finished the dump.
+pub const H_DUMP_DONE_NS: usize = 3480;
+/// `u64` address of the first stack byte copied.
+pub const H_DUMP_STACK_START: usize = 3488;
+/// `u32` stack bytes copied (into the postmortem area's stack copy).
+pub const H_DUMP_STACK_LEN: usize = 3496;
+/// `u32` code bytes copied into [`H_DUMP_CODE`].
+pub const H_DUMP_CODE_LEN: usize = 3500;
+/// `u64` address of the first code byte copied.
+pub const H_DUMP_CODE_START: usize = 3504;
+/// `u64` lowest address of the thread's stack, if known (0: unknown).
+pub const H_DUMP_STACK_LO: usize = 3512;
+/// `u64` end of the thread's stack (its top), if known (0: unknown).
+pub const H_DUMP_STACK_HI: usize = 3520;
+/// `u64` the module table generation at the crash.
+pub const H_DUMP_MODULES_GEN: usize = 3528;
+/// `u32` registers recorded in [`H_DUMP_REGS`].
+pub const H_DUMP_REG_COUNT: usize = 3536;
+// 3540..3544 reserved, zero.
+/// `[u64; 34]` the general registers, in DWARF register number order.
+pub const H_DUMP_REGS: usize = 3544;
+/// Register slots in [`H_DUMP_REGS`].
+pub const DUMP_REG_SLOTS: usize = 34;
+// 3816..3840 reserved, zero.
+/// `[u8; 256]` code bytes around the crashing pc.
+pub const H_DUMP_CODE: usize = 3840;
+/// Size of [`H_DUMP_CODE`].
+pub const DUMP_CODE_MAX: usize = 256;
+
+/// `DUMP_STATE`: no dump.
+pub const DUMP_NONE: u32 = 0;
+/// `DUMP_STATE`: claimed, being written (the writer died in its handler).
+pub const DUMP_WRITING: u32 = 1;
+/// `DUMP_STATE`: complete.
+pub const DUMP_COMPLETE: u32 = 2;
+/// `DUMP_FLAGS`: the stack pointer or the fault lies in the stack's guard
+/// area (a stack overflow); the copy holds what was readable.
+pub const DUMP_FLAG_STACK_OVERFLOW: u32 = 1;
+/// `DUMP_FLAGS`: the copy stopped at an unreadable page before its bound.
+pub const DUMP_FLAG_STACK_SHORT: u32 = 2;
+/// `DUMP_FLAGS`: `DUMP_STACK_LO` and `DUMP_STACK_HI` hold the stack's bounds.
+pub const DUMP_FLAG_STACK_BOUNDS: u32 = 4;
+/// `DUMP_FLAGS`: the module table was being rewritten at the crash.
+pub const DUMP_FLAG_MODULES_CHANGING: u32 = 8;
+/// `DUMP_ARCH`: x86_64; registers 0..=16 are DWARF's (rax, rdx, rcx, rbx,
+/// rsi, rdi, rbp, rsp, r8..r15, rip), 17 is rflags.
+pub const ARCH_X86_64: u32 = 1;
+/// `DUMP_ARCH`: aarch64; registers 0..=30 are x0..x30, 31 sp, 32 pc,
+/// 33 pstate.
+pub const ARCH_AARCH64: u32 = 2;
+
+// The postmortem area: the module table, then the stack copy.
+
+/// Bytes per module table entry.
+pub const MODULE_ENTRY_LEN: usize = 512;
+/// Module table slots a writer reserves.
+pub const MODULE_SLOTS: u32 = 128;
+/// Executable address ranges per module entry.
+pub const MODULE_RANGES: usize = 4;
+/// Size of a module entry's path field.
+pub const MODULE_PATH_MAX: usize = 384;
+/// `MODULE_FLAGS`: more modules were loaded than the table has slots.
+pub const MODULES_FLAG_FULL: u32 = 1;
+/// `u64` module entry: load bias (run-time address minus ELF address).
+pub const M_LOAD_BIAS: usize = 0;
+/// `[u64; 2 * MODULE_RANGES]` module entry: executable ranges `[start, end)`.
+pub const M_RANGES: usize = 8;
+/// `u32` module entry: ranges in use.
+pub const M_RANGE_COUNT: usize = 72;
+/// `u32` module entry: build id length (0: the file has none).
+pub const M_BUILD_ID_LEN: usize = 76;
+/// `[u8; 32]` module entry: GNU build id.
+pub const M_BUILD_ID: usize = 80;
+/// `u32` module entry: path length in bytes.
+pub const M_PATH_LEN: usize = 112;
+// 116..128 reserved, zero.
+/// `[u8; 384]` module entry: the file's path as loaded.
+pub const M_PATH: usize = 128;
+/// Default stack copy bound: 64 KiB.
+pub const DEFAULT_STACK_DUMP: u32 = 64 << 10;
+/// Largest stack copy bound a writer accepts (and a reader reads): 1 MiB.
+pub const MAX_STACK_DUMP: u32 = 1 << 20;
+
+/// Length of the postmortem area for a stack copy bound: the module table,
+/// then the stack copy, rounded up to [`TABLE_ALIGN`].
+#[inline]
+pub const fn pm_len(stack_max: u32) -> u64 {
+    let len = MODULE_SLOTS as u64 * MODULE_ENTRY_LEN as u64 + stack_max as u64;
+    len.div_ceil(TABLE_ALIGN) * TABLE_ALIGN
+}
 
 /// No cause recorded.
 pub const DEATH_NONE: u32 = 0;
@@ -491,14 +622,20 @@ pub const fn tsc_to_unix_ns(ts: u64, base_ticks: u64, base_ns: u64, mult: u64) -
 // counter sits on a cache line of its own (checked at compile time).
 const _: () = {
     assert!(H_CLOCK + 4 <= H_PROGRAM);
-    assert!(H_POD_NAME + LONG_STR_LEN <= H_NEXT_TICKET);
     assert!(H_NEXT_TICKET % 64 == 0 && H_STATE % 64 == 0);
     assert!(H_SNAPSHOT_WRITER + 4 <= H_CLOCK_CAL);
     assert!(H_CLOCK_SLOT_1 + CLOCK_SLOT_LEN <= H_MEMORY_EVIDENCE);
     assert!(H_CLOCK_BASE_TICKS + CLOCK_SLOT_LEN == H_CLOCK_SLOT_1);
     assert!(H_MEM_CGROUP_LIMIT + 8 <= H_DEATH);
     assert!(H_DEATH_LOCATION + LONG_STR_LEN <= H_DEATH_MESSAGE);
-    assert!(H_DEATH_MESSAGE + DEATH_MESSAGE_LEN <= HEADER_LEN);
+    assert!(H_DEATH_MESSAGE + DEATH_MESSAGE_LEN <= H_DUMP_STATE);
+    assert!(H_POD_NAME + LONG_STR_LEN <= H_PM_OFFSET);
+    assert!(H_BUILD_ID + BUILD_ID_MAX <= H_NEXT_TICKET);
+    assert!(H_DUMP_REGS + 8 * DUMP_REG_SLOTS <= H_DUMP_CODE);
+    assert!(H_DUMP_CODE + DUMP_CODE_MAX == HEADER_LEN);
+    assert!(M_BUILD_ID + BUILD_ID_MAX <= M_PATH_LEN);
+    assert!(M_RANGES + 16 * MODULE_RANGES <= M_RANGE_COUNT);
+    assert!(M_PATH + MODULE_PATH_MAX == MODULE_ENTRY_LEN);
     assert!(HEADER_LEN as u64 % TABLE_ALIGN == 0);
     assert!(C_THREAD_NAME + THREAD_NAME_LEN <= CHUNK_HEADER_LEN);
     assert!(MAX_RECORD_LEN < 1 << COMMIT_LEN_BITS);

@@ -42,7 +42,8 @@
 //! `unsafe` is denied in the crate and allowed only where it is needed,
 //! each block with a `SAFETY:` comment: in the modules `mapping` (raw
 //! pointers into the shared mapping), `clock` (`rdtsc`), `sys` (libc
-//! calls), `checksum` (the CRC instruction) and `crash` (signal handlers);
+//! calls), `checksum` (the CRC instruction), `crash` (signal handlers) and
+//! `modules` (`dl_iterate_phdr` and the notes it points at);
 //! and on single items of `append` (one claim-to-cursor step) and
 //! `payload` (the call into the record writer compiled for SSE 4.2). The
 //! `loom` model in `claim`'s tests reads through loom's cells. A test
@@ -56,7 +57,7 @@
 mod unsafe_places {
     /// Modules that allow `unsafe` throughout, and modules that allow it on
     /// single items: the list in the crate docs.
-    const WHOLE: [&str; 5] = ["checksum", "clock", "crash", "mapping", "sys"];
+    const WHOLE: [&str; 6] = ["checksum", "clock", "crash", "mapping", "sys", "modules"];
     const ITEMS: [&str; 3] = ["append", "payload", "claim"];
 
     #[test]
@@ -111,6 +112,7 @@ pub mod lock;
 pub mod log_adapter;
 mod mapping;
 mod memory;
+mod modules;
 mod payload;
 mod recorder;
 mod ring_dir;

@@ -135,6 +135,29 @@ impl RingMap {
         }
     }
 
+    /// A raw pointer to `len` header bytes at `offset`: for a header field
+    /// only one writer writes (the dump's claimant), like
+    /// [`Self::write_header_bytes`]. Writes through it must stay inside `len`.
+    pub(crate) fn area_ptr_header(&self, offset: usize, len: usize) -> *mut u8 {
+        assert!(offset + len <= HEADER_LEN);
+        // SAFETY: inside the header (asserted), inside the mapping.
+        unsafe { self.map.as_mut_ptr().add(offset) }
+    }
+
+    /// A raw pointer to `len` bytes at file offset `offset`, which must lie
+    /// between the end of the chunk table and the data region: the
+    /// postmortem area (`shm-layout.md`, 9.5), which only the module table
+    /// writer (under its lock) and the crash handler that claimed the dump
+    /// write. Writes through it must stay inside `len`.
+    pub(crate) fn area_ptr(&self, offset: u64, len: usize) -> *mut u8 {
+        let table_end = HEADER_LEN as u64 + 8 * self.chunk_count as u64;
+        let data_offset = self.data as u64 - self.map.as_mut_ptr() as u64;
+        assert!(offset >= table_end && offset + len as u64 <= data_offset);
+        // SAFETY: the range is inside the mapping, before the data region
+        // (asserted above).
+        unsafe { self.map.as_mut_ptr().add(offset as usize) }
+    }
+
     /// A cursor over chunk `index`, just claimed with ticket `gen`.
     ///
     /// # Safety

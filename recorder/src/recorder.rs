@@ -375,6 +375,15 @@ impl Recorder {
         crate::crash::install(&self.shared);
     }
 
+    /// Rewrites the ring's module table (the loaded objects, their load
+    /// addresses and build ids, which the reader needs to unwind a crash
+    /// dump): call it after `dlopen` loads code that may crash.
+    /// [`Self::install_crash_handlers`] writes it the first time. Normal
+    /// context only (it allocates and takes the loader's lock).
+    pub fn refresh_modules(&self) {
+        crate::modules::write_table(&self.shared.map);
+    }
+
     /// Closes the ring cleanly: stops the heartbeat, marks the state word
     /// `exited`, and releases the liveness lock. Dropping the `Recorder`
     /// does the same.

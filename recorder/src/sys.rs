@@ -25,6 +25,72 @@ pub fn realtime_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// Reads CLOCK_MONOTONIC in nanoseconds (0 if the clock fails).
+/// Async-signal-safe.
+#[inline]
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid, writable timespec; clock_gettime only writes it.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    if rc != 0 || ts.tv_sec < 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Copies up to `len` bytes at address `addr` of this process into `dst`
+/// with `process_vm_readv` on our own pid: an unmapped address gives an
+/// error (EFAULT) instead of a fault. Reads page by page so that a copy
+/// that runs into an unmapped page returns what came before it. Returns
+/// `(skipped, copied)`: unreadable bytes skipped at the start (when
+/// `skip_leading` is set) and bytes copied after them into `dst`.
+/// Async-signal-safe.
+///
+/// # Safety
+///
+/// `dst` is valid for `len` bytes of writes.
+pub unsafe fn read_own_memory(
+    addr: u64,
+    dst: *mut u8,
+    len: usize,
+    skip_leading: bool,
+) -> (usize, usize) {
+    let page = 4096u64;
+    let mut skipped = 0usize;
+    let mut copied = 0usize;
+    while skipped + copied < len {
+        let at = addr.wrapping_add((skipped + copied) as u64);
+        let to_page_end = (page - at % page) as usize;
+        let n = to_page_end.min(len - skipped - copied);
+        let local = libc::iovec {
+            // SAFETY: copied + n <= len: inside dst (the caller's promise).
+            iov_base: unsafe { dst.add(copied) }.cast(),
+            iov_len: n,
+        };
+        let remote = libc::iovec {
+            iov_base: at as *mut libc::c_void,
+            iov_len: n,
+        };
+        // SAFETY: both iovecs are valid descriptions; the kernel checks the
+        // remote one and fails with EFAULT if it is not mapped.
+        let got = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+        if got == n as isize {
+            copied += n;
+        } else if copied == 0 && skip_leading && got <= 0 {
+            skipped += n;
+        } else {
+            if got > 0 {
+                copied += got as usize;
+            }
+            break;
+        }
+    }
+    (skipped, copied)
+}
+
 thread_local! {
     // Const-initialised and without Drop: reading it never allocates or
     // registers a destructor, so it is safe in a signal handler.

@@ -53,6 +53,16 @@ pub enum Die {
     /// A stack overflow on the main thread (test aid).
     #[value(hide = true)]
     StackOverflow,
+    /// SIGSEGV two calls deep on a thread named `crasher` (test aid).
+    #[value(hide = true)]
+    SegvThread,
+    /// An illegal instruction (SIGILL; test aid).
+    #[value(hide = true)]
+    Ill,
+    /// Two threads (`crasher-a`, `crasher-b`) fault at the same moment
+    /// (SIGSEGV; test aid).
+    #[value(hide = true)]
+    SegvTwoThreads,
 }
 
 /// The path the demo's records take into the ring.
@@ -485,12 +495,61 @@ fn die(rec: &Recorder, opts: &DemoArgs) -> Result<i32, Failure> {
             let depth = recurse(std::hint::black_box(1));
             unreachable!("recursion of depth {depth} ended")
         }
+        Die::SegvThread => {
+            std::thread::scope(|scope| {
+                std::thread::Builder::new()
+                    .name("crasher".into())
+                    .spawn_scoped(scope, || {
+                        // An appending thread, as in an application: its
+                        // first append gives it the crash handler's stack.
+                        let _ = rec.log(Level::Warn, "demo", "crasher: about to fault", &[]);
+                        crash_outer()
+                    })
+                    .map(|_| ())
+                    .map_err(|e| Failure::error(format!("cannot start a thread: {e}")))
+            })?;
+            unreachable!("the crasher thread faults")
+        }
+        Die::Ill => blackbox_recorder::crash::fault_sigill_for_test(),
+        Die::SegvTwoThreads => {
+            let start = std::sync::Barrier::new(2);
+            std::thread::scope(|scope| {
+                for name in ["crasher-a", "crasher-b"] {
+                    let start = &start;
+                    std::thread::Builder::new()
+                        .name(name.into())
+                        .spawn_scoped(scope, move || {
+                            let _ = rec.log(Level::Warn, "demo", "crasher: about to fault", &[]);
+                            start.wait();
+                            crash_outer()
+                        })
+                        .map_err(|e| Failure::error(format!("cannot start a thread: {e}")))?;
+                }
+                Ok::<(), Failure>(())
+            })?;
+            unreachable!("the crasher threads fault")
+        }
         Die::Kill => {
             // Nothing is closed or flushed: the ring is all that remains.
             let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
             unreachable!("SIGKILL cannot be caught")
         }
         Die::Oom => oom(rec),
+    }
+}
+
+/// The first of two named frames above the fault of `--die segv-thread`.
+#[inline(never)]
+fn crash_outer() {
+    crash_inner(std::hint::black_box(3));
+    std::hint::black_box(());
+}
+
+/// The second: calls the recorder's faulting test aid.
+#[inline(never)]
+fn crash_inner(n: u32) {
+    if std::hint::black_box(n) > 0 {
+        blackbox_recorder::crash::fault_null_for_test();
     }
 }
 

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use blackbox_reader::backtrace::{backtrace, Frame, Options};
+use blackbox_reader::postmortem::Postmortem;
 use blackbox_reader::render::rfc3339;
 use blackbox_reader::{Ring, Snapshot, State};
 use clap::Args;
@@ -18,25 +20,125 @@ pub struct InfoArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// A directory of symbol files for a crash dump's backtrace: a
+    /// `.build-id/xx/rest.debug` tree or plain (unstripped) binaries,
+    /// matched by build id. May be given more than once.
+    #[arg(long, value_name = "DIR")]
+    pub symbols: Vec<PathBuf>,
 }
 
 /// Everything `info` reports, computed once.
 pub struct Summary {
     pub state: State,
     pub snap: Snapshot,
+    /// The postmortem dump (module table, crash context), if readable.
+    pub postmortem: Option<Postmortem>,
+    /// The crash dump's backtrace, unwound and symbolized (empty: none).
+    pub frames: Vec<Frame>,
+    /// Where module files are looked for besides their recorded paths.
+    symbols: Vec<PathBuf>,
 }
 
 impl Summary {
     pub fn load(path: &Path) -> Result<Summary, Failure> {
+        Summary::load_with_symbols(path, &[])
+    }
+
+    /// As [`Summary::load`], looking for module files also in `symbols`.
+    pub fn load_with_symbols(path: &Path, symbols: &[PathBuf]) -> Result<Summary, Failure> {
         let ring = Ring::open(path).map_err(|e| Failure::ring(path, &e))?;
+        Summary::from_ring(&ring, symbols)
+    }
+
+    /// The summary of an open ring; module files are looked for also in
+    /// `symbols`.
+    pub fn from_ring(ring: &Ring, symbols: &[PathBuf]) -> Result<Summary, Failure> {
+        let path = ring.path();
         let state = ring.state().map_err(|e| Failure::ring(path, &e))?;
         let snap = ring.snapshot().map_err(|e| Failure::ring(path, &e))?;
-        Ok(Summary { state, snap })
+        let postmortem = ring.postmortem().ok();
+        // Only a crash's own dump: a live or cleanly closed ring has none.
+        let frames = match &postmortem {
+            Some(pm) if state == State::Crashed => {
+                backtrace(pm, &Options::with_symbols(symbols.to_vec()))
+            }
+            _ => Vec::new(),
+        };
+        Ok(Summary {
+            state,
+            snap,
+            postmortem,
+            frames,
+            symbols: symbols.to_vec(),
+        })
+    }
+
+    /// The main binary's build id, hex, if recorded.
+    pub fn build_id(&self) -> Option<String> {
+        self.postmortem
+            .as_ref()
+            .filter(|pm| !pm.build_id.is_empty())
+            .map(|pm| blackbox_reader::postmortem::hex(&pm.build_id))
+    }
+
+    /// The crash dump's backtrace as text lines, innermost first.
+    pub fn dump_backtrace_lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .frames
+            .iter()
+            .enumerate()
+            .map(|(i, f)| format!("{i:>3}: {}", f.text()))
+            .collect();
+        if let Some(c) = self.postmortem.as_ref().and_then(|pm| pm.crash.as_ref()) {
+            if c.stack_overflow() {
+                lines.push(
+                    "     (the stack pointer was in the stack's guard area: a stack overflow; frames from the readable part)"
+                        .into(),
+                );
+            }
+        }
+        lines
+    }
+
+    /// The JSON of the crash dump's frames.
+    pub fn backtrace_json(&self) -> Value {
+        serde_json::to_value(&self.frames).unwrap_or(Value::Null)
+    }
+
+    /// The frames of the panic that is the cause of death, symbolized
+    /// with the module table, if the window holds its backtrace.
+    fn panic_frames(&self) -> Option<Vec<Frame>> {
+        let raw = blackbox_reader::cause::backtrace(self.state, &self.snap)?;
+        self.symbolize_panic_field(&raw)
+    }
+
+    fn symbolize_panic_field(&self, field: &str) -> Option<Vec<Frame>> {
+        let addresses = blackbox_reader::backtrace::parse_return_addresses(field)?;
+        let pm = self.postmortem.as_ref()?;
+        Some(blackbox_reader::backtrace::symbolize_return_addresses(
+            pm,
+            &addresses,
+            &Options::with_symbols(self.symbols.clone()),
+        ))
+    }
+
+    /// A panic's raw return addresses, symbolized with the module table:
+    /// one frame per line, the hook's and std's panic frames dropped.
+    fn symbolized_panic_backtrace(&self, field: &str) -> Option<String> {
+        let frames = self.symbolize_panic_field(field)?;
+        Some(
+            frames
+                .iter()
+                .map(Frame::text)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
     }
 
     /// The backtrace of the cause of death, if it has one (a panic's).
     pub fn crash_backtrace(&self) -> Option<String> {
-        blackbox_reader::cause::backtrace(self.state, &self.snap)
+        let raw = blackbox_reader::cause::backtrace(self.state, &self.snap)?;
+        Some(self.symbolized_panic_backtrace(&raw).unwrap_or(raw))
     }
 
     /// Bytes per second written over the window, if it spans any time.
@@ -46,7 +148,39 @@ impl Summary {
 
     /// The `info --json` object.
     pub fn to_json(&self, path: &Path) -> Value {
-        blackbox_reader::render::info_json(path, self.state, &self.snap)
+        let mut json = blackbox_reader::render::info_json(path, self.state, &self.snap);
+        json["build_id"] = self.build_id().map_or(Value::Null, Value::String);
+        json["backtrace"] = self.backtrace_json();
+        // A panic's backtrace as `info` prints it (symbolized), so that text
+        // and JSON agree; its frames also fill `backtrace` when no crash
+        // dump was made (a panic leaves none).
+        if let Some(bt) = self.crash_backtrace() {
+            if let Some(cause) = json.get_mut("cause").and_then(Value::as_object_mut) {
+                cause.insert("backtrace".into(), Value::from(bt));
+            }
+        }
+        if self.frames.is_empty() {
+            if let Some(frames) = self.panic_frames() {
+                json["backtrace"] = serde_json::to_value(&frames).unwrap_or(Value::Null);
+            }
+        }
+        json["crash_dump"] = match self
+            .postmortem
+            .as_ref()
+            .and_then(|pm| pm.crash.as_ref().map(|c| (pm, c)))
+        {
+            Some((pm, c)) => serde_json::json!({
+                "complete": c.complete,
+                "thread_id": c.thread_id,
+                "handler_ns": c.handler_ns,
+                "stack_bytes": c.stack.len(),
+                "stack_overflow": c.stack_overflow(),
+                "modules": pm.modules.len(),
+                "problems": pm.problems,
+            }),
+            None => Value::Null,
+        };
+        json
     }
 
     pub fn state_line(&self) -> String {
@@ -82,7 +216,7 @@ fn size_text(bytes: u64) -> String {
 
 pub fn run(args: &InfoArgs) -> Result<i32, Failure> {
     let (path, as_json) = (args.ring.as_path(), args.json);
-    let summary = Summary::load(path)?;
+    let summary = Summary::load_with_symbols(path, &args.symbols)?;
     let mut out = std::io::stdout().lock();
     if as_json {
         writeln!(out, "{}", summary.to_json(path))?;
@@ -102,7 +236,16 @@ pub fn run(args: &InfoArgs) -> Result<i32, Failure> {
     writeln!(out, "ring      {}", path.display())?;
     writeln!(out, "writer    {writer}")?;
     writeln!(out, "state     {}", summary.state_line())?;
-    if summary.state == blackbox_reader::State::Crashed {
+    if let Some(id) = summary.build_id() {
+        writeln!(out, "build id  {id}")?;
+    }
+    let dump_lines = summary.dump_backtrace_lines();
+    if !dump_lines.is_empty() {
+        writeln!(out, "backtrace (from the crash dump; innermost first)")?;
+        for line in &dump_lines {
+            writeln!(out, "  {line}")?;
+        }
+    } else if summary.state == blackbox_reader::State::Crashed {
         if let Some(bt) = summary.crash_backtrace() {
             writeln!(out, "backtrace")?;
             for line in bt.lines() {

@@ -460,10 +460,7 @@ pub fn run(opts: OnFailureArgs) -> Result<i32, Failure> {
         }
     };
     let path = ring.path().to_path_buf();
-    let summary = Summary {
-        state: ring.state().map_err(|e| Failure::ring(&path, &e))?,
-        snap: ring.snapshot().map_err(|e| Failure::ring(&path, &e))?,
-    };
+    let summary = Summary::from_ring(&ring, &[])?;
     let ring_cause = blackbox_reader::Cause::of(summary.state, &summary.snap.header);
     let ring_kind = ring_cause.as_ref().map(blackbox_reader::Cause::kind);
     let cause = merge_cause(summary.state, &summary.state_line(), ring_kind, &verdict);
@@ -531,7 +528,13 @@ pub fn run(opts: OnFailureArgs) -> Result<i32, Failure> {
         if cause.text != summary.state_line() {
             writeln!(out, "cause      {} [from {}]", cause.text, cause.source)?;
         }
-        if summary.state == State::Crashed {
+        let dump_lines = summary.dump_backtrace_lines();
+        if !dump_lines.is_empty() {
+            writeln!(out, "backtrace  (from the crash dump; innermost first)")?;
+            for line in dump_lines.iter().take(40) {
+                writeln!(out, "  {line}")?;
+            }
+        } else if summary.state == State::Crashed {
             if let Some(bt) = summary.crash_backtrace() {
                 writeln!(out, "backtrace")?;
                 for line in bt.lines().take(40) {

@@ -5,8 +5,12 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use blackbox_reader::backtrace::{
+    parse_return_addresses, symbolize_return_addresses, Frame, Options as BacktraceOptions,
+};
+use blackbox_reader::postmortem::Postmortem;
 use blackbox_reader::render::{gap_text, json, show, text, Shown};
-use blackbox_reader::{Gap, Record, Ring};
+use blackbox_reader::{FieldValue, Gap, Record, Ring};
 use clap::Args;
 
 use super::units::{self, Last};
@@ -77,20 +81,65 @@ impl Filter {
     }
 }
 
+/// A panic event's backtrace of raw return addresses, symbolized with the
+/// ring's module table: the event without that field, and the frames.
+fn panic_frames<'a>(
+    shown: &Shown<'a>,
+    postmortem: Option<&Postmortem>,
+) -> Option<(Shown<'a>, Vec<Frame>)> {
+    let (Shown::Event(e), Some(pm)) = (shown, postmortem) else {
+        return None;
+    };
+    if e.target != "blackbox::crash" {
+        return None;
+    }
+    let addresses = e.fields.iter().find_map(|(name, value)| match value {
+        FieldValue::Str(s) if name == "backtrace" => parse_return_addresses(s),
+        _ => None,
+    })?;
+    let frames =
+        symbolize_return_addresses(pm, &addresses, &BacktraceOptions::with_symbols(Vec::new()));
+    let mut without = e.clone();
+    without.fields.retain(|(name, _)| name != "backtrace");
+    Some((Shown::Event(without), frames))
+}
+
 fn emit(
     out: &mut impl Write,
     opts: &ReadArgs,
     gap: Option<&Gap>,
     record: &Record,
     shown: &Shown<'_>,
+    postmortem: Option<&Postmortem>,
 ) -> std::io::Result<()> {
+    let symbolized = panic_frames(shown, postmortem);
     if opts.json {
-        writeln!(out, "{}", json(record, gap, shown))
+        let mut value = json(record, gap, shown);
+        if let Some((_, frames)) = &symbolized {
+            // The frames as an array, in place of the raw addresses.
+            if let Some(fields) = value.get_mut("fields").and_then(|f| f.as_object_mut()) {
+                fields.insert(
+                    "backtrace".into(),
+                    serde_json::to_value(frames).unwrap_or_default(),
+                );
+            }
+        }
+        writeln!(out, "{value}")
     } else {
         if let Some(gap) = gap {
             writeln!(out, "{}", gap_text(record.writer, gap))?;
         }
-        writeln!(out, "{}", text(record, shown))
+        match &symbolized {
+            Some((without, frames)) => {
+                writeln!(out, "{}", text(record, without))?;
+                writeln!(out, "    backtrace:")?;
+                for f in frames {
+                    writeln!(out, "      {}", f.text())?;
+                }
+                Ok(())
+            }
+            None => writeln!(out, "{}", text(record, shown)),
+        }
     }
 }
 
@@ -126,8 +175,16 @@ pub fn run(opts: ReadArgs) -> Result<i32, Failure> {
         Some(Last::Records(n)) => kept.len().saturating_sub(n),
         _ => 0,
     };
+    let postmortem = ring.postmortem().ok();
     for (record, shown) in &kept[skip..] {
-        emit(&mut out, &opts, snap.gap_before(record), record, shown)?;
+        emit(
+            &mut out,
+            &opts,
+            snap.gap_before(record),
+            record,
+            shown,
+            postmortem.as_ref(),
+        )?;
     }
     out.flush()?;
     if !opts.follow {
@@ -179,7 +236,11 @@ fn follow(
             }
             let shown = show(&snap, record);
             if filter.keeps(record, &shown) {
-                emit(out, opts, gap.as_ref(), record, &shown)?;
+                // The module table only for a crash event (rare).
+                let pm = matches!(&shown, Shown::Event(e) if e.target == "blackbox::crash")
+                    .then(|| ring.postmortem().ok())
+                    .flatten();
+                emit(out, opts, gap.as_ref(), record, &shown, pm.as_ref())?;
             }
             seen.insert(record.writer, record.seq);
         }

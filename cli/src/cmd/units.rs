@@ -161,14 +161,17 @@ pub struct FileRules {
 impl FileRules {
     /// The scanner's policy.
     pub fn policy(&self) -> blackbox_reader::dir::Policy {
-        use blackbox_recorder::layout::{data_offset, MIN_CHUNK_SIZE};
+        use blackbox_recorder::layout::{data_offset, pm_len, MAX_STACK_DUMP, MIN_CHUNK_SIZE};
         // The file of a ring of this capacity is at most its data region
         // plus the header and the largest chunk table it can have (with
-        // the smallest chunks).
+        // the smallest chunks), and the largest postmortem area.
         let chunks =
             (self.max_ring_size / u64::from(MIN_CHUNK_SIZE)).min(u64::from(u32::MAX)) as u32;
         blackbox_reader::dir::Policy {
-            max_ring_size: self.max_ring_size.saturating_add(data_offset(chunks)),
+            max_ring_size: self
+                .max_ring_size
+                .saturating_add(data_offset(chunks))
+                .saturating_add(pm_len(MAX_STACK_DUMP)),
             owners: self.owner.clone(),
             any_owner: self.any_owner,
         }

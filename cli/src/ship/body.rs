@@ -45,6 +45,65 @@ impl Part {
     };
 }
 
+/// What the postmortem dump adds to a shipment: the main binary's build
+/// id and, after a fatal signal, the crash's backtrace and the record of
+/// its crash event (which carries the OpenTelemetry `exception.*`
+/// attributes in OTLP).
+#[derive(Debug, Default)]
+pub(crate) struct Postmortem {
+    pub build_id: Option<String>,
+    pub frames: Vec<blackbox_reader::backtrace::Frame>,
+    /// `(writer, seq)` of the crash event, and its exception type and
+    /// message.
+    pub exception: Option<((u32, u64), String, String)>,
+}
+
+impl Postmortem {
+    /// From a ring's dump: the backtrace only for a crashed ring.
+    pub fn of(ring: &blackbox_reader::Ring, state: State, snap: &Snapshot) -> Postmortem {
+        let Ok(pm) = ring.postmortem() else {
+            return Postmortem::default();
+        };
+        let build_id =
+            (!pm.build_id.is_empty()).then(|| blackbox_reader::postmortem::hex(&pm.build_id));
+        if state != State::Crashed || pm.crash.is_none() {
+            return Postmortem {
+                build_id,
+                ..Postmortem::default()
+            };
+        }
+        let frames = blackbox_reader::backtrace::backtrace(
+            &pm,
+            &blackbox_reader::backtrace::Options::with_symbols(Vec::new()),
+        );
+        let exception = snap.records.iter().rev().find_map(|r| {
+            let e = blackbox_reader::decode_event(snap.payload(r)).ok()?;
+            if e.target != "blackbox::crash" || !e.message.starts_with("fatal signal") {
+                return None;
+            }
+            let signal = e.fields.iter().find_map(|(name, value)| match value {
+                blackbox_reader::FieldValue::Str(s) if name == "signal" => Some(s.to_string()),
+                _ => None,
+            })?;
+            Some(((r.writer, r.seq), signal, e.message.to_string()))
+        });
+        Postmortem {
+            build_id,
+            frames,
+            exception,
+        }
+    }
+
+    /// `exception.stacktrace`: one frame per line, innermost first.
+    fn stacktrace(&self) -> String {
+        self.frames
+            .iter()
+            .map(|f| format!("    at {}", f.text()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
 /// One shipment of one snapshot.
 pub(crate) struct Shipment<'a> {
     pub path: &'a Path,
@@ -53,6 +112,7 @@ pub(crate) struct Shipment<'a> {
     pub key: &'a str,
     pub reason: Option<&'a str>,
     pub shipped_unix_ns: u64,
+    pub postmortem: &'a Postmortem,
 }
 
 impl Shipment<'_> {
@@ -70,6 +130,11 @@ impl Shipment<'_> {
         head.insert("blackbox_version".into(), json!(VERSION));
         head.insert("part".into(), json!(part.index));
         head.insert("parts".into(), json!(part.count));
+        head.insert("build_id".into(), json!(self.postmortem.build_id));
+        head.insert(
+            "backtrace".into(),
+            serde_json::to_value(&self.postmortem.frames).unwrap_or(Value::Null),
+        );
         head
     }
 
@@ -103,7 +168,20 @@ impl Shipment<'_> {
                     object.insert("key".into(), json!(self.key));
                     Value::Object(object)
                 }
-                Format::Otlp => log_record(r.ts_unix_ns, &observed, object),
+                Format::Otlp => {
+                    let mut record = log_record(r.ts_unix_ns, &observed, object);
+                    if let Some((at, kind, message)) = &self.postmortem.exception {
+                        if *at == (r.writer, r.seq) {
+                            add_exception(
+                                &mut record,
+                                kind,
+                                message,
+                                &self.postmortem.stacktrace(),
+                            );
+                        }
+                    }
+                    record
+                }
             })
     }
 
@@ -176,6 +254,9 @@ impl Shipment<'_> {
         }
         if h.start_unix_ns != 0 {
             attrs.push(kv("blackbox.start_time", json!(rfc3339(h.start_unix_ns))));
+        }
+        if let Some(id) = &self.postmortem.build_id {
+            attrs.push(kv("process.executable.build_id.gnu", json!(id)));
         }
         attrs.push(kv("blackbox.state", json!(self.state.as_str())));
         let cause = blackbox_reader::Cause::of(self.state, h).map(|c| c.to_json());
@@ -301,6 +382,17 @@ fn log_record(ts_unix_ns: u64, observed: &str, mut object: Map<String, Value>) -
     }
     record.insert("attributes".into(), Value::Array(attrs));
     Value::Object(record)
+}
+
+/// The OpenTelemetry exception attributes on a crash event's `logRecord`.
+fn add_exception(record: &mut Value, kind: &str, message: &str, stacktrace: &str) {
+    if let Some(Value::Array(attrs)) = record.get_mut("attributes") {
+        attrs.push(kv("exception.type", json!(kind)));
+        attrs.push(kv("exception.message", json!(message)));
+        if !stacktrace.is_empty() {
+            attrs.push(kv("exception.stacktrace", json!(stacktrace)));
+        }
+    }
 }
 
 /// An OTLP `KeyValue`.

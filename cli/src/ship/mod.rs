@@ -254,6 +254,7 @@ struct Window {
     reason: Option<String>,
     shipped_unix_ns: u64,
     plan: Vec<std::ops::Range<usize>>,
+    postmortem: body::Postmortem,
 }
 
 impl Window {
@@ -271,6 +272,7 @@ impl Window {
             .key
             .clone()
             .unwrap_or_else(|| default_key(&snap, state));
+        let postmortem = body::Postmortem::of(ring, state, &snap);
         let mut window = Window {
             path,
             state,
@@ -279,6 +281,7 @@ impl Window {
             reason: opts.reason.clone(),
             shipped_unix_ns: body::now_unix_ns(),
             plan: Vec::new(),
+            postmortem,
         };
         let max_body = usize::try_from(opts.max_body.max(MIN_MAX_BODY)).unwrap_or(usize::MAX);
         window.plan = window.shipment().plan(opts.format, max_body);
@@ -293,6 +296,7 @@ impl Window {
             key: &self.key,
             reason: self.reason.as_deref(),
             shipped_unix_ns: self.shipped_unix_ns,
+            postmortem: &self.postmortem,
         }
     }
 

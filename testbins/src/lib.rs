@@ -1,0 +1,1 @@
+//! Test-only programs (see `src/bin`); nothing to use from here.
