@@ -4,6 +4,7 @@
 pub mod demo;
 pub mod info;
 pub mod on_failure;
+pub mod oom_cgroup;
 pub mod read;
 pub mod ship;
 pub mod units;
