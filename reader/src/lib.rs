@@ -36,6 +36,7 @@ pub mod dir;
 mod error;
 mod event;
 mod header;
+pub mod oom;
 pub mod render;
 mod ring;
 mod time;

@@ -1,15 +1,27 @@
-//! Memory evidence for telling an OOM kill from other silent deaths: the
-//! process's resident set and its cgroup's usage and limit, sampled by the
-//! heartbeat thread (never on the append path) into the ring's header.
+//! Memory evidence for telling an OOM kill from other silent deaths, kept by
+//! the heartbeat thread (never on the append path) in the ring's header
+//! (`shm-layout.md`, 9.2): the process's resident set, its memory cgroup's
+//! usage, limit and peak, and what the kernel's memory notifications said.
 //!
-//! Reads cgroup v2 (`memory.current`, `memory.max`) and v1
-//! (`memory.usage_in_bytes`, `memory.limit_in_bytes`), whichever holds the
-//! process's memory controller; the cgroup is looked up at every sample,
-//! since a process may move.
+//! A periodic sample alone misses a fast leak: the last one may be a whole
+//! period old when the OOM killer strikes. So between samples the thread
+//! waits on the kernel's notifications: on cgroup v2 the change
+//! notification of `memory.events` (poll `POLLPRI`), on v1 eventfds for
+//! `memory.oom_control` and for usage crossing 90% of the limit
+//! (`cgroup.event_control`). Each wake-up records a sample, the rise of
+//! the `max` / `oom` / `oom_kill` counters, and when the cgroup last hit its
+//! limit.
+//!
+//! The cgroup is looked up at every period, since a process may move (as
+//! `blackbox demo --die oom` does right after it creates its ring).
 
-use std::fs;
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+
+use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::layout::*;
 use crate::mapping::RingMap;
@@ -19,49 +31,105 @@ use crate::sys;
 /// page-rounded `i64::MAX`).
 const V1_UNLIMITED: u64 = 1 << 62;
 
-fn read_u64(path: &PathBuf) -> Option<u64> {
-    fs::read_to_string(path).ok()?.trim().parse().ok()
+/// The v1 usage notification is set at this share of the limit (per mille).
+const V1_THRESHOLD_PER_MILLE: u64 = 900;
+
+/// The process's memory cgroup, as `/proc/self/cgroup` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Cgroup {
+    /// 1 or 2.
+    pub(crate) version: u32,
+    /// The path in its hierarchy (`/system.slice/app.service`).
+    pub(crate) path: String,
 }
 
-/// `(usage, limit)` of the process's memory cgroup; 0 for what is unknown
-/// or unlimited.
-pub(crate) fn cgroup_memory() -> (u64, u64) {
-    let Ok(table) = fs::read_to_string("/proc/self/cgroup") else {
-        return (0, 0);
-    };
-    for line in table.lines() {
+/// The memory cgroup in the text of `/proc/self/cgroup`: a v1 line whose
+/// controllers include `memory`, else the v2 line `0::PATH`.
+pub(crate) fn cgroup_of(proc_self_cgroup: &str) -> Option<Cgroup> {
+    for line in proc_self_cgroup.lines() {
         let mut parts = line.splitn(3, ':');
-        let (_, controllers, path) = match (parts.next(), parts.next(), parts.next()) {
-            (Some(a), Some(b), Some(c)) => (a, b, c),
-            _ => continue,
-        };
-        let rel = path.trim_start_matches('/');
-        if controllers.split(',').any(|c| c == "memory") {
-            let dir = PathBuf::from("/sys/fs/cgroup/memory").join(rel);
-            let usage = read_u64(&dir.join("memory.usage_in_bytes")).unwrap_or(0);
-            let limit = read_u64(&dir.join("memory.limit_in_bytes"))
-                .filter(|&l| l < V1_UNLIMITED)
-                .unwrap_or(0);
-            return (usage, limit);
-        }
-    }
-    // cgroup v2: the "0::" line; the unified tree at /sys/fs/cgroup (or
-    // /sys/fs/cgroup/unified on hybrid hosts).
-    if let Some(path) = table.lines().find_map(|l| l.strip_prefix("0::")) {
-        let rel = path.trim_start_matches('/');
-        for base in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
-            let dir = PathBuf::from(base).join(rel);
-            if let Some(usage) = read_u64(&dir.join("memory.current")) {
-                let limit = read_u64(&dir.join("memory.max")).unwrap_or(0);
-                return (usage, limit);
+        if let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        {
+            if controllers.split(',').any(|c| c == "memory") {
+                return Some(Cgroup {
+                    version: 1,
+                    path: path.to_string(),
+                });
             }
         }
     }
-    (0, 0)
+    proc_self_cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(|path| Cgroup {
+            version: 2,
+            path: path.to_string(),
+        })
+}
+
+/// The directory of `cgroup` in the mounted hierarchy, if it is there: v1
+/// under `/sys/fs/cgroup/memory`; v2 under `/sys/fs/cgroup` (or
+/// `/sys/fs/cgroup/unified` on hybrid hosts) where it has `memory.current`.
+fn dir_of(cgroup: &Cgroup) -> Option<PathBuf> {
+    let rel = cgroup.path.trim_start_matches('/');
+    if cgroup.version == 1 {
+        let dir = Path::new("/sys/fs/cgroup/memory").join(rel);
+        return dir.is_dir().then_some(dir);
+    }
+    ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+        .iter()
+        .map(|base| Path::new(base).join(rel))
+        .find(|dir| dir.join("memory.current").exists())
+}
+
+/// The counters of the memory events that matter here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    /// The cgroup reached its limit (v2 `max`, v1 `failcnt`).
+    pub(crate) max: u64,
+    /// The OOM killer was invoked (v2 `oom`; v1 not counted).
+    pub(crate) oom: u64,
+    /// Processes the OOM killer killed (`oom_kill`).
+    pub(crate) oom_kill: u64,
+}
+
+/// Parses cgroup v2 `memory.events` (`max 12\noom 1\noom_kill 1\n...`);
+/// keys it does not know, and malformed lines, are skipped.
+pub(crate) fn parse_memory_events(text: &str) -> Counts {
+    let mut counts = Counts::default();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let (Some(key), Some(value), None) = (words.next(), words.next(), words.next()) else {
+            continue;
+        };
+        let Ok(value) = value.parse::<u64>() else {
+            continue;
+        };
+        match key {
+            "max" => counts.max = value,
+            "oom" => counts.oom = value,
+            "oom_kill" => counts.oom_kill = value,
+            _ => {}
+        }
+    }
+    counts
+}
+
+/// `oom_kill` of cgroup v1 `memory.oom_control` (`oom_kill_disable 0\n
+/// under_oom 0\noom_kill 1\n`); 0 where the kernel does not count it.
+pub(crate) fn parse_oom_control_kills(text: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
 fn rss_bytes() -> u64 {
-    let Ok(statm) = fs::read_to_string("/proc/self/statm") else {
+    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
         return 0;
     };
     let pages: u64 = statm
@@ -72,17 +140,312 @@ fn rss_bytes() -> u64 {
     pages * sys::page_size()
 }
 
-/// Samples the evidence into the header.
-pub(crate) fn sample(map: &RingMap) {
-    let (usage, limit) = cgroup_memory();
-    // Relaxed: independent diagnostic values; the sample time is written
-    // last so a reader can tell a complete sample from none.
-    map.header_u64(H_MEM_RSS_BYTES)
-        .store(rss_bytes(), Ordering::Relaxed);
-    map.header_u64(H_MEM_CGROUP_USAGE)
-        .store(usage, Ordering::Relaxed);
-    map.header_u64(H_MEM_CGROUP_LIMIT)
-        .store(limit, Ordering::Relaxed);
-    map.header_u64(H_MEM_SAMPLED_UNIX_NS)
-        .store(sys::realtime_ns(), Ordering::Release);
+/// The kernel's notifications for the watched cgroup.
+enum Notify {
+    /// Periodic samples only.
+    None,
+    /// cgroup v2: `memory.events`, open (reading it re-arms the poll).
+    Events(File),
+    /// cgroup v1: the OOM eventfd and the usage-threshold eventfd, with the
+    /// files they were registered for (kept open with them).
+    V1 {
+        oom: EventFd,
+        threshold: Option<EventFd>,
+        _files: Vec<File>,
+    },
+}
+
+/// What the heartbeat thread watches: the process's memory cgroup and its
+/// notifications, and the counters when it began watching.
+pub(crate) struct Watch {
+    cgroup: Option<Cgroup>,
+    dir: Option<PathBuf>,
+    notify: Notify,
+    baseline: Counts,
+    last: Counts,
+}
+
+impl Watch {
+    /// Begins watching the process's memory cgroup; writes its path, its
+    /// version and how it is watched into the header.
+    pub(crate) fn start(map: &RingMap) -> Watch {
+        let cgroup = std::fs::read_to_string("/proc/self/cgroup")
+            .ok()
+            .and_then(|t| cgroup_of(&t));
+        Watch::on(map, cgroup)
+    }
+
+    fn on(map: &RingMap, cgroup: Option<Cgroup>) -> Watch {
+        let dir = cgroup.as_ref().and_then(dir_of);
+        let notify = match (&cgroup, &dir) {
+            (Some(c), Some(d)) if c.version == 2 => File::open(d.join("memory.events"))
+                .map(Notify::Events)
+                .unwrap_or(Notify::None),
+            (Some(_), Some(d)) => v1_notify(d).unwrap_or(Notify::None),
+            _ => Notify::None,
+        };
+        let mut watch = Watch {
+            cgroup,
+            dir,
+            notify,
+            baseline: Counts::default(),
+            last: Counts::default(),
+        };
+        watch.baseline = watch.counts();
+        watch.last = watch.baseline;
+        let kind = match (&watch.dir, &watch.notify) {
+            (None, _) => MEM_WATCH_NONE,
+            (Some(_), Notify::Events(_)) => MEM_WATCH_V2_EVENTS,
+            (Some(_), Notify::V1 { .. }) => MEM_WATCH_V1_EVENTFD,
+            (Some(_), Notify::None) => MEM_WATCH_SAMPLED,
+        };
+        let path = watch.cgroup.as_ref().map_or("", |c| c.path.as_str());
+        let mut field = [0u8; CGROUP_PATH_LEN];
+        let len = path.len().min(CGROUP_PATH_LEN);
+        field[..len].copy_from_slice(&path.as_bytes()[..len]);
+        // Only this thread writes the memory area (create left it zero).
+        map.write_header_bytes(H_MEM_CGROUP_PATH, &field);
+        // Relaxed: independent diagnostic values (section 9.2).
+        map.header_u32(H_MEM_CGROUP_VERSION).store(
+            watch.cgroup.as_ref().map_or(0, |c| c.version),
+            Ordering::Relaxed,
+        );
+        map.header_u32(H_MEM_WATCH).store(kind, Ordering::Relaxed);
+        for field in [
+            H_MEM_LIMIT_HIT_UNIX_NS,
+            H_MEM_OOM_UNIX_NS,
+            H_MEM_MAX_EVENTS,
+            H_MEM_OOM_EVENTS,
+            H_MEM_OOM_KILL_EVENTS,
+        ] {
+            map.header_u64(field).store(0, Ordering::Relaxed);
+        }
+        watch
+    }
+
+    /// The file descriptors to wait on for the kernel's notifications, with
+    /// the poll events that mean "look now".
+    pub(crate) fn fds(&self) -> Vec<(BorrowedFd<'_>, bool)> {
+        match &self.notify {
+            Notify::None => Vec::new(),
+            // true: priority data (kernfs signals a change as POLLPRI).
+            Notify::Events(f) => vec![(f.as_fd(), true)],
+            Notify::V1 { oom, threshold, .. } => {
+                let mut fds = vec![(oom.as_fd(), false)];
+                fds.extend(threshold.as_ref().map(|t| (t.as_fd(), false)));
+                fds
+            }
+        }
+    }
+
+    /// The current counters (zero where unknown).
+    fn counts(&mut self) -> Counts {
+        let Some(dir) = &self.dir else {
+            return Counts::default();
+        };
+        match &mut self.notify {
+            Notify::Events(file) => {
+                // Read through the polled descriptor: that re-arms it.
+                let mut text = String::new();
+                if file.seek(SeekFrom::Start(0)).is_ok() && file.read_to_string(&mut text).is_ok() {
+                    return parse_memory_events(&text);
+                }
+                Counts::default()
+            }
+            _ if self.cgroup.as_ref().is_some_and(|c| c.version == 2) => {
+                std::fs::read_to_string(dir.join("memory.events"))
+                    .map(|t| parse_memory_events(&t))
+                    .unwrap_or_default()
+            }
+            _ => Counts {
+                max: read_u64(&dir.join("memory.failcnt")).unwrap_or(0),
+                oom: 0,
+                oom_kill: std::fs::read_to_string(dir.join("memory.oom_control"))
+                    .map(|t| parse_oom_control_kills(&t))
+                    .unwrap_or(0),
+            },
+        }
+    }
+
+    /// A periodic sample: follows the process to another cgroup first.
+    pub(crate) fn sample(&mut self, map: &RingMap) {
+        let now = std::fs::read_to_string("/proc/self/cgroup")
+            .ok()
+            .and_then(|t| cgroup_of(&t));
+        if now != self.cgroup {
+            *self = Watch::on(map, now);
+        }
+        self.record(map, false);
+    }
+
+    /// After a notification: drains it and records what it says.
+    pub(crate) fn notified(&mut self, map: &RingMap) {
+        let mut oom_fired = false;
+        if let Notify::V1 { oom, threshold, .. } = &self.notify {
+            // Non-blocking eventfds: a read that finds nothing fails.
+            oom_fired = oom.read().is_ok_and(|n| n > 0);
+            if let Some(t) = threshold {
+                let _ = t.read();
+            }
+        }
+        self.record(map, oom_fired);
+    }
+
+    /// Records a sample and the counters' rises (`shm-layout.md`, 9.2).
+    fn record(&mut self, map: &RingMap, oom_fired: bool) {
+        let (usage, limit, peak) = match (&self.cgroup, &self.dir) {
+            (Some(c), Some(d)) if c.version == 2 => (
+                read_u64(&d.join("memory.current")).unwrap_or(0),
+                read_u64(&d.join("memory.max")).unwrap_or(0),
+                read_u64(&d.join("memory.peak")).unwrap_or(0),
+            ),
+            (Some(_), Some(d)) => (
+                read_u64(&d.join("memory.usage_in_bytes")).unwrap_or(0),
+                read_u64(&d.join("memory.limit_in_bytes"))
+                    .filter(|&l| l < V1_UNLIMITED)
+                    .unwrap_or(0),
+                read_u64(&d.join("memory.max_usage_in_bytes")).unwrap_or(0),
+            ),
+            _ => (0, 0, 0),
+        };
+        let counts = self.counts();
+        let now_ns = sys::realtime_ns();
+        // Relaxed: independent diagnostic values; the times are written
+        // last so a reader that sees one sees its companions.
+        map.header_u64(H_MEM_RSS_BYTES)
+            .store(rss_bytes(), Ordering::Relaxed);
+        map.header_u64(H_MEM_CGROUP_USAGE)
+            .store(usage, Ordering::Relaxed);
+        map.header_u64(H_MEM_CGROUP_LIMIT)
+            .store(limit, Ordering::Relaxed);
+        map.header_u64(H_MEM_PEAK).store(peak, Ordering::Relaxed);
+        let rise = |now: u64, base: u64| now.saturating_sub(base);
+        map.header_u64(H_MEM_MAX_EVENTS)
+            .store(rise(counts.max, self.baseline.max), Ordering::Relaxed);
+        map.header_u64(H_MEM_OOM_EVENTS)
+            .store(rise(counts.oom, self.baseline.oom), Ordering::Relaxed);
+        map.header_u64(H_MEM_OOM_KILL_EVENTS).store(
+            rise(counts.oom_kill, self.baseline.oom_kill),
+            Ordering::Relaxed,
+        );
+        if counts.max > self.last.max {
+            map.header_u64(H_MEM_LIMIT_HIT_USAGE)
+                .store(usage, Ordering::Relaxed);
+            // Release: pairs with the reader's Acquire-or-copy of the
+            // header; the usage above is visible with the time.
+            map.header_u64(H_MEM_LIMIT_HIT_UNIX_NS)
+                .store(now_ns, Ordering::Release);
+        }
+        if oom_fired || counts.oom > self.last.oom || counts.oom_kill > self.last.oom_kill {
+            // Release: as above.
+            map.header_u64(H_MEM_OOM_UNIX_NS)
+                .store(now_ns, Ordering::Release);
+        }
+        self.last = counts;
+        // Release: a non-zero sample time means a complete sample.
+        map.header_u64(H_MEM_SAMPLED_UNIX_NS)
+            .store(now_ns, Ordering::Release);
+    }
+}
+
+/// Registers the v1 notifications: `memory.oom_control` (the OOM killer
+/// runs) and `memory.usage_in_bytes` crossing 90% of the limit, each on a
+/// non-blocking eventfd, through `cgroup.event_control`.
+fn v1_notify(dir: &Path) -> Option<Notify> {
+    let mut control = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("cgroup.event_control"))
+        .ok()?;
+    let flags = EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC;
+    let oom = EventFd::from_flags(flags).ok()?;
+    let oom_control = File::open(dir.join("memory.oom_control")).ok()?;
+    control
+        .write_all(format!("{} {}", oom.as_raw_fd(), oom_control.as_raw_fd()).as_bytes())
+        .ok()?;
+    let mut files = vec![oom_control];
+    let limit = read_u64(&dir.join("memory.limit_in_bytes")).filter(|&l| l < V1_UNLIMITED);
+    let threshold = limit.and_then(|limit| {
+        let fd = EventFd::from_flags(flags).ok()?;
+        let usage = File::open(dir.join("memory.usage_in_bytes")).ok()?;
+        let at = limit / 1000 * V1_THRESHOLD_PER_MILLE;
+        control
+            .write_all(format!("{} {} {at}", fd.as_raw_fd(), usage.as_raw_fd()).as_bytes())
+            .ok()?;
+        files.push(usage);
+        Some(fd)
+    });
+    Some(Notify::V1 {
+        oom,
+        threshold,
+        _files: files,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `memory.events` as a 6.1 kernel wrote it for a unit that was
+    /// OOM-killed under `MemoryMax=64M`.
+    const EVENTS_AFTER_OOM: &str = "low 0\nhigh 0\nmax 1193\noom 1\noom_kill 1\noom_group_kill 0\n";
+
+    #[test]
+    fn memory_events_are_parsed() {
+        assert_eq!(
+            parse_memory_events(EVENTS_AFTER_OOM),
+            Counts {
+                max: 1193,
+                oom: 1,
+                oom_kill: 1
+            }
+        );
+        // Older kernels lack oom_group_kill; unknown keys and bad lines
+        // are skipped.
+        assert_eq!(
+            parse_memory_events("low 0\nhigh 3\nmax 7\noom 0\noom_kill 0\n"),
+            Counts {
+                max: 7,
+                oom: 0,
+                oom_kill: 0
+            }
+        );
+        assert_eq!(
+            parse_memory_events("max x\nmax 1 2\nfuture 9\n"),
+            Counts::default()
+        );
+        assert_eq!(parse_memory_events(""), Counts::default());
+    }
+
+    #[test]
+    fn oom_control_kills_are_parsed() {
+        assert_eq!(
+            parse_oom_control_kills("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"),
+            2
+        );
+        // Kernels before 4.13 do not count kills.
+        assert_eq!(
+            parse_oom_control_kills("oom_kill_disable 0\nunder_oom 0\n"),
+            0
+        );
+    }
+
+    #[test]
+    fn the_memory_cgroup_is_found_in_either_version() {
+        let hybrid = "13:pids:/x\n6:memory:/user.slice/s\n0::/user.slice/s\n";
+        assert_eq!(
+            cgroup_of(hybrid),
+            Some(Cgroup {
+                version: 1,
+                path: "/user.slice/s".into()
+            })
+        );
+        assert_eq!(
+            cgroup_of("0::/system.slice/app.service\n"),
+            Some(Cgroup {
+                version: 2,
+                path: "/system.slice/app.service".into()
+            })
+        );
+        assert_eq!(cgroup_of("5:cpu:/\n"), None);
+    }
 }

@@ -226,7 +226,7 @@ pub fn run(opts: DemoArgs) -> Result<i32, Failure> {
     }
     // --die oom samples memory often, so the last sample before the kill
     // is close to the limit.
-    let heartbeat = if matches!(opts.die, Die::Oom | Die::Leak) {
+    let heartbeat = if opts.die == Die::Oom {
         Duration::from_millis(20)
     } else {
         blackbox_recorder::DEFAULT_HEARTBEAT
