@@ -130,6 +130,8 @@ pub struct MemoryEvidence {
     pub oom_events: u64,
     /// Processes of the cgroup the OOM killer killed while the writer watched.
     pub oom_kill_events: u64,
+    /// The cgroup's `oom_kill` count when the writer began watching it.
+    pub oom_kill_base: u64,
 }
 
 impl MemoryEvidence {
@@ -207,6 +209,7 @@ fn parse_memory(b: &[u8]) -> Option<MemoryEvidence> {
         max_events: u64_at(b, H_MEM_MAX_EVENTS),
         oom_events: u64_at(b, H_MEM_OOM_EVENTS),
         oom_kill_events: u64_at(b, H_MEM_OOM_KILL_EVENTS),
+        oom_kill_base: u64_at(b, H_MEM_OOM_KILL_BASE),
     })
 }
 

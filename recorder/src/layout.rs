@@ -218,7 +218,11 @@ pub const H_MEM_OOM_EVENTS: usize = 1616;
 /// `u64` how many processes of the cgroup the OOM killer killed since then
 /// (seen while the sampler lived: a kill of the writer itself is not).
 pub const H_MEM_OOM_KILL_EVENTS: usize = 1624;
-// 1632..1664 reserved, zero.
+/// `u64` the cgroup's own `oom_kill` count when the sampler began watching
+/// it: a collector that reads the count after the death tells the kills
+/// that came later from those before.
+pub const H_MEM_OOM_KILL_BASE: usize = 1632;
+// 1640..1664 reserved, zero.
 /// The path of the writer's memory cgroup as `/proc/self/cgroup` names it
 /// (NUL-padded UTF-8, `CGROUP_PATH_LEN` bytes; empty: unknown), rewritten
 /// by the sampler when the process moves.

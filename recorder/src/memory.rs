@@ -211,6 +211,8 @@ impl Watch {
             Ordering::Relaxed,
         );
         map.header_u32(H_MEM_WATCH).store(kind, Ordering::Relaxed);
+        map.header_u64(H_MEM_OOM_KILL_BASE)
+            .store(watch.baseline.oom_kill, Ordering::Relaxed);
         for field in [
             H_MEM_LIMIT_HIT_UNIX_NS,
             H_MEM_OOM_UNIX_NS,

@@ -53,9 +53,20 @@ impl Summary {
         blackbox_reader::render::byte_rate(&self.snap)
     }
 
-    /// The `info --json` object.
+    /// The `info --json` object, with the kernel's OOM count for a killed
+    /// writer (`kernel`).
     pub fn to_json(&self, path: &Path) -> Value {
-        blackbox_reader::render::info_json(path, self.state, &self.snap)
+        let mut v = blackbox_reader::render::info_json(path, self.state, &self.snap);
+        if let (Some(kernel), Some(obj)) = (self.kernel_count(), v.as_object_mut()) {
+            obj.insert("kernel".into(), kernel.to_json());
+        }
+        v
+    }
+
+    /// For a killed writer, the kernel's count of OOM kills in its cgroup.
+    pub fn kernel_count(&self) -> Option<super::kernel_oom::KernelCount> {
+        (self.state == blackbox_reader::State::Killed)
+            .then(|| super::kernel_oom::KernelCount::read(&self.snap.header))
     }
 
     pub fn state_line(&self) -> String {
@@ -111,6 +122,9 @@ pub fn run(args: &InfoArgs) -> Result<i32, Failure> {
     writeln!(out, "ring      {}", path.display())?;
     writeln!(out, "writer    {writer}")?;
     writeln!(out, "state     {}", summary.state_line())?;
+    if let Some(line) = summary.kernel_count().and_then(|k| k.text()) {
+        writeln!(out, "kernel    {line}")?;
+    }
     if summary.state == blackbox_reader::State::Crashed {
         if let Some(bt) = summary.crash_backtrace() {
             writeln!(out, "backtrace")?;
