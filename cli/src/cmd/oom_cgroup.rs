@@ -73,6 +73,9 @@ pub enum Step {
     /// We moved the process (or the helper) into this cgroup; undone by
     /// moving back to the cgroup of the step's previous `Entered` or `Home`.
     Entered(PathBuf),
+    /// Another process of our delegated cgroup that we moved into our leaf
+    /// with us (moved back with us).
+    Moved(u32),
 }
 
 impl Step {
@@ -83,12 +86,16 @@ impl Step {
             Step::Enabled(p) => format!("enabled {}\n", p.display()),
             Step::Home(p) => format!("home {}\n", p.display()),
             Step::Entered(p) => format!("entered {}\n", p.display()),
+            Step::Moved(pid) => format!("moved {pid}\n"),
         }
     }
 
     /// A line the helper received.
     pub fn parse(line: &str) -> Option<Step> {
         let (what, path) = line.trim_end_matches('\n').split_once(' ')?;
+        if what == "moved" {
+            return path.parse().ok().map(Step::Moved);
+        }
         let path = PathBuf::from(path);
         // Only ever touch cgroup files.
         if !path.starts_with("/sys/fs/cgroup/") {
@@ -250,8 +257,10 @@ fn enter_v2(rel: &str, name: &str, limit: u64) -> Result<OomCgroup, String> {
             home.display()
         ));
     }
-    let at_root = rel.is_empty();
-    if !at_root && under_systemd() && !delegated(&home) {
+    // The root cgroup (which has no cgroup.events) is exempt from the
+    // no-internal-processes rule; the root of a cgroup namespace is not.
+    let at_root = !home.join("cgroup.events").exists();
+    if !at_root && under_systemd() && !delegated(base, &home) {
         return Err(format!(
             "the cgroup {} is systemd's and not delegated to this process (systemd's rule: only a unit with Delegate=yes may make cgroups below its own); {INSTEAD}",
             home.display()
@@ -272,12 +281,37 @@ fn enter_v2(rel: &str, name: &str, limit: u64) -> Result<OomCgroup, String> {
             .into_iter()
             .flatten()
             .collect();
-        for p in movers {
+        for &p in &movers {
             if let Err(e) = write_file(&leaf.join("cgroup.procs"), &p.to_string()) {
                 return Err(setup.fail(format!(
                     "cannot move process {p} into {}: {e}",
                     leaf.display()
                 )));
+            }
+        }
+        // The other processes of the delegated cgroup (a test harness, the
+        // shell that started us) come along into the leaf, as systemd's
+        // delegation documentation has a unit's processes do; they stay
+        // under the unit's limits and are moved back afterwards.
+        let others: Vec<u32> = std::fs::read_to_string(home.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .filter(|p| !movers.contains(p))
+            .collect();
+        for p in others {
+            setup.did(Step::Moved(p));
+            match write_file(&leaf.join("cgroup.procs"), &p.to_string()) {
+                // It exited meanwhile.
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                Err(e) => {
+                    return Err(setup.fail(format!(
+                        "cannot move process {p} of {} into {}: {e}",
+                        home.display(),
+                        leaf.display()
+                    )))
+                }
+                Ok(()) => {}
             }
         }
     }
@@ -344,11 +378,16 @@ fn under_systemd() -> bool {
 }
 
 /// systemd marks a cgroup it delegated with the extended attribute
-/// `trusted.delegate` (and `user.delegate`) set to `1`.
-fn delegated(dir: &Path) -> bool {
-    ["trusted.delegate", "user.delegate"]
-        .iter()
-        .any(|name| xattr(dir, name).is_some_and(|v| v == b"1"))
+/// `trusted.delegate` (and `user.delegate`) set to `1`; everything below it
+/// is delegated too.
+fn delegated(base: &Path, dir: &Path) -> bool {
+    dir.ancestors()
+        .take_while(|d| d.starts_with(base) && *d != base)
+        .any(|d| {
+            ["trusted.delegate", "user.delegate"]
+                .iter()
+                .any(|name| xattr(d, name).is_some_and(|v| v == b"1"))
+        })
 }
 
 fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
@@ -449,18 +488,29 @@ fn undo_collect(steps: &[Step], movers: &[u32]) -> Vec<String> {
                     Step::Entered(p) | Step::Home(p) => Some(p),
                     _ => None,
                 });
+                // The processes that came along go back with the movers.
+                let moved = steps[i + 1..]
+                    .iter()
+                    .take_while(|s| !matches!(s, Step::Entered(_)))
+                    .filter_map(|s| match s {
+                        Step::Moved(p) => Some(*p),
+                        _ => None,
+                    });
                 if let Some(back) = back {
-                    for p in movers {
-                        if let Err(e) = write_file(&back.join("cgroup.procs"), &p.to_string()) {
-                            failures.push(format!(
+                    for p in movers.iter().copied().chain(moved) {
+                        match write_file(&back.join("cgroup.procs"), &p.to_string()) {
+                            // It exited meanwhile.
+                            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                            Err(e) => failures.push(format!(
                                 "cannot move process {p} back into {}: {e}",
                                 back.display()
-                            ));
+                            )),
+                            Ok(()) => {}
                         }
                     }
                 }
             }
-            Step::Home(_) => {}
+            Step::Home(_) | Step::Moved(_) => {}
         }
     }
     failures
@@ -499,6 +549,7 @@ mod tests {
             Step::Enabled("/sys/fs/cgroup/a".into()),
             Step::Home("/sys/fs/cgroup/a".into()),
             Step::Entered("/sys/fs/cgroup/a/leaf".into()),
+            Step::Moved(42),
         ] {
             assert_eq!(Step::parse(&step.line()), Some(step));
         }
