@@ -81,6 +81,7 @@ fn run(
     let mut next_sync = start + msync.unwrap_or_default();
     // The memory evidence is kept with the heartbeat.
     let mut watch = heartbeat.map(|_| Watch::start(&shared.map));
+    let mut next_sample = start;
     // Relaxed: the stop flag is a request; join() orders the rest.
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
@@ -92,10 +93,15 @@ fn run(
             if shared.clock == Clock::Tsc {
                 calibrate(&shared.map, shared.clock_origin, Pair::now());
             }
-            if let Some(watch) = watch.as_mut() {
-                watch.sample(&shared.map);
-            }
             next_beat = now + period;
+        }
+        // The memory evidence: with the heartbeat, and more often while
+        // memory is near the cgroup's limit.
+        if let (Some(period), Some(w)) = (heartbeat, watch.as_mut()) {
+            if now >= next_sample {
+                w.sample(&shared.map);
+                next_sample = now + w.interval(period);
+            }
         }
         if let Some(period) = msync.filter(|_| now >= next_sync) {
             // A failed write-back (EIO) is retried next period; there is no
@@ -104,8 +110,8 @@ fn run(
             next_sync = Instant::now() + period;
         }
         let until = match (heartbeat, msync) {
-            (Some(_), Some(_)) => next_beat.min(next_sync),
-            (Some(_), None) => next_beat,
+            (Some(_), Some(_)) => next_beat.min(next_sync).min(next_sample),
+            (Some(_), None) => next_beat.min(next_sample),
             _ => next_sync,
         };
         let timeout = until.saturating_duration_since(Instant::now());

@@ -16,7 +16,7 @@
 //! `blackbox demo --die oom` does right after it creates its ring).
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -128,16 +128,20 @@ fn read_u64(path: &Path) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-fn rss_bytes() -> u64 {
-    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
-        return 0;
-    };
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * sys::page_size()
+/// Reads a small kernel file from its start through a descriptor opened
+/// beforehand, into `buf`: no open, no allocation. At the cgroup's limit
+/// every new kernel object (a file, a seq_file buffer) and every new heap
+/// page is charged to the cgroup and would stall this thread in reclaim
+/// until the OOM kill, so the files stay open from when memory was fine.
+fn pread_text<'b>(file: &File, buf: &'b mut [u8; 512]) -> Option<&'b str> {
+    use std::os::unix::fs::FileExt;
+    let n = file.read_at(buf, 0).ok()?;
+    std::str::from_utf8(&buf[..n]).ok()
+}
+
+fn pread_u64(file: Option<&File>) -> Option<u64> {
+    let mut buf = [0u8; 512];
+    pread_text(file?, &mut buf)?.trim().parse().ok()
 }
 
 /// The kernel's notifications for the watched cgroup.
@@ -155,15 +159,79 @@ enum Notify {
     },
 }
 
+/// The files a sample reads, opened when the watch begins.
+#[derive(Default)]
+struct Files {
+    usage: Option<File>,
+    limit: Option<File>,
+    peak: Option<File>,
+    /// v1 `memory.failcnt`.
+    failcnt: Option<File>,
+    /// v1 `memory.oom_control`.
+    oom_control: Option<File>,
+    statm: Option<File>,
+}
+
+impl Files {
+    fn open(cgroup: Option<&Cgroup>, dir: Option<&Path>) -> Files {
+        let open = |name: &str| dir.and_then(|d| File::open(d.join(name)).ok());
+        let statm = File::open("/proc/self/statm").ok();
+        match cgroup.map(|c| c.version) {
+            Some(2) => Files {
+                usage: open("memory.current"),
+                limit: open("memory.max"),
+                peak: open("memory.peak"),
+                statm,
+                ..Files::default()
+            },
+            Some(_) => Files {
+                usage: open("memory.usage_in_bytes"),
+                limit: open("memory.limit_in_bytes"),
+                peak: open("memory.max_usage_in_bytes"),
+                failcnt: open("memory.failcnt"),
+                oom_control: open("memory.oom_control"),
+                statm,
+            },
+            None => Files {
+                statm,
+                ..Files::default()
+            },
+        }
+    }
+
+    fn rss_bytes(&self) -> u64 {
+        let mut buf = [0u8; 512];
+        let Some(statm) = self.statm.as_ref().and_then(|f| pread_text(f, &mut buf)) else {
+            return 0;
+        };
+        let pages: u64 = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        pages * sys::page_size()
+    }
+}
+
 /// What the heartbeat thread watches: the process's memory cgroup and its
 /// notifications, and the counters when it began watching.
 pub(crate) struct Watch {
     cgroup: Option<Cgroup>,
     dir: Option<PathBuf>,
+    files: Files,
     notify: Notify,
     baseline: Counts,
     last: Counts,
+    /// The usage share of the limit at the last sample (per mille).
+    last_per_mille: u64,
 }
+
+/// Near the limit the thread samples this often, whatever the heartbeat
+/// period: the notifications are the first line, this is the second.
+pub(crate) const NEAR_LIMIT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// "Near the limit": usage at or above this share of it (per mille).
+const NEAR_LIMIT_PER_MILLE: u64 = 500;
 
 impl Watch {
     /// Begins watching the process's memory cgroup; writes its path, its
@@ -184,12 +252,15 @@ impl Watch {
             (Some(_), Some(d)) => v1_notify(d).unwrap_or(Notify::None),
             _ => Notify::None,
         };
+        let files = Files::open(cgroup.as_ref(), dir.as_deref());
         let mut watch = Watch {
             cgroup,
             dir,
+            files,
             notify,
             baseline: Counts::default(),
             last: Counts::default(),
+            last_per_mille: 0,
         };
         watch.baseline = watch.counts();
         watch.last = watch.baseline;
@@ -225,12 +296,12 @@ impl Watch {
         watch
     }
 
-    /// The file descriptors to wait on for the kernel's notifications, with
-    /// the poll events that mean "look now".
+    /// The file descriptors to wait on for the kernel's notifications, each
+    /// with whether the kernel signals it as priority data (`POLLPRI`).
     pub(crate) fn fds(&self) -> Vec<(BorrowedFd<'_>, bool)> {
         match &self.notify {
             Notify::None => Vec::new(),
-            // true: priority data (kernfs signals a change as POLLPRI).
+            // kernfs signals a change of memory.events as POLLPRI.
             Notify::Events(f) => vec![(f.as_fd(), true)],
             Notify::V1 { oom, threshold, .. } => {
                 let mut fds = vec![(oom.as_fd(), false)];
@@ -240,42 +311,53 @@ impl Watch {
         }
     }
 
+    /// When to sample next, given the heartbeat's own `period`: sooner while
+    /// memory is near the cgroup's limit.
+    pub(crate) fn interval(&self, period: std::time::Duration) -> std::time::Duration {
+        if self.last_per_mille >= NEAR_LIMIT_PER_MILLE {
+            period.min(NEAR_LIMIT_INTERVAL)
+        } else {
+            period
+        }
+    }
+
     /// The current counters (zero where unknown).
     fn counts(&mut self) -> Counts {
-        let Some(dir) = &self.dir else {
-            return Counts::default();
-        };
-        match &mut self.notify {
-            Notify::Events(file) => {
-                // Read through the polled descriptor: that re-arms it.
-                let mut text = String::new();
-                if file.seek(SeekFrom::Start(0)).is_ok() && file.read_to_string(&mut text).is_ok() {
-                    return parse_memory_events(&text);
-                }
-                Counts::default()
-            }
-            _ if self.cgroup.as_ref().is_some_and(|c| c.version == 2) => {
-                std::fs::read_to_string(dir.join("memory.events"))
-                    .map(|t| parse_memory_events(&t))
-                    .unwrap_or_default()
-            }
+        let mut buf = [0u8; 512];
+        match &self.notify {
+            // Read through the polled descriptor: that re-arms it.
+            Notify::Events(file) => pread_text(file, &mut buf)
+                .map(parse_memory_events)
+                .unwrap_or_default(),
+            _ if self.cgroup.as_ref().is_some_and(|c| c.version == 2) => self
+                .dir
+                .as_ref()
+                .and_then(|d| std::fs::read_to_string(d.join("memory.events")).ok())
+                .map(|t| parse_memory_events(&t))
+                .unwrap_or_default(),
             _ => Counts {
-                max: read_u64(&dir.join("memory.failcnt")).unwrap_or(0),
+                max: pread_u64(self.files.failcnt.as_ref()).unwrap_or(0),
                 oom: 0,
-                oom_kill: std::fs::read_to_string(dir.join("memory.oom_control"))
-                    .map(|t| parse_oom_control_kills(&t))
-                    .unwrap_or(0),
+                oom_kill: self
+                    .files
+                    .oom_control
+                    .as_ref()
+                    .and_then(|f| pread_text(f, &mut buf))
+                    .map_or(0, parse_oom_control_kills),
             },
         }
     }
 
     /// A periodic sample: follows the process to another cgroup first.
     pub(crate) fn sample(&mut self, map: &RingMap) {
-        let now = std::fs::read_to_string("/proc/self/cgroup")
-            .ok()
-            .and_then(|t| cgroup_of(&t));
-        if now != self.cgroup {
-            *self = Watch::on(map, now);
+        // Not near the limit only: this opens a file.
+        if self.last_per_mille < NEAR_LIMIT_PER_MILLE {
+            let now = std::fs::read_to_string("/proc/self/cgroup")
+                .ok()
+                .and_then(|t| cgroup_of(&t));
+            if now != self.cgroup {
+                *self = Watch::on(map, now);
+            }
         }
         self.record(map, false);
     }
@@ -293,29 +375,26 @@ impl Watch {
         self.record(map, oom_fired);
     }
 
-    /// Records a sample and the counters' rises (`shm-layout.md`, 9.2).
+    /// Records a sample and the counters' rises (`shm-layout.md`, 9.2),
+    /// through descriptors opened beforehand (see [`pread_text`]).
     fn record(&mut self, map: &RingMap, oom_fired: bool) {
-        let (usage, limit, peak) = match (&self.cgroup, &self.dir) {
-            (Some(c), Some(d)) if c.version == 2 => (
-                read_u64(&d.join("memory.current")).unwrap_or(0),
-                read_u64(&d.join("memory.max")).unwrap_or(0),
-                read_u64(&d.join("memory.peak")).unwrap_or(0),
-            ),
-            (Some(_), Some(d)) => (
-                read_u64(&d.join("memory.usage_in_bytes")).unwrap_or(0),
-                read_u64(&d.join("memory.limit_in_bytes"))
-                    .filter(|&l| l < V1_UNLIMITED)
-                    .unwrap_or(0),
-                read_u64(&d.join("memory.max_usage_in_bytes")).unwrap_or(0),
-            ),
-            _ => (0, 0, 0),
-        };
+        let v1 = self.cgroup.as_ref().is_some_and(|c| c.version == 1);
+        let usage = pread_u64(self.files.usage.as_ref()).unwrap_or(0);
+        let limit = pread_u64(self.files.limit.as_ref())
+            .filter(|&l| !v1 || l < V1_UNLIMITED)
+            .unwrap_or(0);
+        let peak = pread_u64(self.files.peak.as_ref()).unwrap_or(0);
         let counts = self.counts();
         let now_ns = sys::realtime_ns();
+        self.last_per_mille = if limit > 0 {
+            usage.saturating_mul(1000) / limit
+        } else {
+            0
+        };
         // Relaxed: independent diagnostic values; the times are written
         // last so a reader that sees one sees its companions.
         map.header_u64(H_MEM_RSS_BYTES)
-            .store(rss_bytes(), Ordering::Relaxed);
+            .store(self.files.rss_bytes(), Ordering::Relaxed);
         map.header_u64(H_MEM_CGROUP_USAGE)
             .store(usage, Ordering::Relaxed);
         map.header_u64(H_MEM_CGROUP_LIMIT)
@@ -333,8 +412,7 @@ impl Watch {
         if counts.max > self.last.max {
             map.header_u64(H_MEM_LIMIT_HIT_USAGE)
                 .store(usage, Ordering::Relaxed);
-            // Release: pairs with the reader's Acquire-or-copy of the
-            // header; the usage above is visible with the time.
+            // Release: a reader that sees the time sees the usage above.
             map.header_u64(H_MEM_LIMIT_HIT_UNIX_NS)
                 .store(now_ns, Ordering::Release);
         }
