@@ -267,6 +267,15 @@ systemd-run --quiet --wait --pipe --unit=e2e-busy -p Delegate=yes \
 echo "$?" >"$out/busy.status"
 find /sys/fs/cgroup -name 'blackbox-demo-oom-*' >"$out/busy.left" 2>&1
 
+log "== the kernel's count, read where the cgroup outlives the writer"
+# The OOM killer takes the leaking writer, not the shell; the shell then
+# reads the ring inside the same (still existing) cgroup.
+# (OOMPolicy=continue: by default systemd stops a unit whose process the
+# OOM killer took.)
+systemd-run --quiet --wait --pipe --unit=e2e-kernel-count -p MemoryMax=64M -p MemorySwapMax=0 -p OOMPolicy=continue \
+    /bin/bash -c '/usr/local/bin/blackbox demo --ring /tmp/kc.ring --records 10 --die leak --leak-every-ms 10; echo "demo exit $?"; /usr/local/bin/blackbox on-failure --ring /tmp/kc.ring --last 1' \
+    >"$out/kernel-count.out" 2>&1
+
 log "== tests/death.rs's real OOM test, from a Delegate=yes unit"
 systemd-run --quiet --wait --pipe --unit=e2e-death-test -p Delegate=yes \
     "$death_test" oom_kill_in_a_memory_cgroup --exact --nocapture --test-threads=1 \
@@ -407,6 +416,12 @@ grep -qF "systemd-run -p Delegate=yes" "$results/refused.out" || bad "refusal wi
 [ ! -s "$results/refused.left" ] || bad "refusal without delegation left cgroups: $(cat "$results/refused.left")"
 echo "-- beside another process (delegated): exit $(cat "$results/busy.status"): $(tail -n 1 "$results/busy.out")"
 [ ! -s "$results/busy.left" ] || bad "demo --die oom beside another process left cgroups: $(cat "$results/busy.left")"
+
+# The kernel's count, where the cgroup outlived the writer.
+echo "-- the kernel's count (the cgroup outlives the writer):"
+grep -E '^(demo exit|blackbox:|kernel )' "$results/kernel-count.out" | cut -c1-300 | sed 's/^/   /'
+grep -qF "OOM-killed (the kernel's count)" "$results/kernel-count.out" ||
+    bad "the kernel's count: on-failure does not say OOM-killed (the kernel's count)"
 
 # tests/death.rs's real OOM test ran, and passed, in the guest.
 echo "-- tests/death.rs oom_kill_in_a_memory_cgroup in the guest: exit $(cat "$results/death-test.status")"
