@@ -386,11 +386,8 @@ impl Watch {
         let peak = pread_u64(self.files.peak.as_ref()).unwrap_or(0);
         let counts = self.counts();
         let now_ns = sys::realtime_ns();
-        self.last_per_mille = if limit > 0 {
-            usage.saturating_mul(1000) / limit
-        } else {
-            0
-        };
+        // No limit: never "near" it.
+        self.last_per_mille = usage.saturating_mul(1000).checked_div(limit).unwrap_or(0);
         // Relaxed: independent diagnostic values; the times are written
         // last so a reader that sees one sees its companions.
         map.header_u64(H_MEM_RSS_BYTES)
