@@ -944,6 +944,14 @@ fn oom_kill_in_a_memory_cgroup() {
         death.stderr
     );
     let seen = Seen::load(death, &ring);
+    // The demo's helper removes what it made once the writer is dead; the
+    // test removes it only if that did not happen (and then fails).
+    let made = cgroup.0.clone().expect("checked above");
+    let deadline = Instant::now() + PATIENCE;
+    while made.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left_behind = made.exists();
     let removed = cgroup.remove();
     seen.end_is(End::Signal(SIGKILL));
     seen.check_seq_increasing();
@@ -958,6 +966,12 @@ fn oom_kill_in_a_memory_cgroup() {
     seen.verify_ok();
     if let Err(e) = removed {
         seen.fail(e);
+    }
+    if left_behind {
+        seen.fail(format!(
+            "the demo left its cgroup {} behind (its clean-up helper did not remove it within {PATIENCE:?})",
+            made.display()
+        ));
     }
     eprintln!(
         "oom: ended {:?} in {:?}; cause {}",

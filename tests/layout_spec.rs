@@ -84,6 +84,17 @@ const HEADER_FIELDS: &[(&str, usize)] = &[
     ("MEM_RSS_BYTES", l::H_MEM_RSS_BYTES),
     ("MEM_CGROUP_USAGE", l::H_MEM_CGROUP_USAGE),
     ("MEM_CGROUP_LIMIT", l::H_MEM_CGROUP_LIMIT),
+    ("MEM_WATCH", l::H_MEM_WATCH),
+    ("MEM_CGROUP_VERSION", l::H_MEM_CGROUP_VERSION),
+    ("MEM_LIMIT_HIT_UNIX_NS", l::H_MEM_LIMIT_HIT_UNIX_NS),
+    ("MEM_LIMIT_HIT_USAGE", l::H_MEM_LIMIT_HIT_USAGE),
+    ("MEM_OOM_UNIX_NS", l::H_MEM_OOM_UNIX_NS),
+    ("MEM_PEAK", l::H_MEM_PEAK),
+    ("MEM_MAX_EVENTS", l::H_MEM_MAX_EVENTS),
+    ("MEM_OOM_EVENTS", l::H_MEM_OOM_EVENTS),
+    ("MEM_OOM_KILL_EVENTS", l::H_MEM_OOM_KILL_EVENTS),
+    ("MEM_OOM_KILL_BASE", l::H_MEM_OOM_KILL_BASE),
+    ("MEM_CGROUP_PATH", l::H_MEM_CGROUP_PATH),
     ("DEATH_KIND", l::H_DEATH_KIND),
     ("DEATH_SIGNAL", l::H_DEATH_SIGNAL),
     ("DEATH_SI_CODE", l::H_DEATH_SI_CODE),
@@ -234,6 +245,12 @@ const FIELD_SIZES: &[(Group, &str, usize, &str)] = &[
         l::THREAD_NAME_LEN,
         "THREAD_NAME_LEN",
     ),
+    (
+        Group::Header,
+        "MEM_CGROUP_PATH",
+        l::CGROUP_PATH_LEN,
+        "CGROUP_PATH_LEN",
+    ),
 ];
 
 /// A constant's value in the code.
@@ -358,6 +375,17 @@ const CONSTANTS: &[(&str, Code)] = &[
         Code::Int(l::DEFAULT_STACK_DUMP as u128),
     ),
     ("MAX_STACK_DUMP", Code::Int(l::MAX_STACK_DUMP as u128)),
+    ("CGROUP_PATH_LEN", Code::Int(l::CGROUP_PATH_LEN as u128)),
+    ("MEM_WATCH_NONE", Code::Int(l::MEM_WATCH_NONE as u128)),
+    (
+        "MEM_WATCH_V2_EVENTS",
+        Code::Int(l::MEM_WATCH_V2_EVENTS as u128),
+    ),
+    (
+        "MEM_WATCH_V1_EVENTFD",
+        Code::Int(l::MEM_WATCH_V1_EVENTFD as u128),
+    ),
+    ("MEM_WATCH_SAMPLED", Code::Int(l::MEM_WATCH_SAMPLED as u128)),
 ];
 
 /// The layout's helper functions, each checked against the spec's formula

@@ -6,12 +6,9 @@ use serde_json::Value;
 
 use crate::event::{decode_event, FieldValue};
 use crate::header::Header;
+use crate::oom::Verdict;
 use crate::ring::{Snapshot, State};
 use crate::time::rfc3339;
-
-/// Memory at or above this fraction of the cgroup limit at the last sample
-/// makes a silent death a likely OOM kill.
-const OOM_FRACTION: f64 = 0.9;
 
 /// `SIGSEGV`, `SIGKILL`, ... or `signal N`.
 pub fn signal_name(signo: u32) -> String {
@@ -54,15 +51,8 @@ pub fn si_code_name(signo: u32, code: i32) -> Option<&'static str> {
     })
 }
 
-fn mib(bytes: u64) -> String {
-    format!("{:.0} MiB", bytes as f64 / (1 << 20) as f64)
-}
-
 fn likely_oom(header: &Header) -> bool {
-    header
-        .memory
-        .and_then(|m| m.cgroup_fraction())
-        .is_some_and(|f| f >= OOM_FRACTION)
+    Verdict::of(header).is_some_and(|v| v.likely_oom)
 }
 
 /// One sentence: how the writer ended (or that it runs).
@@ -96,23 +86,9 @@ pub fn text(state: State, header: &Header) -> String {
             let mut s = String::from(
                 "killed without a word (SIGKILL, an OOM kill, or an exit that skipped closing the ring)",
             );
-            if let Some(m) = header.memory {
-                match m.cgroup_fraction() {
-                    Some(f) => {
-                        s.push_str(&format!(
-                            "; memory at {:.0}% of its {} cgroup limit",
-                            f * 100.0,
-                            mib(m.cgroup_limit)
-                        ));
-                        if f >= OOM_FRACTION {
-                            s.push_str(": likely an OOM kill");
-                        }
-                    }
-                    None if m.rss_bytes > 0 => {
-                        s.push_str(&format!("; resident memory {}", mib(m.rss_bytes)));
-                    }
-                    None => {}
-                }
+            if let Some(v) = Verdict::of(header) {
+                s.push_str("; ");
+                s.push_str(&v.text());
             }
             s
         }
@@ -208,7 +184,9 @@ pub enum Cause {
     Killed {
         /// One sentence.
         message: String,
-        /// The last memory sample was at 90% of the cgroup limit or more.
+        /// The memory evidence makes an OOM kill likely (`shm-layout.md`,
+        /// 9.3: the cgroup's OOM killer seen, its limit reached, or the
+        /// last sample at 90% of the limit or more).
         likely_oom: bool,
         /// The last memory sample, if the writer took one.
         memory: Option<Memory>,
@@ -228,6 +206,36 @@ pub struct Memory {
     pub cgroup_limit_bytes: Option<u64>,
     /// Usage in percent of the limit (one decimal).
     pub cgroup_percent: Option<f64>,
+    /// What the verdict rests on: `oom_killer`, `limit_hit`, `sample` or
+    /// `resident`.
+    pub basis: Option<&'static str>,
+    /// Milliseconds from that evidence to the newest record (negative: the
+    /// evidence is newer), if the window has a record.
+    pub before_last_record_ms: Option<f64>,
+    /// When the writer last saw its cgroup reach its limit (RFC 3339).
+    pub limit_hit: Option<String>,
+    /// When the writer last saw its cgroup's OOM killer run (RFC 3339).
+    pub oom_killer: Option<String>,
+    /// The cgroup's peak usage, if known.
+    pub peak_bytes: Option<u64>,
+    /// The rises of the cgroup's `max`, `oom` and `oom_kill` counters
+    /// while the writer watched.
+    pub events: Option<MemoryEvents>,
+    /// The writer's memory cgroup (`/proc/self/cgroup`'s path).
+    pub cgroup: Option<String>,
+}
+
+/// The cgroup's memory event counters while the writer watched them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemoryEvents {
+    /// How it watched: `memory.events` (v2), `eventfd` (v1), `sampled`.
+    pub watch: &'static str,
+    /// Times the cgroup reached its limit.
+    pub max: u64,
+    /// Times its OOM killer was invoked.
+    pub oom: u64,
+    /// Processes it killed.
+    pub oom_kill: u64,
 }
 
 impl Cause {
@@ -269,6 +277,20 @@ impl Cause {
                     cgroup_usage_bytes: (m.cgroup_usage != 0).then_some(m.cgroup_usage),
                     cgroup_limit_bytes: (m.cgroup_limit != 0).then_some(m.cgroup_limit),
                     cgroup_percent: m.cgroup_fraction().map(|f| (f * 1000.0).round() / 10.0),
+                    basis: Verdict::of(header).map(|v| v.basis_name()),
+                    before_last_record_ms: Verdict::of(header)
+                        .and_then(|v| v.before_last_record_ns())
+                        .map(|ns| (ns as f64 / 1e5).round() / 10.0),
+                    limit_hit: time(m.limit_hit_unix_ns),
+                    oom_killer: time(m.oom_unix_ns),
+                    peak_bytes: (m.peak != 0).then_some(m.peak),
+                    events: crate::oom::watch_name(m.watch).map(|watch| MemoryEvents {
+                        watch,
+                        max: m.max_events,
+                        oom: m.oom_events,
+                        oom_kill: m.oom_kill_events,
+                    }),
+                    cgroup: header.cgroup.as_ref().map(|c| c.1.clone()),
                 }),
             },
         })

@@ -79,6 +79,13 @@ pub struct Header {
     pub minor_version: u32,
     /// Memory evidence from the writer's last heartbeat, if any.
     pub memory: Option<MemoryEvidence>,
+    /// The writer's memory cgroup as `/proc/self/cgroup` names it, with its
+    /// version (1 or 2), if the writer recorded one.
+    pub cgroup: Option<(u32, String)>,
+    /// The newest record's time (CLOCK_REALTIME nanoseconds), filled in by
+    /// a [`crate::Snapshot`] (none in a header read alone, or an empty
+    /// window): what the memory verdict is timed against.
+    pub last_record_unix_ns: Option<u64>,
     /// The cause of death the writer recorded, if any.
     pub death: Option<Death>,
 }
@@ -106,6 +113,25 @@ pub struct MemoryEvidence {
     pub cgroup_usage: u64,
     /// The cgroup's memory limit in bytes (0: none or unknown).
     pub cgroup_limit: u64,
+    /// How the writer watched its cgroup (`MEM_WATCH_*`).
+    pub watch: u32,
+    /// When the writer last saw the cgroup reach its limit, Unix
+    /// nanoseconds (0: not seen).
+    pub limit_hit_unix_ns: u64,
+    /// The cgroup's usage right after that.
+    pub limit_hit_usage: u64,
+    /// When the writer last saw the cgroup's OOM killer invoked (0: not).
+    pub oom_unix_ns: u64,
+    /// The cgroup's peak usage (0: unknown).
+    pub peak: u64,
+    /// Times the cgroup reached its limit while the writer watched.
+    pub max_events: u64,
+    /// Times the cgroup's OOM killer was invoked while the writer watched.
+    pub oom_events: u64,
+    /// Processes of the cgroup the OOM killer killed while the writer watched.
+    pub oom_kill_events: u64,
+    /// The cgroup's `oom_kill` count when the writer began watching it.
+    pub oom_kill_base: u64,
 }
 
 impl MemoryEvidence {
@@ -175,7 +201,22 @@ fn parse_memory(b: &[u8]) -> Option<MemoryEvidence> {
         rss_bytes: u64_at(b, H_MEM_RSS_BYTES),
         cgroup_usage: u64_at(b, H_MEM_CGROUP_USAGE),
         cgroup_limit: u64_at(b, H_MEM_CGROUP_LIMIT),
+        watch: u32_at(b, H_MEM_WATCH),
+        limit_hit_unix_ns: u64_at(b, H_MEM_LIMIT_HIT_UNIX_NS),
+        limit_hit_usage: u64_at(b, H_MEM_LIMIT_HIT_USAGE),
+        oom_unix_ns: u64_at(b, H_MEM_OOM_UNIX_NS),
+        peak: u64_at(b, H_MEM_PEAK),
+        max_events: u64_at(b, H_MEM_MAX_EVENTS),
+        oom_events: u64_at(b, H_MEM_OOM_EVENTS),
+        oom_kill_events: u64_at(b, H_MEM_OOM_KILL_EVENTS),
+        oom_kill_base: u64_at(b, H_MEM_OOM_KILL_BASE),
     })
+}
+
+fn parse_cgroup(b: &[u8]) -> Option<(u32, String)> {
+    let version = u32_at(b, H_MEM_CGROUP_VERSION);
+    let path = str_at(b, H_MEM_CGROUP_PATH, CGROUP_PATH_LEN);
+    (version != 0 && !path.is_empty()).then_some((version, path))
 }
 
 fn parse_death(b: &[u8]) -> Option<Death> {
@@ -334,6 +375,8 @@ impl Header {
                 .map(|seq| (u32_at(bytes, H_SNAPSHOT_WRITER), seq)),
             minor_version: u32_at(bytes, H_MINOR_VERSION),
             memory: parse_memory(bytes),
+            cgroup: parse_cgroup(bytes),
+            last_record_unix_ns: None,
             death: parse_death(bytes),
         })
     }

@@ -39,6 +39,7 @@ mod error;
 mod event;
 mod header;
 pub mod postmortem;
+pub mod oom;
 pub mod render;
 mod ring;
 mod time;

@@ -872,6 +872,8 @@ fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
     } else {
         ordered
     };
+    let mut header = header;
+    header.last_record_unix_ns = records.iter().map(|r| r.ts_unix_ns).max();
     Snapshot {
         header,
         records,

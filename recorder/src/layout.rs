@@ -219,7 +219,54 @@ pub const H_MEM_RSS_BYTES: usize = 1544;
 pub const H_MEM_CGROUP_USAGE: usize = 1552;
 /// `u64` the memory limit of the process's cgroup in bytes (0: none or unknown).
 pub const H_MEM_CGROUP_LIMIT: usize = 1560;
-// 1568..2048 reserved, zero.
+/// `u32` how the sampler watches the cgroup's memory events (`MEM_WATCH_*`).
+pub const H_MEM_WATCH: usize = 1568;
+/// `u32` the cgroup version of the memory controller watched: 1, 2 (0: none).
+pub const H_MEM_CGROUP_VERSION: usize = 1572;
+/// `u64` when the sampler last saw the cgroup reach its limit (v2
+/// `memory.events` `max` rose; v1 `memory.failcnt` rose), Unix
+/// nanoseconds (0: not since it began watching this cgroup).
+pub const H_MEM_LIMIT_HIT_UNIX_NS: usize = 1576;
+/// `u64` the cgroup's usage read right after that (bytes).
+pub const H_MEM_LIMIT_HIT_USAGE: usize = 1584;
+/// `u64` when the sampler last saw the cgroup's OOM killer invoked (v2
+/// `memory.events` `oom` or `oom_kill` rose; v1 the `memory.oom_control`
+/// notification or its `oom_kill` rose), Unix nanoseconds (0: never).
+pub const H_MEM_OOM_UNIX_NS: usize = 1592;
+/// `u64` the cgroup's peak usage (v2 `memory.peak`, v1
+/// `memory.max_usage_in_bytes`; 0: unknown).
+pub const H_MEM_PEAK: usize = 1600;
+/// `u64` how often the cgroup reached its limit since the sampler began
+/// watching it.
+pub const H_MEM_MAX_EVENTS: usize = 1608;
+/// `u64` how often the cgroup's OOM killer was invoked since then.
+pub const H_MEM_OOM_EVENTS: usize = 1616;
+/// `u64` how many processes of the cgroup the OOM killer killed since then
+/// (seen while the sampler lived: a kill of the writer itself is not).
+pub const H_MEM_OOM_KILL_EVENTS: usize = 1624;
+/// `u64` the cgroup's own `oom_kill` count when the sampler began watching
+/// it: a collector that reads the count after the death tells the kills
+/// that came later from those before.
+pub const H_MEM_OOM_KILL_BASE: usize = 1632;
+// 1640..1664 reserved, zero.
+/// The path of the writer's memory cgroup as `/proc/self/cgroup` names it
+/// (NUL-padded UTF-8, `CGROUP_PATH_LEN` bytes; empty: unknown), rewritten
+/// by the sampler when the process moves.
+pub const H_MEM_CGROUP_PATH: usize = 1664;
+/// Bytes of `H_MEM_CGROUP_PATH` (to the end of the memory area).
+pub const CGROUP_PATH_LEN: usize = 384;
+
+/// `H_MEM_WATCH`: no memory evidence (no heartbeat, or no cgroup).
+pub const MEM_WATCH_NONE: u32 = 0;
+/// `H_MEM_WATCH`: cgroup v2 `memory.events`, woken by the kernel's file
+/// notification (poll), plus the periodic samples.
+pub const MEM_WATCH_V2_EVENTS: u32 = 1;
+/// `H_MEM_WATCH`: cgroup v1 `memory.oom_control` and a usage threshold at
+/// 90% of the limit through `cgroup.event_control` eventfds, plus the
+/// periodic samples.
+pub const MEM_WATCH_V1_EVENTFD: u32 = 2;
+/// `H_MEM_WATCH`: periodic samples only (the notifications were refused).
+pub const MEM_WATCH_SAMPLED: u32 = 3;
 
 /// The cause of death, written once by the first crash handler.
 pub const H_DEATH: usize = 2048;

@@ -47,6 +47,10 @@ pub enum Die {
     Kill,
     /// Get OOM-killed inside a small memory cgroup of its own.
     Oom,
+    /// Leak memory (--leak-step every --leak-every) in the cgroup it was
+    /// started in, until the kernel kills it; refuses where that cgroup
+    /// has no memory limit.
+    Leak,
     /// A real SIGBUS (test aid).
     #[value(hide = true)]
     Bus,
@@ -187,6 +191,16 @@ pub struct DemoArgs {
     /// handler's panic.
     #[arg(long, hide = true)]
     pub caught_panic: bool,
+    /// With --die leak: bytes leaked per step.
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = units::parse_size)]
+    pub leak_step: u64,
+    /// With --die leak: milliseconds between steps.
+    #[arg(long, value_name = "MS", default_value_t = 10)]
+    pub leak_every_ms: u64,
+    /// Internal: the helper `--die oom` starts to remove its cgroups after
+    /// the writer's death (reads the steps on stdin).
+    #[arg(long, hide = true)]
+    pub oom_cleanup: bool,
 }
 
 impl DemoArgs {
@@ -235,6 +249,9 @@ fn die_name(die: Die) -> String {
 }
 
 pub fn run(opts: DemoArgs) -> Result<i32, Failure> {
+    if opts.oom_cleanup {
+        return Ok(super::oom_cgroup::cleanup_helper());
+    }
     if !(opts.rate >= 0.0 && opts.rate.is_finite()) {
         return Err(Failure::error(format!(
             "--rate {} is not a number of records per second (use 0 for no limit)",
@@ -535,6 +552,7 @@ fn die(rec: &Recorder, opts: &DemoArgs) -> Result<i32, Failure> {
             unreachable!("SIGKILL cannot be caught")
         }
         Die::Oom => oom(rec),
+        Die::Leak => leak(rec, opts),
     }
 }
 
@@ -664,117 +682,103 @@ fn stall_here(rec: &Recorder, t: u64, n: u64, laps: u64) {
     say(format!("resumed {t} {n} {}\n", rec.tickets()));
 }
 
-/// Moves the process into a new memory cgroup limited to [`OOM_LIMIT`] and
-/// allocates until the kernel's OOM killer ends it. Refuses (exit status 2)
-/// where no such cgroup can be made: it never allocates without the limit.
+/// Moves the process into a new memory cgroup limited to [`OOM_LIMIT`]
+/// (see [`super::oom_cgroup`]) and allocates until the kernel's OOM killer
+/// ends it. Refuses (exit status 2) where no such cgroup can be made,
+/// saying why: it never allocates without the limit.
 fn oom(rec: &Recorder) -> Result<i32, Failure> {
-    let cgroup = enter_memory_cgroup(OOM_LIMIT).map_err(|why| Failure {
-        message: format!(
-            "--die oom needs a memory cgroup it can create and enter, and cannot: {why} (run as root on a host with a memory cgroup)"
-        ),
+    let cgroup = super::oom_cgroup::enter(OOM_LIMIT).map_err(|why| Failure {
+        message: format!("--die oom needs a memory cgroup of its own, and cannot make one: {why}"),
         code: crate::failure::EXIT_ERROR,
     })?;
     eprintln!(
         "blackbox demo: memory cgroup {} limit {OOM_LIMIT} bytes",
-        cgroup.display()
+        cgroup.path.display()
     );
-    let mut hoard: Vec<Vec<u8>> = Vec::new();
-    let chunk = 128 << 10;
-    loop {
-        // Written, not just reserved: every page is charged.
-        hoard.push(vec![1u8; chunk]);
-        let held = (hoard.len() * chunk) as u64;
-        if hoard.len() % 64 == 0 {
-            let _ = rec.log(
-                Level::Warn,
-                "blackbox::demo",
-                "demo: allocating",
-                &[Field::new("bytes", held)],
-            );
-        }
-        std::thread::sleep(Duration::from_millis(1));
-        if held > 4 * OOM_LIMIT {
-            return Err(Failure::error(format!(
-                "allocated {held} bytes in {} without an OOM kill; the limit did not hold",
-                cgroup.display()
-            )));
-        }
-    }
-}
-
-fn write_file(path: &Path, value: &str) -> Result<(), String> {
-    std::fs::write(path, value).map_err(|e| format!("cannot write {}: {e}", path.display()))
-}
-
-/// Creates a child of the process's memory cgroup (v1, or v2 with the
-/// memory controller), limits it to `limit` bytes without swap, and moves
-/// the whole process into it.
-fn enter_memory_cgroup(limit: u64) -> Result<PathBuf, String> {
-    let table = std::fs::read_to_string("/proc/self/cgroup")
-        .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
-    let name = format!("blackbox-demo-oom-{}", std::process::id());
-    let v1 = table.lines().find_map(|l| {
-        let mut p = l.splitn(3, ':');
-        let (_, ctrl, path) = (p.next()?, p.next()?, p.next()?);
-        ctrl.split(',')
-            .any(|c| c == "memory")
-            .then(|| path.to_string())
-    });
-    let (dir, v2) = match v1 {
-        Some(rel) => (
-            Path::new("/sys/fs/cgroup/memory")
-                .join(rel.trim_start_matches('/'))
-                .join(&name),
-            false,
-        ),
-        None => {
-            let rel = table
-                .lines()
-                .find_map(|l| l.strip_prefix("0::"))
-                .ok_or("no memory cgroup in /proc/self/cgroup")?;
-            let parent = Path::new("/sys/fs/cgroup").join(rel.trim_start_matches('/'));
-            let controllers =
-                std::fs::read_to_string(parent.join("cgroup.controllers")).unwrap_or_default();
-            if !controllers.split_whitespace().any(|c| c == "memory") {
-                return Err("the cgroup v2 hierarchy has no memory controller here".into());
-            }
-            let _ = std::fs::write(parent.join("cgroup.subtree_control"), "+memory");
-            (parent.join(&name), true)
-        }
-    };
-    std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let setup = || -> Result<(), String> {
-        if v2 {
-            write_file(&dir.join("memory.max"), &limit.to_string())?;
-            let _ = std::fs::write(dir.join("memory.swap.max"), "0");
-            let set: u64 = std::fs::read_to_string(dir.join("memory.max"))
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .ok_or("memory.max did not take the limit")?;
-            if set > limit {
-                return Err(format!("memory.max reads {set}, above {limit}"));
-            }
+    let held = allocate_until(rec, 128 << 10, Duration::from_millis(1), 4 * OOM_LIMIT);
+    let path = cgroup.path.display().to_string();
+    let undone = cgroup.undo();
+    Err(Failure::error(format!(
+        "allocated {held} bytes in {path} without an OOM kill; the limit did not hold{}",
+        if undone.is_empty() {
+            String::new()
         } else {
-            write_file(&dir.join("memory.limit_in_bytes"), &limit.to_string())?;
-            let memsw = dir.join("memory.memsw.limit_in_bytes");
-            if memsw.exists() {
-                write_file(&memsw, &limit.to_string())?;
-            }
-            let set: u64 = std::fs::read_to_string(dir.join("memory.limit_in_bytes"))
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .ok_or("memory.limit_in_bytes did not take the limit")?;
-            if set > limit {
-                return Err(format!("memory.limit_in_bytes reads {set}, above {limit}"));
-            }
+            format!(" ({})", undone.join("; "))
         }
-        write_file(&dir.join("cgroup.procs"), &std::process::id().to_string())
-    };
-    match setup() {
-        Ok(()) => Ok(dir),
-        Err(e) => {
-            let _ = std::fs::remove_dir(&dir);
-            Err(e)
+    )))
+}
+
+/// `--die leak`: leaks `--leak-step` bytes every `--leak-every` in the
+/// cgroup the process was started in (a unit's `MemoryMax=`, a pod's
+/// limit), writing one record per step, until the kernel kills it.
+fn leak(rec: &Recorder, opts: &DemoArgs) -> Result<i32, Failure> {
+    let table = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let limit = cgroup_limit(&table).ok_or_else(|| {
+        Failure::error(
+            "--die leak leaks until the kernel's OOM killer stops it, and the process's cgroup \
+             has no memory limit: start it under one (systemd-run -p MemoryMax=64M ..., or \
+             use --die oom)",
+        )
+    })?;
+    eprintln!("blackbox demo: leaking under a cgroup memory limit of {limit} bytes");
+    let step = usize::try_from(opts.leak_step.max(4096)).unwrap_or(1 << 20);
+    let held = allocate_until(
+        rec,
+        step,
+        Duration::from_millis(opts.leak_every_ms),
+        4 * limit,
+    );
+    Err(Failure::error(format!(
+        "leaked {held} bytes under a limit of {limit} without an OOM kill; the limit did not hold"
+    )))
+}
+
+/// Allocates (and touches) `step` bytes every `every`, writing a record
+/// each time, until more than `bound` bytes are held; returns how many.
+fn allocate_until(rec: &Recorder, step: usize, every: Duration, bound: u64) -> u64 {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    let mut held = 0u64;
+    while held <= bound {
+        // Written, not just reserved: every page is charged.
+        hoard.push(vec![1u8; step]);
+        held += step as u64;
+        let _ = rec.log(
+            Level::Warn,
+            "blackbox::demo",
+            "demo: allocating",
+            &[Field::new("bytes", held)],
+        );
+        std::thread::sleep(every);
+    }
+    held
+}
+
+/// The memory limit that applies to the process's cgroup (its own or an
+/// ancestor's, v2; the hierarchical limit, v1), if any.
+fn cgroup_limit(proc_self_cgroup: &str) -> Option<u64> {
+    use super::oom_cgroup::{membership, Membership};
+    match membership(proc_self_cgroup)? {
+        Membership::V1Memory(rel) => {
+            let dir = Path::new("/sys/fs/cgroup/memory").join(rel.trim_start_matches('/'));
+            let stat = std::fs::read_to_string(dir.join("memory.stat")).ok()?;
+            stat.lines()
+                .find_map(|l| l.strip_prefix("hierarchical_memory_limit "))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|&l| l < 1 << 62)
+        }
+        Membership::V2(rel) => {
+            let mut dir = Path::new("/sys/fs/cgroup").join(rel.trim_start_matches('/'));
+            loop {
+                let limit = std::fs::read_to_string(dir.join("memory.max"))
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                if limit.is_some() {
+                    return limit;
+                }
+                if dir == Path::new("/sys/fs/cgroup") || !dir.pop() {
+                    return None;
+                }
+            }
         }
     }
 }

@@ -146,7 +146,8 @@ impl Summary {
         blackbox_reader::render::byte_rate(&self.snap)
     }
 
-    /// The `info --json` object.
+    /// The `info --json` object, with the kernel's OOM count for a killed
+    /// writer (`kernel`).
     pub fn to_json(&self, path: &Path) -> Value {
         let mut json = blackbox_reader::render::info_json(path, self.state, &self.snap);
         json["build_id"] = self.build_id().map_or(Value::Null, Value::String);
@@ -180,7 +181,16 @@ impl Summary {
             }),
             None => Value::Null,
         };
+        if let (Some(kernel), Some(obj)) = (self.kernel_count(), json.as_object_mut()) {
+            obj.insert("kernel".into(), kernel.to_json());
+        }
         json
+    }
+
+    /// For a killed writer, the kernel's count of OOM kills in its cgroup.
+    pub fn kernel_count(&self) -> Option<super::kernel_oom::KernelCount> {
+        (self.state == blackbox_reader::State::Killed)
+            .then(|| super::kernel_oom::KernelCount::read(&self.snap.header))
     }
 
     pub fn state_line(&self) -> String {
@@ -238,6 +248,9 @@ pub fn run(args: &InfoArgs) -> Result<i32, Failure> {
     writeln!(out, "state     {}", summary.state_line())?;
     if let Some(id) = summary.build_id() {
         writeln!(out, "build id  {id}")?;
+    }
+    if let Some(line) = summary.kernel_count().and_then(|k| k.text()) {
+        writeln!(out, "kernel    {line}")?;
     }
     let dump_lines = summary.dump_backtrace_lines();
     if !dump_lines.is_empty() {

@@ -3,7 +3,9 @@
 
 pub mod demo;
 pub mod info;
+pub mod kernel_oom;
 pub mod on_failure;
+pub mod oom_cgroup;
 pub mod read;
 pub mod ship;
 pub mod units;

@@ -463,7 +463,20 @@ pub fn run(opts: OnFailureArgs) -> Result<i32, Failure> {
     let summary = Summary::from_ring(&ring, &[])?;
     let ring_cause = blackbox_reader::Cause::of(summary.state, &summary.snap.header);
     let ring_kind = ring_cause.as_ref().map(blackbox_reader::Cause::kind);
-    let cause = merge_cause(summary.state, &summary.state_line(), ring_kind, &verdict);
+    let mut cause = merge_cause(summary.state, &summary.state_line(), ring_kind, &verdict);
+    let kernel = summary.kernel_count();
+    if cause.kind != "oom" && kernel.as_ref().is_some_and(|k| k.oom_killed()) {
+        // No word from systemd, but the kernel counted the kill.
+        cause = ReportedCause {
+            text: format!(
+                "OOM-killed (the kernel's count); the ring: {}",
+                summary.state_line()
+            ),
+            source: "ring+kernel",
+            kind: "oom",
+            signal: Some("SIGKILL".into()),
+        };
+    }
 
     let snap = &summary.snap;
     let skip = snap.records.len().saturating_sub(opts.last);
@@ -514,6 +527,9 @@ pub fn run(opts: OnFailureArgs) -> Result<i32, Failure> {
         }
         if verdict != Verdict::default() {
             writeln!(out, "systemd    {}", verdict.text())?;
+        }
+        if let Some(line) = kernel.as_ref().and_then(|k| k.text()) {
+            writeln!(out, "kernel     {line}")?;
         }
         writeln!(out, "ring       {} ({picked})", path.display())?;
         writeln!(
