@@ -38,6 +38,7 @@ mod event;
 mod header;
 pub mod render;
 mod ring;
+pub mod span;
 mod time;
 pub mod typed;
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use blackbox_reader::render::{gap_text, json, show, text, Shown};
+use blackbox_reader::span::{decode_span, is_span_kind, span_json, span_text, SpanIndex};
 use blackbox_reader::{Gap, Record, Ring};
 use clap::Args;
 
@@ -34,12 +35,17 @@ pub struct ReadArgs {
     /// Keep printing new records as they are written, until the writer ends.
     #[arg(long)]
     pub follow: bool,
+    /// Also print span records (creation, recorded values, enter, exit,
+    /// close, follows-from), which `export` draws as a timeline.
+    #[arg(long)]
+    pub spans: bool,
 }
 
 /// How often `--follow` looks for new records.
 const FOLLOW_POLL: Duration = Duration::from_millis(100);
 
 struct Filter {
+    spans: bool,
     min_level: Option<blackbox_recorder::Level>,
     since_ns: Option<u64>,
     target: Option<String>,
@@ -52,6 +58,10 @@ impl Filter {
     fn keeps(&self, record: &Record, shown: &Shown<'_>) -> bool {
         if self.since_ns.is_some_and(|t| record.ts_unix_ns < t) {
             return false;
+        }
+        if is_span_kind(record.kind) {
+            // Span records have no level or target of their own.
+            return self.spans && self.min_level.is_none() && self.target.is_none();
         }
         if let Some(prefix) = &self.target {
             let name = match shown {
@@ -71,18 +81,49 @@ impl Filter {
     }
 }
 
+/// Prints one record; an event's spans get their fields from `spans`
+/// (`req{id=7}:db` in text, a `spans` array in JSON).
 fn emit(
     out: &mut impl Write,
     opts: &ReadArgs,
     gap: Option<&Gap>,
     record: &Record,
-    shown: &Shown<'_>,
+    shown: &mut Shown<'_>,
+    spans: &SpanIndex<'_>,
 ) -> std::io::Result<()> {
+    if is_span_kind(record.kind) {
+        if let Shown::Bytes { bytes, .. } = shown {
+            if let Ok(span) = decode_span(record.kind, bytes) {
+                if opts.json {
+                    let mut v = span_json(record, &span);
+                    if let Some(gap) = gap {
+                        v["gap_before"] = json(record, Some(gap), shown)["gap_before"].clone();
+                    }
+                    return writeln!(out, "{v}");
+                }
+                if let Some(gap) = gap {
+                    writeln!(out, "{}", gap_text(record.writer, gap))?;
+                }
+                return writeln!(out, "{}", span_text(record, &span));
+            }
+        }
+    }
+    let joined = match shown {
+        Shown::Event(e) => spans.join(record, e),
+        _ => None,
+    };
     if opts.json {
-        writeln!(out, "{}", json(record, gap, shown))
+        let mut v = json(record, gap, shown);
+        if let Some(joined) = &joined {
+            v["spans"] = joined.to_json();
+        }
+        writeln!(out, "{v}")
     } else {
         if let Some(gap) = gap {
             writeln!(out, "{}", gap_text(record.writer, gap))?;
+        }
+        if let (Some(joined), Shown::Event(e)) = (&joined, &mut *shown) {
+            joined.apply(e);
         }
         writeln!(out, "{}", text(record, shown))
     }
@@ -92,6 +133,7 @@ pub fn run(opts: ReadArgs) -> Result<i32, Failure> {
     let path = opts.ring.clone();
     let ring = Ring::open(&path).map_err(|e| Failure::ring(&path, &e))?;
     let filter = Filter {
+        spans: opts.spans,
         min_level: opts.level,
         target: opts.target.clone(),
         since_ns: opts.since.map(|d| {
@@ -103,15 +145,23 @@ pub fn run(opts: ReadArgs) -> Result<i32, Failure> {
     let mut out = BufWriter::new(stdout.lock());
 
     let snap = ring.snapshot().map_err(|e| Failure::ring(&path, &e))?;
-    let kept: Vec<(&Record, Shown<'_>)> = snap
+    let spans = SpanIndex::build(&snap);
+    let mut kept: Vec<(&Record, Shown<'_>)> = snap
         .records
         .iter()
         .map(|r| (r, show(&snap, r)))
         .filter(|(r, s)| filter.keeps(r, s))
         .collect();
     let skip = opts.last.map_or(0, |n| kept.len().saturating_sub(n));
-    for (record, shown) in &kept[skip..] {
-        emit(&mut out, &opts, snap.gap_before(record), record, shown)?;
+    for (record, shown) in &mut kept[skip..] {
+        emit(
+            &mut out,
+            &opts,
+            snap.gap_before(record),
+            record,
+            shown,
+            &spans,
+        )?;
     }
     out.flush()?;
     if !opts.follow {
@@ -144,6 +194,7 @@ fn follow(
         // has published everything this snapshot will show.
         let running = ring.is_locked().map_err(|e| Failure::ring(path, &e))?;
         let snap = ring.snapshot().map_err(|e| Failure::ring(path, &e))?;
+        let spans = SpanIndex::build(&snap);
         for record in &snap.records {
             let last = seen.get(&record.writer).copied();
             if last.is_some_and(|s| record.seq <= s) {
@@ -161,9 +212,9 @@ fn follow(
                 // follower printed already.
                 g.missing = g.missing.min(record.seq - expected);
             }
-            let shown = show(&snap, record);
+            let mut shown = show(&snap, record);
             if filter.keeps(record, &shown) {
-                emit(out, opts, gap.as_ref(), record, &shown)?;
+                emit(out, opts, gap.as_ref(), record, &mut shown, &spans)?;
             }
             seen.insert(record.writer, record.seq);
         }
