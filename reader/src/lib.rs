@@ -40,6 +40,7 @@ pub mod render;
 mod ring;
 pub mod span;
 mod time;
+pub mod trace_event;
 pub mod typed;
 
 pub use cause::Cause;

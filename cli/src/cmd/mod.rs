@@ -2,6 +2,7 @@
 //! its `run`.
 
 pub mod demo;
+pub mod export;
 pub mod info;
 pub mod on_failure;
 pub mod read;

@@ -92,8 +92,13 @@ fn emit(
     spans: &SpanIndex<'_>,
 ) -> std::io::Result<()> {
     if is_span_kind(record.kind) {
-        if let Shown::Bytes { bytes, .. } = shown {
-            if let Ok(span) = decode_span(record.kind, bytes) {
+        if let Shown::Bytes { bytes, problem, .. } = shown {
+            let bytes: &[u8] = bytes;
+            let decoded = decode_span(record.kind, bytes);
+            if let Err(e) = &decoded {
+                *problem = Some(e.0);
+            }
+            if let Ok(span) = decoded {
                 if opts.json {
                     let mut v = span_json(record, &span);
                     if let Some(gap) = gap {
