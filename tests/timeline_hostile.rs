@@ -158,7 +158,7 @@ fn hostile_span_records_give_a_valid_bounded_export() {
         "{other}"
     );
     assert_eq!(other["undecodable_span_records"], bad as u64, "{other}");
-    assert!(other["split"].as_u64().unwrap() >= 1, "{other}");
+    assert_eq!(other["deferred"], 1, "outer, exited before inner: {other}");
     let slice = |name: &str| {
         events
             .iter()
@@ -168,6 +168,16 @@ fn hostile_span_records_give_a_valid_bounded_export() {
     };
     assert_eq!(slice("orphan")["args"]["start_overwritten"], true);
     assert_eq!(slice("orphan")["ts"].as_f64(), Some(0.0));
+    let (outer, inner) = (slice("outer"), slice("inner"));
+    assert!(
+        outer["args"]["exited_at"].as_f64().unwrap()
+            < inner["ts"].as_f64().unwrap() + inner["dur"].as_f64().unwrap()
+    );
+    assert_eq!(
+        events.iter().filter(|e| e["name"] == "inner").count(),
+        1,
+        "one slice per entry"
+    );
     assert_eq!(slice("lost-parent")["args"]["parent"], 999);
     assert_eq!(slice("deep")["args"]["unfinished"], true);
     let inside = events

@@ -19,7 +19,10 @@
 //! A span still entered at the end of the window is drawn to the death (or
 //! to the writer's last sign of life, or for a live ring the newest record)
 //! and flagged `unfinished`; an exit whose enter left the window is drawn
-//! from the window's start and flagged `start_overwritten`. Times are
+//! from the window's start and flagged `start_overwritten`. A span exited
+//! before spans entered after it on its thread (tracing allows that) is
+//! drawn until they end, with its own exit in `exited_at`: slices on a
+//! track nest, and there is exactly one per entry. Times are
 //! microseconds from the window's first record (`otherData.base_unix_ns`),
 //! with nanosecond digits. The output is deterministic: events sorted by
 //! time, an enclosing slice before the slices it encloses.
@@ -64,8 +67,10 @@ pub struct ExportStats {
     pub unfinished: usize,
     /// Slices whose enter left the window.
     pub start_overwritten: usize,
-    /// Slices split because a span below them on the thread exited first.
-    pub split: usize,
+    /// Slices drawn past their exit, because spans entered after them on
+    /// the thread were exited later (tracing allows exits out of order):
+    /// slices on a track must nest.
+    pub deferred: usize,
     /// Enters beyond [`MAX_DEPTH`], not drawn.
     pub depth_capped: usize,
     /// Span records that do not decode (shown as instants with the reason).
@@ -75,10 +80,9 @@ pub struct ExportStats {
 /// One slice flag set.
 const UNFINISHED: u8 = 1;
 const START_OVERWRITTEN: u8 = 2;
-/// Ended early because a span below it exited first (tracing allows exits
-/// out of order); drawn again from there, flagged `RESUMED`.
-const CUT: u8 = 4;
-const RESUMED: u8 = 8;
+/// Drawn to where the spans above it on its thread ended, past its own
+/// exit (in its args as `exited_at`).
+const DEFERRED: u8 = 4;
 
 #[derive(Debug, Clone, Copy)]
 enum Item {
@@ -88,6 +92,8 @@ enum Item {
         name_record: usize,
         end_ns: u64,
         flags: u8,
+        /// Its own exit, when drawn past it.
+        exited_ns: u64,
     },
     /// A record other than a span step, or an undecodable step.
     Instant { record: usize },
@@ -117,6 +123,9 @@ struct Open {
     writer: u32,
     seq: u64,
     flags: u8,
+    /// Exited while spans entered after it were still entered: popped
+    /// when they are.
+    exited_ns: Option<u64>,
 }
 
 #[derive(Default)]
@@ -247,6 +256,7 @@ pub fn write_trace_event(
                     writer: record.writer,
                     seq: record.seq,
                     flags: 0,
+                    exited_ns: None,
                 });
             }
             SpanOp::Exit => {
@@ -257,23 +267,25 @@ pub fn write_trace_event(
                     }
                     continue;
                 }
-                let pos = thread.stack.iter().rposition(|o| o.span_id == id);
-                // The entries above the exited one (all of them, when its
-                // enter left the window) end here and are drawn again from
-                // here: slices on a thread must nest.
-                let above_from = pos.map_or(0, |p| p + 1);
-                let above: Vec<Open> = thread.stack.drain(above_from..).collect();
-                for o in above.iter().rev() {
-                    stats.split += 1;
-                    items.push(slice(o, ts, o.flags | CUT, record.thread_id));
-                }
+                let pos = thread
+                    .stack
+                    .iter()
+                    .rposition(|o| o.span_id == id && o.exited_ns.is_none());
                 match pos {
-                    Some(p) => {
-                        let o = thread.stack.remove(p);
-                        debug_assert_eq!(p, thread.stack.len());
+                    Some(p) if p + 1 == thread.stack.len() => {
+                        let o = thread.stack.pop().expect("not empty");
                         items.push(slice(&o, ts, o.flags, record.thread_id));
+                        // Entries below that were exited already end here.
+                        while thread.stack.last().is_some_and(|o| o.exited_ns.is_some()) {
+                            let o = thread.stack.pop().expect("not empty");
+                            stats.deferred += 1;
+                            items.push(slice(&o, ts, o.flags | DEFERRED, record.thread_id));
+                        }
                     }
+                    Some(p) => thread.stack[p].exited_ns = Some(ts),
                     None => {
+                        // Its enter left the window: it was entered before
+                        // everything on the stack, so it sits below them.
                         stats.start_overwritten += 1;
                         let o = Open {
                             span_id: id,
@@ -282,16 +294,16 @@ pub fn write_trace_event(
                             writer: record.writer,
                             seq: record.seq,
                             flags: START_OVERWRITTEN,
+                            exited_ns: Some(ts),
                         };
-                        items.push(slice(&o, ts, o.flags, record.thread_id));
+                        if thread.stack.is_empty() {
+                            items.push(slice(&o, ts, o.flags, record.thread_id));
+                        } else if thread.stack.len() >= MAX_DEPTH {
+                            stats.depth_capped += 1;
+                        } else {
+                            thread.stack.insert(0, o);
+                        }
                     }
-                }
-                for mut o in above {
-                    o.start_ns = ts;
-                    o.flags |= RESUMED;
-                    o.writer = record.writer;
-                    o.seq = record.seq;
-                    thread.stack.push(o);
                 }
             }
             SpanOp::Close => {}
@@ -299,8 +311,14 @@ pub fn write_trace_event(
     }
     for (&tid, thread) in &threads {
         for o in &thread.stack {
-            stats.unfinished += 1;
-            items.push(slice(o, end_ns, o.flags | UNFINISHED, tid));
+            if o.exited_ns.is_some() {
+                // Exited, below spans that never were.
+                stats.deferred += 1;
+                items.push(slice(o, end_ns, o.flags | DEFERRED, tid));
+            } else {
+                stats.unfinished += 1;
+                items.push(slice(o, end_ns, o.flags | UNFINISHED, tid));
+            }
         }
     }
     stats.slices = items
@@ -386,6 +404,7 @@ pub fn write_trace_event(
                 name_record,
                 end_ns,
                 flags,
+                exited_ns,
             } => {
                 let name = match decode_span(KIND_SPAN_STEP, snap.payload(record(name_record))) {
                     Ok(SpanRecord::Step { name, .. }) => name.into_owned(),
@@ -420,11 +439,8 @@ pub fn write_trace_event(
                 if flags & START_OVERWRITTEN != 0 {
                     args.insert("start_overwritten".into(), json!(true));
                 }
-                if flags & CUT != 0 {
-                    args.insert("cut_by_exit_below".into(), json!(true));
-                }
-                if flags & RESUMED != 0 {
-                    args.insert("resumed".into(), json!(true));
+                if flags & DEFERRED != 0 {
+                    args.insert("exited_at".into(), micros(exited_ns, base_ns));
                 }
                 let cat = spans
                     .at(span_id, end_ns)
@@ -479,7 +495,7 @@ pub fn write_trace_event(
         "instants": stats.instants,
         "unfinished": stats.unfinished,
         "start_overwritten": stats.start_overwritten,
-        "split": stats.split,
+        "deferred": stats.deferred,
         "depth_capped": stats.depth_capped,
         "undecodable_span_records": stats.undecodable,
     });
@@ -500,6 +516,7 @@ fn slice(o: &Open, end_ns: u64, flags: u8, tid: u32) -> Out {
             name_record: o.name_record,
             end_ns,
             flags,
+            exited_ns: o.exited_ns.unwrap_or(end_ns),
         },
     }
 }
