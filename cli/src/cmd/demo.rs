@@ -167,6 +167,10 @@ pub struct DemoArgs {
     /// Test aid: see --stall-thread.
     #[arg(long, value_name = "L", hide = true, default_value_t = 3)]
     pub stall_laps: u64,
+    /// Run a scenario instead of the plain writers (it ends the process
+    /// itself: --records, --threads, --via and --die do not apply).
+    #[arg(long, value_name = "NAME", value_enum)]
+    pub scenario: Option<super::scenario::Scenario>,
 }
 
 impl DemoArgs {
@@ -257,6 +261,9 @@ pub fn run(opts: DemoArgs) -> Result<i32, Failure> {
     rec.install_crash_handlers();
     if opts.install_twice {
         rec.install_crash_handlers();
+    }
+    if let Some(scenario) = opts.scenario {
+        return super::scenario::run(scenario, &Arc::new(rec));
     }
     let interval = (opts.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / opts.rate));
     // The writer threads are detached, as an application's are: when the

@@ -6,6 +6,7 @@ pub mod export;
 pub mod info;
 pub mod on_failure;
 pub mod read;
+pub mod scenario;
 pub mod ship;
 pub mod units;
 pub mod verify;
