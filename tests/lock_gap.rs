@@ -53,7 +53,7 @@ fn the_reporters_span_covers_the_stretched_requests() {
             .map(|e| e["tid"].as_u64().unwrap())
             .unwrap_or_else(|| panic!("no track {name}"))
     };
-    let reporter = track("reporter (");
+    let reporter = track("reporter");
     let reports: Vec<(f64, f64)> = events
         .iter()
         .filter(|e| e["ph"] == "X" && e["name"] == "report")
@@ -96,6 +96,6 @@ fn the_reporters_span_covers_the_stretched_requests() {
         .any(|e| e["s"] == "g" && e["args"]["cause"]["kind"] == "killed"));
     // Its request threads each have a track.
     for t in 0..4 {
-        track(&format!("request-{t} ("));
+        track(&format!("request-{t}"));
     }
 }

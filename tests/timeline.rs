@@ -157,8 +157,7 @@ fn a_killed_child_exports_its_spans_as_a_timeline() {
         .filter(|e| e["ph"] == "M" && e["name"] == "thread_name")
     {
         let name = e["args"]["name"].as_str().unwrap();
-        let short = name.split(" (").next().unwrap().to_string();
-        track_of.insert(short, e["tid"].as_u64().unwrap());
+        track_of.insert(name.to_string(), e["tid"].as_u64().unwrap());
     }
     for w in 0..WORKERS {
         assert!(
@@ -215,7 +214,7 @@ fn a_killed_child_exports_its_spans_as_a_timeline() {
         }
         let key = (
             s["tid"].as_u64().unwrap(),
-            s["args"]["span_id"].as_u64().unwrap(),
+            s["args"]["span_id"].as_str().unwrap().parse().unwrap(),
         );
         let steps = &step_times[&key];
         // In nanoseconds from the window's start (an f64 of nanoseconds

@@ -178,7 +178,7 @@ fn hostile_span_records_give_a_valid_bounded_export() {
         1,
         "one slice per entry"
     );
-    assert_eq!(slice("lost-parent")["args"]["parent"], 999);
+    assert_eq!(slice("lost-parent")["args"]["parent"], "999");
     assert_eq!(slice("deep")["args"]["unfinished"], true);
     let inside = events
         .iter()

@@ -3,6 +3,8 @@
 //!
 //! - one track per writer thread, named after it (`thread_name`
 //!   metadata), ordered by thread id;
+//! - ids (span ids, parents, follows-from) as decimal strings: JavaScript
+//!   viewers read JSON numbers as doubles, which hold 53 bits;
 //! - one complete slice (`"ph": "X"`) per span entry, from its enter to its
 //!   exit on that thread, nested as entered; args: the span's id, target,
 //!   level, parent, follows-from links and fields (recorded values
@@ -355,7 +357,7 @@ pub fn write_trace_event(
     emit(
         out,
         json!({"name": "process_name", "ph": "M", "pid": pid, "tid": 0,
-               "args": {"name": format!("{program} (pid {})", h.pid)}}),
+               "args": {"name": program}}),
     )?;
     let mut labels = Vec::new();
     if !h.app_version.is_empty() {
@@ -378,10 +380,11 @@ pub fn write_trace_event(
         }
     }
     for (tid, name) in &names {
+        // Viewers show the tid beside the name.
         let shown = if name.is_empty() {
             format!("thread {tid}")
         } else {
-            format!("{name} ({tid})")
+            name.clone()
         };
         emit(
             out,
@@ -411,14 +414,16 @@ pub fn write_trace_event(
                     _ => String::new(),
                 };
                 let mut args = Map::new();
-                args.insert("span_id".into(), json!(span_id));
+                // Ids as strings: a JSON number read by JavaScript keeps
+                // 53 bits, and span ids use all 64.
+                args.insert("span_id".into(), json!(span_id.to_string()));
                 if let Some(info) = spans.at(span_id, end_ns) {
                     args.insert("target".into(), json!(info.target));
                     args.insert(
                         "level".into(),
                         json!(crate::event::level_text(info.level_code)),
                     );
-                    args.insert("parent".into(), json!(info.parent));
+                    args.insert("parent".into(), json!(info.parent.map(|p| p.to_string())));
                     let fields: Map<String, Value> = info
                         .fields_at(end_ns)
                         .iter()
@@ -430,6 +435,7 @@ pub fn write_trace_event(
                     args.insert("fields".into(), Value::Null);
                 }
                 if let Some(f) = follows.get(&span_id) {
+                    let f: Vec<String> = f.iter().map(u64::to_string).collect();
                     args.insert("follows_from".into(), json!(f));
                 }
                 if flags & UNFINISHED != 0 {
