@@ -18,6 +18,15 @@ use serde_json::{json, Map, Value};
 use crate::event::{decode_event, DecodeError, Event, FieldValue};
 use crate::ring::{Record, Snapshot};
 
+/// Most recorded-value updates kept apart per span: beyond them the oldest
+/// is folded into the span's fields, so that joining stays linear in the
+/// window (an event older than a folded update sees its value).
+pub const MAX_SPAN_UPDATES: usize = 64;
+
+/// Most fields a span is shown with (a writer records at most 17 at its
+/// creation; later names beyond this are not shown).
+pub const MAX_SPAN_FIELDS: usize = 128;
+
 /// Most parent links followed from an event's innermost span.
 pub const MAX_SPAN_CHAIN: usize = 64;
 
@@ -187,13 +196,28 @@ pub struct SpanInfo<'a> {
     pub parent: Option<u64>,
     /// Its fields at creation.
     pub fields: Fields<'a>,
-    /// Values recorded later, with their times, oldest first.
+    /// Values recorded later, with their times, oldest first: the latest
+    /// [`MAX_SPAN_UPDATES`]; older ones are folded into `fields`.
     pub updates: Vec<(u64, Fields<'a>)>,
+    /// Values recorded up to this time are folded into `fields` (0: none).
+    pub folded_until_ns: u64,
     /// Time of its close record, if in the window.
     pub closed_unix_ns: Option<u64>,
 }
 
 impl<'a> SpanInfo<'a> {
+    /// Adds values recorded at `unix_ns` (in time order), folding the
+    /// oldest kept update into the fields when [`MAX_SPAN_UPDATES`] are
+    /// kept.
+    pub fn record(&mut self, unix_ns: u64, values: Fields<'a>) {
+        if self.updates.len() == MAX_SPAN_UPDATES {
+            let (when, oldest) = self.updates.remove(0);
+            merge(&mut self.fields, &oldest);
+            self.folded_until_ns = when;
+        }
+        self.updates.push((unix_ns, values));
+    }
+
     /// The span's fields as of `unix_ns`: the creation's, each replaced by a
     /// later value of the same name recorded by then, and new names added.
     pub fn fields_at(&self, unix_ns: u64) -> Fields<'a> {
@@ -202,14 +226,21 @@ impl<'a> SpanInfo<'a> {
             if *ts > unix_ns {
                 break;
             }
-            for (name, value) in values {
-                match out.iter_mut().find(|(n, _)| n == name) {
-                    Some(slot) => slot.1 = value.clone(),
-                    None => out.push((name.clone(), value.clone())),
-                }
-            }
+            merge(&mut out, values);
         }
         out
+    }
+}
+
+/// `values` over `fields`: a name's new value replaces the old, new names
+/// are added.
+fn merge<'a>(fields: &mut Fields<'a>, values: &Fields<'a>) {
+    for (name, value) in values {
+        if let Some(slot) = fields.iter_mut().find(|(n, _)| n == name) {
+            slot.1 = value.clone();
+        } else if fields.len() < MAX_SPAN_FIELDS {
+            fields.push((name.clone(), value.clone()));
+        }
     }
 }
 
@@ -243,12 +274,13 @@ impl<'a> SpanIndex<'a> {
                         parent,
                         fields: event.fields,
                         updates: Vec::new(),
+                        folded_until_ns: 0,
                         closed_unix_ns: None,
                     });
                 }
                 Ok(SpanRecord::Record { id, event }) => {
                     if let Some(info) = index.latest_mut(id, ts) {
-                        info.updates.push((ts, event.fields));
+                        info.record(ts, event.fields);
                     }
                 }
                 Ok(SpanRecord::Step {
@@ -519,6 +551,43 @@ mod tests {
         p.push(name.len() as u8);
         p.extend_from_slice(name.as_bytes());
         p
+    }
+
+    #[test]
+    fn recorded_values_are_bounded_and_the_latest_wins() {
+        let mut info = SpanInfo {
+            id: 1,
+            created_unix_ns: 0,
+            name: "s".into(),
+            target: "t".into(),
+            level_code: 3,
+            parent: None,
+            fields: vec![("n".into(), FieldValue::U64(0))],
+            updates: Vec::new(),
+            folded_until_ns: 0,
+            closed_unix_ns: None,
+        };
+        for i in 1..=10_000u64 {
+            let name = format!("k{}", i % 1000);
+            info.record(
+                i,
+                vec![
+                    ("n".into(), FieldValue::U64(i)),
+                    (name.into(), FieldValue::Bool(true)),
+                ],
+            );
+        }
+        assert_eq!(info.updates.len(), MAX_SPAN_UPDATES);
+        assert!(info.fields.len() <= MAX_SPAN_FIELDS);
+        let at = |ts| {
+            info.fields_at(ts)
+                .into_iter()
+                .find(|(n, _)| n == "n")
+                .map(|(_, v)| v)
+        };
+        assert_eq!(at(10_000), Some(FieldValue::U64(10_000)));
+        assert_eq!(at(9_990), Some(FieldValue::U64(9_990)));
+        assert_eq!(info.folded_until_ns, 10_000 - MAX_SPAN_UPDATES as u64);
     }
 
     #[test]
