@@ -9,6 +9,8 @@
 //!   exit on that thread, nested as entered; args: the span's id, target,
 //!   level, parent, follows-from links and fields (recorded values
 //!   included);
+//! - span creations, recorded values and follows-from links as the args
+//!   of their span's slices;
 //! - every other record as an instant event on its thread (`"ph": "i"`):
 //!   events with their level, target, fields and joined span fields, as
 //!   `read --json` shows them; typed and raw records too, so that nothing
@@ -63,7 +65,8 @@ pub struct ExportStats {
     pub records: usize,
     /// Span slices drawn.
     pub slices: usize,
-    /// Instant events (one per record that is not a span step).
+    /// Instant events: one per record that is not a span record, and one
+    /// per span record that does not decode.
     pub instants: usize,
     /// Slices still open at the end of the window.
     pub unfinished: usize,
