@@ -69,6 +69,29 @@ fn ship_to_a_file_writes_the_trace_beside_it() {
     )
     .unwrap();
     let key = first["key"].as_str().unwrap();
+    // The body's lines are what `read --spans --json` prints: span records
+    // decoded, an event in spans with their fields joined.
+    let lines: Vec<Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["kind"] == "span-step" && l["step"] == "enter" && l["name"] == "inner"),
+        "span records decoded in the shipment"
+    );
+    let typed = lines
+        .iter()
+        .find(|l| l["message"] == "every field type")
+        .expect("the event in spans");
+    assert_eq!(typed["spans"][1]["name"], "inner", "{typed}");
+    assert_eq!(
+        typed["spans"][1]["fields"],
+        serde_json::json!({}),
+        "{typed}"
+    );
     let attached = dir.path(&format!("shipments.ndjson.{key}.trace.json"));
     check_trace(&std::fs::read(&attached).expect("the attachment beside the body"));
     assert!(

@@ -21,8 +21,10 @@
 //!   "shipped_at", "blackbox_version", "part", "parts", ...}` plus every member of
 //!   `blackbox info --json` (`state`, `cause`, `program`, `pid`, `hostname`,
 //!   `start_time`, `app_version`, `invocation_id`, `pod`, `records`, `gaps`,
-//!   ...). Then one line per record, exactly as `blackbox read --json` prints
-//!   it (its `kind` is `event`, `typed` or `raw`), plus `"key"`.
+//!   ...). Then one line per record, exactly as `blackbox read --spans
+//!   --json` prints it (its `kind` is `event`, `typed`, `raw` or a span
+//!   record's `span-new`, `span-record`, `span-step`, `span-follows`; an
+//!   event in spans has their fields in `spans`), plus `"key"`.
 //! - **OTLP** ([`Format::Otlp`], `application/json`): an
 //!   `ExportLogsServiceRequest` in the OTLP/HTTP JSON mapping, POSTed to
 //!   `URL/v1/logs` (unless the URL already ends in `/v1/logs`), which is
