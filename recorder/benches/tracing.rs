@@ -394,6 +394,10 @@ struct SpanFigures {
     event_in_two_spans: f64,
     /// A span created (with two fields), entered, exited and closed.
     span_lifetime: f64,
+    /// The event inside the two spans, through a Layer without the
+    /// timeline (span names only, no span records, no `span_id`): what an
+    /// event in spans cost before span records.
+    event_in_two_spans_names_only: f64,
 }
 
 #[inline(never)]
@@ -446,13 +450,30 @@ fn measure_spans(dir: &Path, n: usize, runs: usize) -> SpanFigures {
             time_runs(runs, n, || tracing_loop(n))
         };
         let span_lifetime = time_runs(runs, n, || span_lifetime_loop(n));
-        SpanFigures {
-            event,
-            enter_exit,
-            event_in_two_spans,
-            span_lifetime,
-        }
+        (event, enter_exit, event_in_two_spans, span_lifetime)
     });
+    let rec = s.rec.as_ref().expect("the blackbox case has a ring");
+    let names_only = Dispatch::new(
+        tracing_subscriber::registry()
+            .with(BlackboxLayer::new(Arc::clone(rec)).with_timeline(false)),
+    );
+    let event_in_two_spans_names_only = tracing::dispatcher::with_default(&names_only, || {
+        let outer = tracing::info_span!(target: "bench::svc", "req", id = 7u64, user = "alice");
+        let inner =
+            outer.in_scope(|| tracing::info_span!(target: "bench::svc", "db", table = "users"));
+        let _outer = outer.enter();
+        let _inner = inner.enter();
+        time_runs(runs, n, || tracing_loop(n))
+    });
+    drop(names_only);
+    let (event, enter_exit, event_in_two_spans, span_lifetime) = figures;
+    let figures = SpanFigures {
+        event,
+        enter_exit,
+        event_in_two_spans,
+        span_lifetime,
+        event_in_two_spans_names_only,
+    };
     drop(s);
     let _ = std::fs::remove_file(&path);
     figures
@@ -471,6 +492,10 @@ fn print_spans(f: &SpanFigures) {
     println!(
         "{:<48} {:>8.1}",
         "span new + enter + exit + close", f.span_lifetime
+    );
+    println!(
+        "{:<48} {:>8.1}",
+        "event inside two spans, timeline off", f.event_in_two_spans_names_only
     );
     let r = f.enter_exit / f.event;
     println!(
