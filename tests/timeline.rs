@@ -322,3 +322,43 @@ fn export_refuses_a_missing_ring_and_an_unwritable_output_in_one_line() {
     let o = run(&["export", ring.to_str().unwrap(), "--format", "svg"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn export_to_a_closed_pipe_stops_quietly() {
+    use std::io::Read;
+    let dir = TempDir::new("timeline-pipe");
+    let ring = dir.path("many.ring");
+    let rec = Recorder::create(&ring, 1 << 20).unwrap();
+    for i in 0..5_000u64 {
+        rec.log(
+            blackbox_recorder::Level::Info,
+            "app",
+            "filler",
+            &[blackbox_recorder::Field::new("i", i)],
+        )
+        .unwrap();
+    }
+    rec.close();
+    let mut child = common::blackbox()
+        .args(["export", ring.to_str().unwrap(), "--format", "trace-event"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut head = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut head).unwrap();
+    // The read end is closed here, as `| head -c 16` would.
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(&head[..15], b"{\"traceEvents\":");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

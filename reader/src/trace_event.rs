@@ -350,7 +350,7 @@ pub fn write_trace_event(
             out.write_all(b",\n")?;
         }
         first = false;
-        serde_json::to_writer(&mut *out, &v).map_err(io::Error::other)
+        serde_json::to_writer(&mut *out, &v).map_err(io_error)
     };
     let program = if h.program.is_empty() {
         "blackbox ring".to_string()
@@ -508,9 +508,18 @@ pub fn write_trace_event(
         "depth_capped": stats.depth_capped,
         "undecodable_span_records": stats.undecodable,
     });
-    serde_json::to_writer(&mut *out, &other).map_err(io::Error::other)?;
+    serde_json::to_writer(&mut *out, &other).map_err(io_error)?;
     out.write_all(b"}\n")?;
     Ok(stats)
+}
+
+/// A serde_json error as the I/O error it wraps (a closed pipe stays a
+/// `BrokenPipe`), or as an `Other` one.
+fn io_error(e: serde_json::Error) -> io::Error {
+    match e.io_error_kind() {
+        Some(kind) => io::Error::new(kind, e),
+        None => io::Error::other(e),
+    }
 }
 
 fn slice(o: &Open, end_ns: u64, flags: u8, tid: u32) -> Out {
