@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz the reader's recovery with cargo-fuzz (libFuzzer), one target after
-# the other (fuzz/fuzz_targets: recover_bytes, mutate_ring, postmortem).
+# the other (fuzz/fuzz_targets: recover_bytes, mutate_ring, postmortem,
+# span_timeline).
 #
 #   scripts/fuzz.sh                 # CI: 30 s per target, AddressSanitizer
 #   scripts/fuzz.sh 600             # 10 minutes per target
@@ -10,7 +11,9 @@
 #
 # The targets check the reader against a model of the spec written in
 # fuzz/fuzz_targets/check.rs (the header checks of shm-layout.md section 3,
-# the walk of section 11): a disagreement is a crash too.
+# the walk of section 11): a disagreement is a crash too. span_timeline
+# feeds hostile span records (section 6b) to the span decoder and the
+# timeline export, and checks the export is valid JSON whose slices nest.
 #
 # Needs the nightly toolchain and cargo-fuzz; installs cargo-fuzz from the
 # crate registry if it is missing. Where either cannot be had, it prints
@@ -31,7 +34,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-30}
 runs=${FUZZ_RUNS:-}
 sanitizer=${FUZZ_SANITIZER:-address}
-targets=${FUZZ_TARGETS:-recover_bytes mutate_ring postmortem}
+targets=${FUZZ_TARGETS:-recover_bytes mutate_ring postmortem span_timeline}
 corpus_root=${FUZZ_CORPUS_DIR:-target/fuzz-corpus}
 
 if ! cargo +nightly --version >/dev/null 2>&1; then

@@ -386,6 +386,31 @@ const CONSTANTS: &[(&str, Code)] = &[
         Code::Int(l::MEM_WATCH_V1_EVENTFD as u128),
     ),
     ("MEM_WATCH_SAMPLED", Code::Int(l::MEM_WATCH_SAMPLED as u128)),
+    ("KIND_SPAN_NEW", Code::Int(l::KIND_SPAN_NEW as u128)),
+    ("KIND_SPAN_RECORD", Code::Int(l::KIND_SPAN_RECORD as u128)),
+    ("KIND_SPAN_STEP", Code::Int(l::KIND_SPAN_STEP as u128)),
+    ("KIND_SPAN_FOLLOWS", Code::Int(l::KIND_SPAN_FOLLOWS as u128)),
+    ("SP_ID", Code::Int(l::SP_ID as u128)),
+    ("SP_PARENT", Code::Int(l::SP_PARENT as u128)),
+    (
+        "SPAN_NEW_FIXED_LEN",
+        Code::Int(l::SPAN_NEW_FIXED_LEN as u128),
+    ),
+    (
+        "SPAN_RECORD_FIXED_LEN",
+        Code::Int(l::SPAN_RECORD_FIXED_LEN as u128),
+    ),
+    ("SP_OP", Code::Int(l::SP_OP as u128)),
+    ("SP_NAME_LEN", Code::Int(l::SP_NAME_LEN as u128)),
+    (
+        "SPAN_STEP_FIXED_LEN",
+        Code::Int(l::SPAN_STEP_FIXED_LEN as u128),
+    ),
+    ("SP_FOLLOWS", Code::Int(l::SP_FOLLOWS as u128)),
+    ("SPAN_FOLLOWS_LEN", Code::Int(l::SPAN_FOLLOWS_LEN as u128)),
+    ("SPAN_OP_ENTER", Code::Int(l::SPAN_OP_ENTER as u128)),
+    ("SPAN_OP_EXIT", Code::Int(l::SPAN_OP_EXIT as u128)),
+    ("SPAN_OP_CLOSE", Code::Int(l::SPAN_OP_CLOSE as u128)),
 ];
 
 /// The layout's helper functions, each checked against the spec's formula
@@ -3426,6 +3451,126 @@ fn real_crashes_fill_the_death_area_as_the_spec_says() {
             errors.push(format!(
                 "--die {how}: {last_words} \"demo: about to die\" events, expected 1"
             ));
+        }
+    }
+    assert_no_errors(&errors);
+}
+
+// ---------------------------------------------------------------------------
+// Span records (section 6b).
+
+/// `span-new-example`: span id 1, no parent, INFO, target "app", name
+/// "req", field `id` = 7 (u64), from the layout's constants.
+fn example_span_new_payload() -> Vec<u8> {
+    let mut p = vec![0u8; l::SPAN_NEW_FIXED_LEN];
+    p[l::SP_ID..l::SP_ID + 8].copy_from_slice(&1u64.to_le_bytes());
+    p[l::SP_PARENT..l::SP_PARENT + 8].copy_from_slice(&0u64.to_le_bytes());
+    let mut e = vec![0u8; l::EVENT_FIXED_LEN];
+    e[l::E_LEVEL] = l::LEVEL_INFO;
+    e[l::E_FIELD_COUNT] = 1;
+    e[l::E_TARGET_LEN..l::E_TARGET_LEN + 2].copy_from_slice(&3u16.to_le_bytes());
+    e[l::E_MESSAGE_LEN..l::E_MESSAGE_LEN + 2].copy_from_slice(&3u16.to_le_bytes());
+    e.extend_from_slice(b"app");
+    e.extend_from_slice(b"req");
+    e.extend_from_slice(&[l::FIELD_U64, 2]);
+    e.extend_from_slice(b"id");
+    e.extend_from_slice(&7u64.to_le_bytes());
+    p.extend(e);
+    p
+}
+
+/// `span-step-example`: entering span 1, named "req".
+fn example_span_step_payload() -> Vec<u8> {
+    let mut p = vec![0u8; l::SPAN_STEP_FIXED_LEN];
+    p[l::SP_ID..l::SP_ID + 8].copy_from_slice(&1u64.to_le_bytes());
+    p[l::SP_OP] = l::SPAN_OP_ENTER;
+    p[l::SP_NAME_LEN] = 3;
+    p.extend_from_slice(b"req");
+    p
+}
+
+/// The span examples, built from the constants, and the records the
+/// tracing layer writes for the same span (but for the span id, which the
+/// registry chooses): creation, enter, exit, close, in that order.
+#[test]
+fn span_examples_are_what_the_tracing_layer_writes() {
+    use tracing_subscriber::prelude::*;
+    let spec = Spec::load();
+    let mut errors = Vec::new();
+    let new = spec.hex("span-new-example");
+    let step = spec.hex("span-step-example");
+    errors.extend(diff_bytes(
+        "span-new-example",
+        new,
+        &example_span_new_payload(),
+        &[],
+    ));
+    errors.extend(diff_bytes(
+        "span-step-example",
+        step,
+        &example_span_step_payload(),
+        &[],
+    ));
+
+    let dir = TempDir::new("span-examples");
+    let path = dir.path("spans.ring");
+    let rec = std::sync::Arc::new(
+        Recorder::builder(&path)
+            .capacity(l::MIN_CAPACITY)
+            .heartbeat(None)
+            .clock(Clock::Realtime)
+            .create()
+            .expect("create a ring"),
+    );
+    let layer = blackbox_recorder::BlackboxLayer::new(std::sync::Arc::clone(&rec));
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        let span = tracing::info_span!(target: "app", "req", id = 7u64);
+        let _entered = span.enter();
+    });
+    std::sync::Arc::try_unwrap(rec)
+        .ok()
+        .expect("last handle")
+        .close();
+    let file = std::fs::read(&path).expect("read the ring");
+    let walk = walk_by_the_spec(&spec, &file);
+    errors.extend(walk.corrupt.iter().map(|e| format!("spans ring: {e}")));
+    let kinds: Vec<u128> = walk.records.iter().map(|r| r.kind).collect();
+    let (k_new, k_step) = (spec.int("KIND_SPAN_NEW"), spec.int("KIND_SPAN_STEP"));
+    if kinds != [k_new, k_step, k_step, k_step] {
+        errors.push(format!(
+            "the layer wrote kinds {kinds:?}, expected new, then three steps"
+        ));
+    } else {
+        let id_at = spec.us("SP_ID");
+        let with_id = |example: &[u8], written: &[u8]| {
+            let mut want = example.to_vec();
+            want[id_at..id_at + 8].copy_from_slice(&written[id_at..id_at + 8]);
+            want
+        };
+        let written = walk.records[0].payload();
+        errors.extend(diff_bytes(
+            "span-new-example (layer, but the id)",
+            &with_id(new, written),
+            written,
+            &[],
+        ));
+        let op_at = spec.us("SP_OP");
+        for (i, op) in ["SPAN_OP_ENTER", "SPAN_OP_EXIT", "SPAN_OP_CLOSE"]
+            .into_iter()
+            .enumerate()
+        {
+            let written = walk.records[1 + i].payload();
+            let mut want = with_id(step, written);
+            want[op_at] = spec.int(op) as u8;
+            errors.extend(diff_bytes(
+                &format!("span-step-example as {op} (layer, but the id)"),
+                &want,
+                written,
+                &[],
+            ));
+            if written[id_at..id_at + 8] != walk.records[0].payload()[id_at..id_at + 8] {
+                errors.push(format!("the {op} step names another span id"));
+            }
         }
     }
     assert_no_errors(&errors);

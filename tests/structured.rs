@@ -134,6 +134,15 @@ fn assert_every_type_event(r: &Value, via: &str) {
         // The names of the spans the event was in, outermost first.
         types["spans"] = json!("str");
         fields["spans"] = json!("outer:inner");
+        // The innermost span's id, through which the reader joins the
+        // spans' fields into the event.
+        types["span_id"] = json!("u64");
+        let id = r["fields"]["span_id"].as_u64().unwrap_or(0);
+        assert!(id > 0, "{via}: {r}");
+        fields["span_id"] = json!(id);
+        assert_eq!(r["spans"][1]["id"], json!(id), "{via}: {r}");
+        assert_eq!(r["spans"][0]["name"], "outer", "{via}: {r}");
+        assert_eq!(r["spans"][1]["fields"], json!({}), "{via}: {r}");
     }
     assert_eq!(r["field_types"], types, "{via}: {r}");
     assert_eq!(r["fields"], fields, "{via}: {r}");
@@ -284,7 +293,7 @@ fn read_filters_by_target_prefix_with_level_and_since() {
     assert_eq!(text.lines().count(), 1, "{text}");
     assert!(
         text.contains(
-            "every field type spans=\"outer:inner\" i=-5 u=7 f=2.5 b=true s=\"text\" d=[1, 2]"
+            "every field type spans=outer:inner i=-5 u=7 f=2.5 b=true s=\"text\" d=[1, 2]"
         ),
         "{text}"
     );
@@ -607,14 +616,14 @@ fn the_append_paths_allocate_nothing_in_steady_state() {
     let names: Vec<&str> = t.fields.iter().map(|(n, _)| n.as_ref()).collect();
     assert_eq!(
         names,
-        ["spans", "thread", "n", "delta", "ratio", "ok", "s", "d"]
+        ["spans", "span_id", "thread", "n", "delta", "ratio", "ok", "s", "d"]
     );
     assert_eq!(
         t.fields[0].1,
         blackbox_reader::FieldValue::Str("outer:inner".into())
     );
     assert_eq!(
-        t.fields[7].1,
+        t.fields[8].1,
         blackbox_reader::FieldValue::Debug("(1, 2)".into())
     );
     let l = last("app::log");
@@ -708,13 +717,20 @@ fn events_too_big_for_the_fast_path_arrive_whole() {
         .unwrap()
         .snapshot()
         .unwrap();
-    let e = blackbox_reader::decode_event(snap.payload(snap.records.last().unwrap())).unwrap();
+    // The last event (span records of the exit and close follow it).
+    let last_event = snap
+        .records
+        .iter()
+        .rev()
+        .find(|r| r.kind == blackbox_recorder::layout::KIND_EVENT)
+        .unwrap();
+    let e = blackbox_reader::decode_event(snap.payload(last_event)).unwrap();
     assert_eq!(e.level(), Some(Level::Error));
     assert_eq!(e.message, message);
     let names: Vec<&str> = e.fields.iter().map(|(n, _)| n.as_ref()).collect();
     assert_eq!(
         names,
-        ["spans", "thread", "a", "b", "c", "d", "e", "f", "g", "h", "s1", "s2"]
+        ["spans", "span_id", "thread", "a", "b", "c", "d", "e", "f", "g", "h", "s1", "s2"]
     );
     assert_eq!(
         e.fields[0].1,

@@ -12,7 +12,9 @@ use std::io::{self, Write};
 
 use clap::{Parser, Subcommand};
 
-use crate::cmd::{demo, info, on_failure, read, ship as ship_cmd, verify, watch as watch_cmd};
+use crate::cmd::{
+    demo, export, info, on_failure, read, ship as ship_cmd, verify, watch as watch_cmd,
+};
 use crate::failure::EXIT_ERROR;
 
 /// blackbox: recover the last window of a process that died, from its ring file.
@@ -41,6 +43,8 @@ enum Command {
     /// Collect from a directory of rings: ship each dead writer's window once, and live writers' snapshots.
     #[command(long_about = watch_cmd::WATCH_ABOUT)]
     Watch(watch_cmd::WatchArgs),
+    /// Write the window as a timeline (Trace Event Format JSON: Perfetto's UI, chrome://tracing, speedscope).
+    Export(export::ExportArgs),
 }
 
 fn main() {
@@ -61,6 +65,7 @@ fn run() -> i32 {
         Command::Demo(a) => demo::run(a),
         Command::OnFailure(a) => on_failure::run(a),
         Command::Watch(a) => watch_cmd::run(a),
+        Command::Export(a) => export::run(a),
     };
     match result {
         Ok(code) => code,

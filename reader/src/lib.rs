@@ -42,7 +42,9 @@ pub mod postmortem;
 pub mod oom;
 pub mod render;
 mod ring;
+pub mod span;
 mod time;
+pub mod trace_event;
 pub mod typed;
 
 pub use cause::Cause;

@@ -83,11 +83,15 @@ fn kind_name(kind: u16) -> String {
         KIND_EVENT => "event".into(),
         KIND_RAW => "raw".into(),
         KIND_TYPED => "typed".into(),
+        blackbox_recorder::layout::KIND_SPAN_NEW => "span-new".into(),
+        blackbox_recorder::layout::KIND_SPAN_RECORD => "span-record".into(),
+        blackbox_recorder::layout::KIND_SPAN_STEP => "span-step".into(),
+        blackbox_recorder::layout::KIND_SPAN_FOLLOWS => "span-follows".into(),
         k => format!("kind-{k}"),
     }
 }
 
-fn field_text(v: &FieldValue<'_>) -> String {
+pub(crate) fn field_text(v: &FieldValue<'_>) -> String {
     match v {
         FieldValue::I64(x) => x.to_string(),
         FieldValue::U64(x) => x.to_string(),
@@ -110,7 +114,7 @@ fn field_type(v: &FieldValue<'_>) -> &'static str {
     }
 }
 
-fn field_json(v: &FieldValue<'_>) -> Value {
+pub(crate) fn field_json(v: &FieldValue<'_>) -> Value {
     match v {
         FieldValue::I64(x) => json!(x),
         FieldValue::U64(x) => json!(x),

@@ -33,7 +33,15 @@
 //! `BENCH_CAPACITY_MIB` (the ring, default 64), `BENCH_OPS` (events per run
 //! and thread, default 100 000), `BENCH_RUNS`
 //! (runs per case, default 5), `BENCH_ONLY` (`blackbox`, `nonblocking`,
-//! `fmtfile`, `raw`, `floor`: that case alone).
+//! `fmtfile`, `raw`, `floor`, `spans`: that case alone).
+//!
+//! First, the spans (`BENCH_ONLY=spans` for them alone), through one
+//! blackbox Layer in the same run: the event above outside any span; an
+//! enter+exit pair of a span created beforehand (each a span record; target:
+//! at most 2x the event); the event inside two entered spans with fields
+//! (`req{id, user}`, `db{table}`: the fields are recorded once per span,
+//! the event carries the innermost span's id); a span's whole life (new
+//! with two fields, enter, exit, close).
 
 use std::fs::{File, OpenOptions};
 use std::hint::black_box;
@@ -372,6 +380,140 @@ fn lost_to_sigkill(case: Case, dir: &Path, events: usize) -> usize {
 
 // ---------------------------------------------------------------------------
 
+// ---------------------------------------------------------------------------
+// Spans: what the timeline costs, in the same run as one event.
+
+/// The span timings, each the median of `runs` runs of `n` operations on
+/// one thread (after a warm-up run), all through one blackbox Layer.
+struct SpanFigures {
+    /// One event outside any span.
+    event: f64,
+    /// One enter+exit pair of a span created beforehand.
+    enter_exit: f64,
+    /// The same event inside two entered spans with fields.
+    event_in_two_spans: f64,
+    /// A span created (with two fields), entered, exited and closed.
+    span_lifetime: f64,
+    /// The event inside the two spans, through a Layer without the
+    /// timeline (span names only, no span records, no `span_id`): what an
+    /// event in spans cost before span records.
+    event_in_two_spans_names_only: f64,
+}
+
+#[inline(never)]
+fn enter_exit_loop(span: &tracing::Span, n: usize) {
+    for _ in 0..n {
+        let entered = span.enter();
+        black_box(&entered);
+        drop(entered);
+    }
+}
+
+#[inline(never)]
+fn span_lifetime_loop(n: usize) {
+    for i in 0..n {
+        let span = tracing::info_span!(target: "bench::svc", "req", id = i as u64, user = "alice");
+        let entered = span.enter();
+        black_box(&entered);
+    }
+}
+
+fn time_runs(runs: usize, n: usize, mut f: impl FnMut()) -> f64 {
+    let mut per_op = Vec::with_capacity(runs);
+    for run in 0..=runs {
+        let start = Instant::now();
+        f();
+        if run > 0 {
+            per_op.push(start.elapsed().as_nanos() as f64 / n as f64);
+        }
+    }
+    median(&mut per_op)
+}
+
+fn measure_spans(dir: &Path, n: usize, runs: usize) -> SpanFigures {
+    let path = dir.join(format!("bench-tracing-spans-{}.ring", std::process::id()));
+    let s = sink(Case::Blackbox, &path);
+    let d = s
+        .dispatch
+        .as_ref()
+        .expect("the blackbox case has a dispatch");
+    let figures = tracing::dispatcher::with_default(d, || {
+        let event = time_runs(runs, n, || tracing_loop(n));
+        let span = tracing::info_span!(target: "bench::svc", "req", id = 7u64);
+        let enter_exit = time_runs(runs, n, || enter_exit_loop(&span, n));
+        let outer = tracing::info_span!(target: "bench::svc", "req", id = 7u64, user = "alice");
+        let inner =
+            outer.in_scope(|| tracing::info_span!(target: "bench::svc", "db", table = "users"));
+        let event_in_two_spans = {
+            let _outer = outer.enter();
+            let _inner = inner.enter();
+            time_runs(runs, n, || tracing_loop(n))
+        };
+        let span_lifetime = time_runs(runs, n, || span_lifetime_loop(n));
+        (event, enter_exit, event_in_two_spans, span_lifetime)
+    });
+    let rec = s.rec.as_ref().expect("the blackbox case has a ring");
+    let names_only = Dispatch::new(
+        tracing_subscriber::registry()
+            .with(BlackboxLayer::new(Arc::clone(rec)).with_timeline(false)),
+    );
+    let event_in_two_spans_names_only = tracing::dispatcher::with_default(&names_only, || {
+        let outer = tracing::info_span!(target: "bench::svc", "req", id = 7u64, user = "alice");
+        let inner =
+            outer.in_scope(|| tracing::info_span!(target: "bench::svc", "db", table = "users"));
+        let _outer = outer.enter();
+        let _inner = inner.enter();
+        time_runs(runs, n, || tracing_loop(n))
+    });
+    drop(names_only);
+    let (event, enter_exit, event_in_two_spans, span_lifetime) = figures;
+    let figures = SpanFigures {
+        event,
+        enter_exit,
+        event_in_two_spans,
+        span_lifetime,
+        event_in_two_spans_names_only,
+    };
+    drop(s);
+    let _ = std::fs::remove_file(&path);
+    figures
+}
+
+fn print_spans(f: &SpanFigures) {
+    let verdict = |ok: bool| if ok { "ok" } else { "MISSED" };
+    println!("spans, 1 thread, one ring (ns per operation)");
+    println!("{}", "-".repeat(70));
+    println!("{:<48} {:>8.1}", "event outside any span", f.event);
+    println!("{:<48} {:>8.1}", "span enter + exit (a pair)", f.enter_exit);
+    println!(
+        "{:<48} {:>8.1}",
+        "event inside two spans with fields", f.event_in_two_spans
+    );
+    println!(
+        "{:<48} {:>8.1}",
+        "span new + enter + exit + close", f.span_lifetime
+    );
+    println!(
+        "{:<48} {:>8.1}",
+        "event inside two spans, timeline off", f.event_in_two_spans_names_only
+    );
+    let r = f.enter_exit / f.event;
+    println!(
+        "{:<48} {:>8.2} {:>10} {}",
+        "enter+exit pair / event",
+        r,
+        "<= 2",
+        verdict(r <= 2.0)
+    );
+    println!(
+        "{:<48} {:>8.2} {:>10}",
+        "event in two spans / event outside",
+        f.event_in_two_spans / f.event,
+        "-"
+    );
+    println!();
+}
+
 fn main() {
     if let Ok(key) = std::env::var(CHILD_CASE) {
         let case = Case::from_key(&key).expect("a known case");
@@ -397,6 +539,13 @@ fn main() {
     );
     println!("event: INFO, target \"bench::svc\", message {MESSAGE:?}, fields n (u64), user (str), ok (bool)");
     println!();
+
+    if only.as_deref().is_none_or(|o| o == "spans") {
+        print_spans(&measure_spans(&dir, n, runs));
+    }
+    if only.as_deref() == Some("spans") {
+        return;
+    }
 
     struct Row {
         case: Case,

@@ -44,8 +44,13 @@ pub(crate) const MAX_ADAPTER_FIELDS: usize = 16;
 /// own (each with a 255-byte name and a value of up to 8 bytes besides
 /// text), all the text, and `dropped_fields`.
 const SCRATCH_CAPACITY: usize = 8 << 10;
+
+/// Longest fixed part a record puts in front of its event payload (a span
+/// record's ids).
+const PREFIX_CAP: usize = 16;
 const _: () = assert!(
-    EVENT_FIXED_LEN
+    PREFIX_CAP
+        + EVENT_FIXED_LEN
         + MAX_TARGET
         + MESSAGE_CAP
         + (MAX_ADAPTER_FIELDS + 2) * (2 + MAX_NAME + 8)
@@ -53,6 +58,7 @@ const _: () = assert!(
         + 2
         + 14
         + 8
+        + (2 + 7 + 8)
         <= SCRATCH_CAPACITY
 );
 
@@ -182,6 +188,9 @@ impl fmt::Write for Capped<'_> {
 pub(crate) struct EventBuf<'b> {
     buf: &'b mut Scratch,
     max_record_len: usize,
+    /// Where the event payload starts in `buf`: after a record's own fixed
+    /// part (a span record's id), 0 for an event record.
+    base: usize,
     /// The message is `buf[message_start..message_end]`; fields follow it.
     message_start: usize,
     message_end: usize,
@@ -207,8 +216,25 @@ impl<'b> EventBuf<'b> {
         target: &str,
         max_fields: usize,
     ) -> EventBuf<'b> {
+        EventBuf::start_after(buf, &[], max_record_len, level, target, max_fields)
+    }
+
+    /// Starts an event payload after `prefix` (a span record's fixed part,
+    /// at most 16 bytes), which [`EventBuf::finish`] returns in front of it.
+    #[inline]
+    pub(crate) fn start_after(
+        buf: &'b mut Scratch,
+        prefix: &[u8],
+        max_record_len: usize,
+        level: Level,
+        target: &str,
+        max_fields: usize,
+    ) -> EventBuf<'b> {
         assert!(max_fields <= MAX_ADAPTER_FIELDS);
+        assert!(prefix.len() <= PREFIX_CAP);
         buf.len = 0;
+        buf.put(prefix);
+        let base = buf.len();
         let capped = truncate_str(target, MAX_TARGET.min(max_record_len / 4));
         let mut fixed = [0u8; EVENT_FIXED_LEN];
         fixed[E_LEVEL] = level.code();
@@ -219,6 +245,7 @@ impl<'b> EventBuf<'b> {
         EventBuf {
             buf,
             max_record_len,
+            base,
             message_start,
             message_end: message_start,
             fields: 0,
@@ -338,6 +365,15 @@ impl<'b> EventBuf<'b> {
         self.own = self.fields;
     }
 
+    /// Adds one of the adapter's own `u64` fields (before any of the
+    /// event's).
+    #[cfg(feature = "tracing")]
+    pub(crate) fn own_u64(&mut self, name: &str, value: u64) {
+        debug_assert_eq!(self.fields, self.own, "the adapter's fields come first");
+        self.u64(name, value);
+        self.own = self.fields;
+    }
+
     /// The payload: the dropped fields counted, then cut to the record
     /// limit (trailing fields first, then the message), with the fixed
     /// part filled in.
@@ -345,6 +381,7 @@ impl<'b> EventBuf<'b> {
         let EventBuf {
             buf,
             max_record_len,
+            base,
             message_start,
             mut message_end,
             mut fields,
@@ -380,11 +417,12 @@ impl<'b> EventBuf<'b> {
             cut = true;
         }
         let bytes = buf.bytes_mut();
-        bytes[E_FIELD_COUNT] = fields as u8;
-        bytes[E_MESSAGE_LEN..E_MESSAGE_LEN + 2]
+        let event = &mut bytes[base..];
+        event[E_FIELD_COUNT] = fields as u8;
+        event[E_MESSAGE_LEN..E_MESSAGE_LEN + 2]
             .copy_from_slice(&((message_end - message_start) as u16).to_le_bytes());
         let flags = if cut { EVENT_FLAG_TRUNCATED } else { 0 };
-        bytes[E_FLAGS..E_FLAGS + 2].copy_from_slice(&flags.to_le_bytes());
+        event[E_FLAGS..E_FLAGS + 2].copy_from_slice(&flags.to_le_bytes());
         bytes
     }
 }

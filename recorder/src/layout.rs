@@ -519,6 +519,48 @@ pub const KIND_RAW: u16 = 2;
 /// A typed value: a type name and the value's serde encoding (the typed
 /// payload below).
 pub const KIND_TYPED: u16 = 3;
+/// A span was created: its id, its parent's, then its level, target, name
+/// and fields as a standard event payload (the span payloads below).
+pub const KIND_SPAN_NEW: u16 = 4;
+/// Values recorded into a span after it was created (`Span::record`): its
+/// id, then the values as the fields of a standard event payload.
+pub const KIND_SPAN_RECORD: u16 = 5;
+/// A span was entered, exited or closed on the record's thread: its id, the
+/// step (`SPAN_OP_*`) and its name.
+pub const KIND_SPAN_STEP: u16 = 6;
+/// A span follows from another (a causal link without nesting).
+pub const KIND_SPAN_FOLLOWS: u16 = 7;
+
+// Span payloads, right after the record header (offsets from the payload
+// start).
+
+/// `u64` the span's id (non-zero), in every span payload.
+pub const SP_ID: usize = 0;
+/// `u64` `KIND_SPAN_NEW`: the parent span's id, 0 for a root span.
+pub const SP_PARENT: usize = 8;
+/// Size of `KIND_SPAN_NEW`'s fixed part; a standard event payload follows
+/// (its message is the span's name).
+pub const SPAN_NEW_FIXED_LEN: usize = 16;
+/// Size of `KIND_SPAN_RECORD`'s fixed part; a standard event payload
+/// follows (empty target and message, the recorded values as fields).
+pub const SPAN_RECORD_FIXED_LEN: usize = 8;
+/// `u8` `KIND_SPAN_STEP`: one of `SPAN_OP_*`.
+pub const SP_OP: usize = 8;
+/// `u8` `KIND_SPAN_STEP`: the span name's length in bytes; the name follows
+/// the fixed part.
+pub const SP_NAME_LEN: usize = 9;
+/// Size of `KIND_SPAN_STEP`'s fixed part.
+pub const SPAN_STEP_FIXED_LEN: usize = 10;
+/// `u64` `KIND_SPAN_FOLLOWS`: the id of the span this one follows from.
+pub const SP_FOLLOWS: usize = 8;
+/// Size of a `KIND_SPAN_FOLLOWS` payload.
+pub const SPAN_FOLLOWS_LEN: usize = 16;
+/// `SPAN_OP`: the record's thread entered the span.
+pub const SPAN_OP_ENTER: u8 = 1;
+/// `SPAN_OP`: the record's thread exited the span.
+pub const SPAN_OP_EXIT: u8 = 2;
+/// `SPAN_OP`: the span was closed (its last handle dropped).
+pub const SPAN_OP_CLOSE: u8 = 3;
 
 // Typed payload, right after the record header (offsets from the payload
 // start): the fixed part, the type name, then the encoded value up to the

@@ -76,6 +76,14 @@ impl Shared {
         Ok(at.seq)
     }
 
+    /// Appends a record of `kind` whose payload the tracing layer encoded
+    /// (a span record), which fits the record limit.
+    #[cfg(feature = "tracing")]
+    pub(crate) fn append_encoded(&self, kind: u16, payload: &[u8]) -> Result<Seq, AppendError> {
+        debug_assert!(RECORD_HEADER_LEN + payload.len() <= self.max_record_len);
+        Ok(publish(self, kind, &RawPayload(payload))?.seq)
+    }
+
     /// Appends an event as a writer of its own, never through the calling
     /// thread's writer: for the fatal-signal handler (`shm-layout.md`, 8.6).
     pub(crate) fn log_alone(

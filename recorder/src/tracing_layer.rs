@@ -37,7 +37,9 @@
 //!   - `spans` (string): the names of the spans the event is in, from the
 //!     outermost to the innermost, joined by `:` (e.g. `"request:db"`);
 //!     absent when the event is in no span. Only names: span *fields* are
-//!     not copied into every event;
+//!     not copied into every event (see [Spans](#spans));
+//!   - `span_id` (`u64`): the innermost span's id, right after `spans`,
+//!     when the timeline is on (the default);
 //!   - `thread` (string): the thread's name, only with
 //!     [`BlackboxLayer::with_thread_names`];
 //!   - the event's own fields, typed: `i64`, `u64`, `f64`, `bool` and
@@ -47,6 +49,18 @@
 //!   - `dropped_fields` (`u64`): only when the event had more fields than
 //!     [`MAX_EVENT_FIELDS`], how many were left out.
 //! - the thread: its Linux thread id is in every event's header.
+//!
+//! # Spans
+//!
+//! With the timeline on ([`BlackboxLayer::with_timeline`], the default),
+//! each span is recorded as it lives (`shm-layout.md`, section 6b): its
+//! creation with its id, parent, level, target, name and fields; values
+//! given later with `Span::record`; each enter and exit, on the thread
+//! that does it; its close; and `follows_from` links. An enter or exit is
+//! one small record (id, step, name), appended like an event. `blackbox
+//! export` draws them as a timeline; `blackbox read` joins a span's fields
+//! into every event inside it (`req{id=7}:db`), through `span_id`, so the
+//! fields are written once per span, not once per event.
 //!
 //! # Allocation and cuts
 //!
@@ -59,7 +73,8 @@
 //! is on a character boundary and ends in `…`. Fields beyond the first
 //! [`MAX_EVENT_FIELDS`] are counted in `dropped_fields`. Anything cut or
 //! dropped sets the event's `EVENT_FLAG_TRUNCATED`. The span lookup reads
-//! the registry's span data and allocates nothing either.
+//! the registry's span data and allocates nothing either; nor do the span
+//! records (a creation is encoded in the same buffer, a step on the stack).
 //!
 //! # Closing the ring
 //!
@@ -82,6 +97,7 @@ use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
 use tracing_core::field::{Field as TField, Visit};
+use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
@@ -90,6 +106,11 @@ use crate::event::Level;
 use crate::event_buf::{with_scratch, EventBuf};
 pub use crate::event_buf::{MESSAGE_CAP, TEXT_CAP};
 use crate::exit_guard::ExitGuard;
+use crate::layout::{
+    KIND_SPAN_FOLLOWS, KIND_SPAN_NEW, KIND_SPAN_RECORD, KIND_SPAN_STEP, SPAN_FOLLOWS_LEN,
+    SPAN_NEW_FIXED_LEN, SPAN_OP_CLOSE, SPAN_OP_ENTER, SPAN_OP_EXIT, SPAN_STEP_FIXED_LEN,
+    SP_FOLLOWS, SP_ID, SP_NAME_LEN, SP_OP, SP_PARENT,
+};
 use crate::recorder::Recorder;
 
 /// Most fields of an event kept (besides `spans`, `thread` and
@@ -102,6 +123,11 @@ pub const MAX_SPAN_DEPTH: usize = 16;
 
 /// Separator of the span names in the `spans` field.
 pub const SPAN_SEPARATOR: char = ':';
+
+/// Name of the field, right after `spans`, that holds the id of the
+/// innermost span (with the timeline on): the reader finds the spans'
+/// fields through it.
+pub const SPAN_ID_FIELD: &str = "span_id";
 
 /// A [`Layer`](https://docs.rs/tracing-subscriber/0.3/tracing_subscriber/layer/trait.Layer.html) that appends every event to a [`Recorder`]; see the
 /// [module documentation](self).
@@ -127,6 +153,7 @@ pub const SPAN_SEPARATOR: char = ':';
 pub struct BlackboxLayer {
     rec: Arc<Recorder>,
     spans: bool,
+    timeline: bool,
     thread_names: bool,
 }
 
@@ -135,6 +162,7 @@ impl fmt::Debug for BlackboxLayer {
         f.debug_struct("BlackboxLayer")
             .field("ring", &self.rec.path())
             .field("spans", &self.spans)
+            .field("timeline", &self.timeline)
             .field("thread_names", &self.thread_names)
             .finish()
     }
@@ -147,8 +175,20 @@ impl BlackboxLayer {
         BlackboxLayer {
             rec,
             spans: true,
+            timeline: true,
             thread_names: false,
         }
+    }
+
+    /// Whether to record the spans themselves (creation with their fields,
+    /// values recorded later, enter, exit, close, follows-from) as span
+    /// records, for `blackbox export`'s timeline and for the span fields
+    /// `blackbox read` joins into events. Default `true`. Without it, an
+    /// event carries only its spans' names.
+    #[must_use]
+    pub fn with_timeline(mut self, timeline: bool) -> BlackboxLayer {
+        self.timeline = timeline;
+        self
     }
 
     /// Whether to add the `spans` field (the names of the spans the event
@@ -212,25 +252,31 @@ fn level(level: &tracing_core::Level) -> Level {
     }
 }
 
-/// Encodes the event's fields as they are visited.
-struct Collect<'e, 'b>(&'e mut EventBuf<'b>);
+/// Encodes the event's fields as they are visited. A span's fields are all
+/// fields (its `message` field too: a span's name is its message).
+struct Collect<'e, 'b> {
+    e: &'e mut EventBuf<'b>,
+    span: bool,
+}
 
-#[inline]
-fn is_message(field: &TField) -> bool {
-    field.name() == "message"
+impl Collect<'_, '_> {
+    #[inline]
+    fn is_message(&self, field: &TField) -> bool {
+        !self.span && field.name() == "message"
+    }
 }
 
 impl Visit for Collect<'_, '_> {
     fn record_f64(&mut self, field: &TField, value: f64) {
-        self.0.f64(field.name(), value);
+        self.e.f64(field.name(), value);
     }
 
     fn record_i64(&mut self, field: &TField, value: i64) {
-        self.0.i64(field.name(), value);
+        self.e.i64(field.name(), value);
     }
 
     fn record_u64(&mut self, field: &TField, value: u64) {
-        self.0.u64(field.name(), value);
+        self.e.u64(field.name(), value);
     }
 
     fn record_i128(&mut self, field: &TField, value: i128) {
@@ -248,28 +294,30 @@ impl Visit for Collect<'_, '_> {
     }
 
     fn record_bool(&mut self, field: &TField, value: bool) {
-        self.0.bool(field.name(), value);
+        self.e.bool(field.name(), value);
     }
 
     fn record_str(&mut self, field: &TField, value: &str) {
-        if is_message(field) {
-            self.0.message(|c| c.write_str(value));
+        if self.is_message(field) {
+            self.e.message(|c| c.write_str(value));
         } else {
-            self.0.text(field.name(), false, |c| c.write_str(value));
+            self.e.text(field.name(), false, |c| c.write_str(value));
         }
     }
 
     fn record_debug(&mut self, field: &TField, value: &dyn fmt::Debug) {
-        if is_message(field) {
-            self.0.message(|c| write!(c, "{value:?}"));
+        if self.is_message(field) {
+            self.e.message(|c| write!(c, "{value:?}"));
         } else {
-            self.0.text(field.name(), true, |c| write!(c, "{value:?}"));
+            self.e.text(field.name(), true, |c| write!(c, "{value:?}"));
         }
     }
 }
 
-/// Adds the names of the spans around the event, outermost first.
-fn span_path<S>(ctx: &Context<'_, S>, event: &Event<'_>, e: &mut EventBuf<'_>)
+/// Adds the names of the spans around the event, outermost first, and with
+/// `span_id` the innermost span's id (the reader joins the spans' fields
+/// through it).
+fn span_path<S>(ctx: &Context<'_, S>, event: &Event<'_>, e: &mut EventBuf<'_>, span_id: bool)
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
@@ -280,10 +328,14 @@ where
     let mut names = [""; MAX_SPAN_DEPTH];
     let mut depth = 0;
     let mut deeper = false;
+    let mut innermost = 0;
     for span in scope {
         if depth == MAX_SPAN_DEPTH {
             deeper = true;
             break;
+        }
+        if depth == 0 {
+            innermost = span.id().into_u64();
         }
         names[depth] = span.name();
         depth += 1;
@@ -301,6 +353,50 @@ where
         }
         Ok(())
     });
+    if span_id {
+        e.own_u64(SPAN_ID_FIELD, innermost);
+    }
+}
+
+/// A span step record's payload (`KIND_SPAN_STEP`): id, step, name (cut to
+/// 255 bytes on a character boundary), built on the stack.
+struct StepPayload {
+    bytes: [u8; SPAN_STEP_FIXED_LEN + 255],
+    len: usize,
+}
+
+impl StepPayload {
+    #[inline]
+    fn new(id: u64, op: u8, name: &str) -> StepPayload {
+        let name = crate::event::truncate_str(name, 255);
+        let mut bytes = [0u8; SPAN_STEP_FIXED_LEN + 255];
+        bytes[SP_ID..SP_ID + 8].copy_from_slice(&id.to_le_bytes());
+        bytes[SP_OP] = op;
+        bytes[SP_NAME_LEN] = name.len() as u8;
+        let len = SPAN_STEP_FIXED_LEN + name.len();
+        bytes[SPAN_STEP_FIXED_LEN..len].copy_from_slice(name.as_bytes());
+        StepPayload { bytes, len }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl BlackboxLayer {
+    /// Appends a span step; a dropped append is counted in the ring.
+    #[inline]
+    fn step<S>(&self, id: &Id, op: u8, ctx: &Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let name = ctx.metadata(id).map_or("", |m| m.name());
+        let payload = StepPayload::new(id.into_u64(), op, name);
+        let _ = self
+            .rec
+            .shared()
+            .append_encoded(KIND_SPAN_STEP, payload.bytes());
+    }
 }
 
 impl<S> Layer<S> for BlackboxLayer
@@ -320,17 +416,107 @@ where
             );
             // The layer's fields first: the span path, the thread's name.
             if self.spans {
-                span_path(&ctx, event, &mut e);
+                span_path(&ctx, event, &mut e, self.timeline);
             }
             if self.thread_names {
                 let current = std::thread::current();
                 let name = current.name().unwrap_or("");
                 e.own_text("thread", |f| f.write_str(name));
             }
-            event.record(&mut Collect(&mut e));
+            event.record(&mut Collect {
+                e: &mut e,
+                span: false,
+            });
             // A dropped append is counted in the ring itself; nothing to
             // do here.
             let _ = self.rec.shared().log_encoded(level, e.finish());
         });
+    }
+
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if !self.timeline {
+            return;
+        }
+        let meta = attrs.metadata();
+        // The registry resolved the parent (explicit, or the current span).
+        let parent = ctx
+            .span(id)
+            .and_then(|span| span.parent().map(|p| p.id().into_u64()))
+            .unwrap_or(0);
+        let mut prefix = [0u8; SPAN_NEW_FIXED_LEN];
+        prefix[SP_ID..SP_ID + 8].copy_from_slice(&id.into_u64().to_le_bytes());
+        prefix[SP_PARENT..SP_PARENT + 8].copy_from_slice(&parent.to_le_bytes());
+        with_scratch(|buf| {
+            let mut e = EventBuf::start_after(
+                buf,
+                &prefix,
+                self.rec.max_record_len(),
+                level(meta.level()),
+                meta.target(),
+                MAX_EVENT_FIELDS,
+            );
+            e.message(|c| c.write_str(meta.name()));
+            attrs.record(&mut Collect {
+                e: &mut e,
+                span: true,
+            });
+            let _ = self.rec.shared().append_encoded(KIND_SPAN_NEW, e.finish());
+        });
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if !self.timeline {
+            return;
+        }
+        let span_level = ctx.metadata(id).map_or(Level::Trace, |m| level(m.level()));
+        with_scratch(|buf| {
+            let mut e = EventBuf::start_after(
+                buf,
+                &id.into_u64().to_le_bytes(),
+                self.rec.max_record_len(),
+                span_level,
+                "",
+                MAX_EVENT_FIELDS,
+            );
+            values.record(&mut Collect {
+                e: &mut e,
+                span: true,
+            });
+            let _ = self
+                .rec
+                .shared()
+                .append_encoded(KIND_SPAN_RECORD, e.finish());
+        });
+    }
+
+    fn on_follows_from(&self, id: &Id, follows: &Id, _ctx: Context<'_, S>) {
+        if !self.timeline {
+            return;
+        }
+        let mut payload = [0u8; SPAN_FOLLOWS_LEN];
+        payload[SP_ID..SP_ID + 8].copy_from_slice(&id.into_u64().to_le_bytes());
+        payload[SP_FOLLOWS..SP_FOLLOWS + 8].copy_from_slice(&follows.into_u64().to_le_bytes());
+        let _ = self
+            .rec
+            .shared()
+            .append_encoded(KIND_SPAN_FOLLOWS, &payload);
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        if self.timeline {
+            self.step(id, SPAN_OP_ENTER, &ctx);
+        }
+    }
+
+    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        if self.timeline {
+            self.step(id, SPAN_OP_EXIT, &ctx);
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        if self.timeline {
+            self.step(&id, SPAN_OP_CLOSE, &ctx);
+        }
     }
 }

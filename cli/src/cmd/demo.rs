@@ -201,6 +201,10 @@ pub struct DemoArgs {
     /// the writer's death (reads the steps on stdin).
     #[arg(long, hide = true)]
     pub oom_cleanup: bool,
+    /// Run a scenario instead of the plain writers (it ends the process
+    /// itself: --records, --threads, --via and --die do not apply).
+    #[arg(long, value_name = "NAME", value_enum)]
+    pub scenario: Option<super::scenario::Scenario>,
 }
 
 impl DemoArgs {
@@ -311,6 +315,9 @@ pub fn run(opts: DemoArgs) -> Result<i32, Failure> {
     rec.install_crash_handlers();
     if opts.install_twice {
         rec.install_crash_handlers();
+    }
+    if let Some(scenario) = opts.scenario {
+        return super::scenario::run(scenario, &Arc::new(rec));
     }
     let interval = (opts.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / opts.rate));
     // The writer threads are detached, as an application's are: when the

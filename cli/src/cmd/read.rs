@@ -10,6 +10,7 @@ use blackbox_reader::backtrace::{
 };
 use blackbox_reader::postmortem::Postmortem;
 use blackbox_reader::render::{gap_text, json, show, text, Shown};
+use blackbox_reader::span::{decode_span, is_span_kind, span_json, span_text, SpanIndex};
 use blackbox_reader::{FieldValue, Gap, Record, Ring};
 use clap::Args;
 
@@ -43,12 +44,17 @@ pub struct ReadArgs {
     /// Keep printing new records as they are written, until the writer ends.
     #[arg(long)]
     pub follow: bool,
+    /// Also print span records (creation, recorded values, enter, exit,
+    /// close, follows-from), which `export` draws as a timeline.
+    #[arg(long)]
+    pub spans: bool,
 }
 
 /// How often `--follow` looks for new records.
 const FOLLOW_POLL: Duration = Duration::from_millis(100);
 
 struct Filter {
+    spans: bool,
     min_level: Option<blackbox_recorder::Level>,
     since_ns: Option<u64>,
     target: Option<String>,
@@ -62,6 +68,10 @@ impl Filter {
     fn keeps(&self, record: &Record, shown: &Shown<'_>) -> bool {
         if self.since_ns.is_some_and(|t| record.ts_unix_ns < t) {
             return false;
+        }
+        if is_span_kind(record.kind) {
+            // Span records have no level or target of their own.
+            return self.spans && self.min_level.is_none() && self.target.is_none();
         }
         if let Some(prefix) = &self.target {
             let name = match shown {
@@ -104,41 +114,82 @@ fn panic_frames<'a>(
     Some((Shown::Event(without), frames))
 }
 
+/// Prints one record; an event's spans get their fields from `spans`
+/// (`req{id=7}:db` in text, a `spans` array in JSON), and a panic event's
+/// raw backtrace is symbolized with the ring's module table.
 fn emit(
     out: &mut impl Write,
     opts: &ReadArgs,
     gap: Option<&Gap>,
     record: &Record,
-    shown: &Shown<'_>,
+    shown: &mut Shown<'_>,
+    spans: &SpanIndex<'_>,
     postmortem: Option<&Postmortem>,
 ) -> std::io::Result<()> {
+    if is_span_kind(record.kind) {
+        if let Shown::Bytes { bytes, problem, .. } = shown {
+            let bytes: &[u8] = bytes;
+            let decoded = decode_span(record.kind, bytes);
+            if let Err(e) = &decoded {
+                *problem = Some(e.0);
+            }
+            if let Ok(span) = decoded {
+                if opts.json {
+                    let mut v = span_json(record, &span);
+                    if let Some(gap) = gap {
+                        v["gap_before"] = json(record, Some(gap), shown)["gap_before"].clone();
+                    }
+                    return writeln!(out, "{v}");
+                }
+                if let Some(gap) = gap {
+                    writeln!(out, "{}", gap_text(record.writer, gap))?;
+                }
+                return writeln!(out, "{}", span_text(record, &span));
+            }
+        }
+    }
+    let joined = match shown {
+        Shown::Event(e) => spans.join(record, e),
+        _ => None,
+    };
     let symbolized = panic_frames(shown, postmortem);
     if opts.json {
-        let mut value = json(record, gap, shown);
+        let mut v = json(record, gap, shown);
+        if let Some(joined) = &joined {
+            v["spans"] = joined.to_json();
+        }
         if let Some((_, frames)) = &symbolized {
             // The frames as an array, in place of the raw addresses.
-            if let Some(fields) = value.get_mut("fields").and_then(|f| f.as_object_mut()) {
+            if let Some(fields) = v.get_mut("fields").and_then(|f| f.as_object_mut()) {
                 fields.insert(
                     "backtrace".into(),
                     serde_json::to_value(frames).unwrap_or_default(),
                 );
             }
         }
-        writeln!(out, "{value}")
+        writeln!(out, "{v}")
     } else {
         if let Some(gap) = gap {
             writeln!(out, "{}", gap_text(record.writer, gap))?;
         }
-        match &symbolized {
-            Some((without, frames)) => {
-                writeln!(out, "{}", text(record, without))?;
+        match symbolized {
+            Some((mut without, frames)) => {
+                if let (Some(joined), Shown::Event(e)) = (&joined, &mut without) {
+                    joined.apply(e);
+                }
+                writeln!(out, "{}", text(record, &without))?;
                 writeln!(out, "    backtrace:")?;
-                for f in frames {
+                for f in &frames {
                     writeln!(out, "      {}", f.text())?;
                 }
                 Ok(())
             }
-            None => writeln!(out, "{}", text(record, shown)),
+            None => {
+                if let (Some(joined), Shown::Event(e)) = (&joined, &mut *shown) {
+                    joined.apply(e);
+                }
+                writeln!(out, "{}", text(record, shown))
+            }
         }
     }
 }
@@ -158,6 +209,7 @@ pub fn run(opts: ReadArgs) -> Result<i32, Failure> {
         _ => None,
     };
     let filter = Filter {
+        spans: opts.spans,
         min_level: opts.level,
         target: opts.target.clone(),
         since_ns: since_now.max(window_from),
@@ -165,7 +217,8 @@ pub fn run(opts: ReadArgs) -> Result<i32, Failure> {
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
 
-    let kept: Vec<(&Record, Shown<'_>)> = snap
+    let spans = SpanIndex::build(&snap);
+    let mut kept: Vec<(&Record, Shown<'_>)> = snap
         .records
         .iter()
         .map(|r| (r, show(&snap, r)))
@@ -176,13 +229,14 @@ pub fn run(opts: ReadArgs) -> Result<i32, Failure> {
         _ => 0,
     };
     let postmortem = ring.postmortem().ok();
-    for (record, shown) in &kept[skip..] {
+    for (record, shown) in &mut kept[skip..] {
         emit(
             &mut out,
             &opts,
             snap.gap_before(record),
             record,
             shown,
+            &spans,
             postmortem.as_ref(),
         )?;
     }
@@ -217,6 +271,7 @@ fn follow(
         // has published everything this snapshot will show.
         let running = ring.is_locked().map_err(|e| Failure::ring(path, &e))?;
         let snap = ring.snapshot().map_err(|e| Failure::ring(path, &e))?;
+        let spans = SpanIndex::build(&snap);
         for record in &snap.records {
             let last = seen.get(&record.writer).copied();
             if last.is_some_and(|s| record.seq <= s) {
@@ -234,13 +289,13 @@ fn follow(
                 // follower printed already.
                 g.missing = g.missing.min(record.seq - expected);
             }
-            let shown = show(&snap, record);
+            let mut shown = show(&snap, record);
             if filter.keeps(record, &shown) {
                 // The module table only for a crash event (rare).
                 let pm = matches!(&shown, Shown::Event(e) if e.target == "blackbox::crash")
                     .then(|| ring.postmortem().ok())
                     .flatten();
-                emit(out, opts, gap.as_ref(), record, &shown, pm.as_ref())?;
+                emit(out, opts, gap.as_ref(), record, &mut shown, &spans, pm.as_ref())?;
             }
             seen.insert(record.writer, record.seq);
         }

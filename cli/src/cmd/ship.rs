@@ -39,6 +39,9 @@ pub struct ShipArgs {
     /// Split the shipment into parts of at most SIZE bytes each (e.g. 1MiB; at least 4KiB): one POST per part.
     #[arg(long, value_name = "SIZE", default_value = "4MiB", value_parser = units::parse_max_body)]
     pub max_body: u64,
+    /// Also ship the window as trace-event JSON: to FILE.KEY.trace.json beside a file, or POSTed to the URL.
+    #[arg(long, value_name = "KIND", value_enum)]
+    pub attach: Option<units::AttachKind>,
 }
 
 /// Ships `ring` (opened from `path`) on a current-thread runtime: for the
@@ -58,7 +61,9 @@ pub fn ship_blocking(
 
 pub fn run(a: ShipArgs) -> Result<i32, Failure> {
     let to = crate::ship::Destination::parse(&a.to).map_err(Failure::error)?;
+    units::check_attach(a.attach, &to)?;
     let ship = &ShipOptions {
+        attach: a.attach.map(Into::into),
         reason: a.reason,
         key: a.key,
         attempts: a.attempts,
@@ -88,6 +93,9 @@ pub fn run(a: ShipArgs) -> Result<i32, Failure> {
     }
     if shipped.retries > 0 {
         line.push_str(&format!(" after {} retries", shipped.retries));
+    }
+    if let Some(target) = &shipped.attachment {
+        line.push_str(&format!("; trace-event -> {target}"));
     }
     eprintln!("{line}");
     Ok(0)

@@ -143,6 +143,36 @@ impl From<ShipFormat> for crate::ship::Format {
     }
 }
 
+/// A file shipped next to the body, for `ship --attach` and `watch
+/// --attach`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachKind {
+    /// The window as Trace Event Format JSON (as `export --format
+    /// trace-event` writes it).
+    TraceEvent,
+}
+
+impl From<AttachKind> for crate::ship::Attachment {
+    fn from(a: AttachKind) -> crate::ship::Attachment {
+        match a {
+            AttachKind::TraceEvent => crate::ship::Attachment::TraceEvent,
+        }
+    }
+}
+
+/// `--attach` with a destination: stdout carries the body alone.
+pub fn check_attach(
+    attach: Option<AttachKind>,
+    to: &crate::ship::Destination,
+) -> Result<(), crate::failure::Failure> {
+    if attach.is_some() && *to == crate::ship::Destination::Stdout {
+        return Err(crate::failure::Failure::error(
+            "--attach needs a file or http(s) destination (--to -, stdout, carries the body alone)",
+        ));
+    }
+    Ok(())
+}
+
 /// Which files of a shared directory a collector reads (`watch`,
 /// `on-failure`): the flags of [`blackbox_reader::dir::Policy`].
 #[derive(clap::Args, Debug, Clone)]

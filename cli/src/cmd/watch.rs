@@ -98,12 +98,17 @@ pub(crate) struct WatchArgs {
     /// Ship in parts of at most SIZE bytes each (at least 4KiB) [default: 4MiB].
     #[arg(long, value_name = "SIZE", value_parser = units::parse_max_body)]
     max_body: Option<u64>,
+    /// Also ship each window as trace-event JSON: to FILE.KEY.trace.json beside a file, or POSTed to the URL.
+    #[arg(long, value_name = "KIND", value_enum)]
+    attach: Option<units::AttachKind>,
 }
 
 /// Runs `blackbox watch`.
 pub(crate) fn run(a: WatchArgs) -> Result<i32, Failure> {
     let to = Destination::parse(&a.to).map_err(Failure::error)?;
+    units::check_attach(a.attach, &to)?;
     let mut ship = ShipOptions::new(to, a.format.into());
+    ship.attach = a.attach.map(Into::into);
     ship.attempts = a.attempts.unwrap_or(ship.attempts);
     ship.backoff = a.backoff.unwrap_or(ship.backoff);
     ship.timeout = a.timeout.unwrap_or(ship.timeout);

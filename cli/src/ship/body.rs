@@ -17,7 +17,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{json, Map, Value};
 
 use super::options::Format;
-use blackbox_reader::render::{info_json, rfc3339, show};
+use blackbox_reader::render::{info_json, rfc3339, show, Shown};
+use blackbox_reader::span::{decode_span, is_span_kind, span_json, SpanIndex};
 use blackbox_reader::{Snapshot, State};
 
 /// The version written into shipments and the OTLP scope.
@@ -138,14 +139,30 @@ impl Shipment<'_> {
         head
     }
 
-    /// The records of `range`, each as `read --json` prints it.
+    /// The records of `range`, each as `read --spans --json` prints it:
+    /// span records decoded, events with their spans' fields joined.
     fn record_objects(
         &self,
         range: Range<usize>,
     ) -> impl Iterator<Item = (&blackbox_reader::Record, Map<String, Value>)> + '_ {
+        let spans = SpanIndex::build(self.snap);
         self.snap.records[range].iter().map(move |r| {
-            let value =
-                blackbox_reader::render::json(r, self.snap.gap_before(r), &show(self.snap, r));
+            let gap = self.snap.gap_before(r);
+            let shown = show(self.snap, r);
+            let mut value = blackbox_reader::render::json(r, gap, &shown);
+            if is_span_kind(r.kind) {
+                if let Ok(span) = decode_span(r.kind, self.snap.payload(r)) {
+                    let gap_before = value.get("gap_before").cloned();
+                    value = span_json(r, &span);
+                    if let Some(g) = gap_before {
+                        value["gap_before"] = g;
+                    }
+                }
+            } else if let Shown::Event(e) = &shown {
+                if let Some(joined) = spans.join(r, e) {
+                    value["spans"] = joined.to_json();
+                }
+            }
             let object = match value {
                 Value::Object(o) => o,
                 _ => Map::new(),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use reqwest::StatusCode;
 
-use super::options::{Format, ShipError, ShipOptions};
+use super::options::{ShipError, ShipOptions};
 
 /// No wait between tries is longer than this.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -61,6 +61,29 @@ fn append_file(path: PathBuf, body: &[u8]) -> Result<(), String> {
         .map_err(|e| format!("cannot append to {}: {e}", path.display()))
 }
 
+/// Writes `body` to `path` whole: to a temporary file next to it, synced,
+/// then renamed over it.
+pub(super) async fn replace_file(path: PathBuf, body: Vec<u8>) -> Result<(), ShipError> {
+    blocking(move || {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".{}.tmp", std::process::id()));
+        let tmp = PathBuf::from(tmp);
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(FILE_MODE)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(&body).and_then(|()| f.sync_data()))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        written.map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            format!("cannot write {}: {e}", path.display())
+        })
+    })
+    .await
+}
+
 /// One failed try: what happened, and whether another try may help.
 struct Failed {
     message: String,
@@ -88,6 +111,18 @@ pub(super) async fn post(
     key: &str,
     body: Vec<u8>,
 ) -> Result<u32, ShipError> {
+    post_as(client, url, opts, opts.format.content_type(), key, body).await
+}
+
+/// [`post`] with a `Content-Type` of its own (an attachment's).
+pub(super) async fn post_as(
+    client: &reqwest::Client,
+    url: &str,
+    opts: &ShipOptions,
+    content_type: &'static str,
+    key: &str,
+    body: Vec<u8>,
+) -> Result<u32, ShipError> {
     let key_header = HeaderValue::from_str(key)
         .map_err(|_| ShipError::new(format!("the key {key:?} cannot be an HTTP header value")))?;
     let attempts = opts.attempts.max(1);
@@ -95,7 +130,7 @@ pub(super) async fn post(
     let mut delay = opts.backoff;
     let mut retries = 0;
     loop {
-        let failed = match try_post(client, url, opts.format, &key_header, body.clone()).await {
+        let failed = match try_post(client, url, content_type, &key_header, body.clone()).await {
             Ok(()) => return Ok(retries),
             Err(failed) => failed,
         };
@@ -122,13 +157,13 @@ pub(super) async fn post(
 async fn try_post(
     client: &reqwest::Client,
     url: &str,
-    format: Format,
+    content_type: &'static str,
     key: &HeaderValue,
     body: Vec<u8>,
 ) -> Result<(), Failed> {
     let answer = client
         .post(url)
-        .header(CONTENT_TYPE, format.content_type())
+        .header(CONTENT_TYPE, content_type)
         .header("Idempotency-Key", key.clone())
         .header(USER_AGENT, concat!("blackbox/", env!("CARGO_PKG_VERSION")))
         .body(body)

@@ -21,8 +21,10 @@
 //!   "shipped_at", "blackbox_version", "part", "parts", ...}` plus every member of
 //!   `blackbox info --json` (`state`, `cause`, `program`, `pid`, `hostname`,
 //!   `start_time`, `app_version`, `invocation_id`, `pod`, `records`, `gaps`,
-//!   ...). Then one line per record, exactly as `blackbox read --json` prints
-//!   it (its `kind` is `event`, `typed` or `raw`), plus `"key"`.
+//!   ...). Then one line per record, exactly as `blackbox read --spans
+//!   --json` prints it (its `kind` is `event`, `typed`, `raw` or a span
+//!   record's `span-new`, `span-record`, `span-step`, `span-follows`; an
+//!   event in spans has their fields in `spans`), plus `"key"`.
 //! - **OTLP** ([`Format::Otlp`], `application/json`): an
 //!   `ExportLogsServiceRequest` in the OTLP/HTTP JSON mapping, POSTed to
 //!   `URL/v1/logs` (unless the URL already ends in `/v1/logs`), which is
@@ -86,6 +88,18 @@
 //! says that the parts before it were delivered. Shipping the window again
 //! sends every part again with the same keys: at least once per part.
 //!
+//! # Attachments
+//!
+//! With [`ShipOptions::attach`] ([`Attachment::TraceEvent`]: `--attach
+//! trace-event`), the same snapshot also ships as Trace Event Format JSON
+//! (what `blackbox export --format trace-event` writes), after the body:
+//! for a file destination to `FILE.KEY.trace.json` beside it (written to a
+//! temporary name, synced, renamed: [`attachment_target`]), for a URL as
+//! one POST to the URL as given (not `/v1/logs`), `Content-Type:
+//! application/json`, `Idempotency-Key: KEY/trace-event`, with the body's
+//! retry policy. Stdout takes no attachment. An attachment that fails
+//! fails the shipment, saying that the body was delivered.
+//!
 //! # Repeats
 //!
 //! Exactly-once cannot be had across a collector that crashes between a
@@ -122,7 +136,8 @@ mod deliver;
 mod options;
 
 pub use options::{
-    Destination, Format, ShipError, ShipOptions, Shipped, DEFAULT_ATTEMPTS, MIN_MAX_BODY,
+    Attachment, Destination, Format, ShipError, ShipOptions, Shipped, DEFAULT_ATTEMPTS,
+    MIN_MAX_BODY,
 };
 
 /// The idempotency key of a shipment of `snap` taken in `state`:
@@ -223,6 +238,14 @@ pub async fn ship_ring(ring: &Ring, path: &Path, opts: &ShipOptions) -> Result<S
             }
         }
     }
+    let attachment = match opts.attach {
+        Some(kind) => {
+            let (target, r) = attach(&window, opts, kind).await?;
+            retries += r;
+            Some(target)
+        }
+        None => None,
+    };
     let h = &window.snap.header;
     Ok(Shipped {
         records: window.snap.records.len(),
@@ -233,7 +256,76 @@ pub async fn ship_ring(ring: &Ring, path: &Path, opts: &ShipOptions) -> Result<S
         writer: format!("{} pid {} on {}", h.program, h.pid, h.hostname),
         cause: blackbox_reader::cause::text(window.state, h),
         target: opts.to.target(opts.format),
+        attachment,
     })
+}
+
+/// Where the attachment of the shipment `key` goes: for a file
+/// destination, `FILE.KEY.trace.json` beside it (the key's characters other
+/// than letters, digits, `-`, `_` and `.` as `_`); for a URL, the URL as
+/// given.
+pub fn attachment_target(to: &Destination, key: &str) -> Option<String> {
+    match to {
+        Destination::Stdout => None,
+        Destination::File(p) => {
+            let safe: String = key
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            let mut name = p.as_os_str().to_owned();
+            name.push(format!(".{safe}.trace.json"));
+            Some(PathBuf::from(name).display().to_string())
+        }
+        Destination::Http(url) => Some(url.clone()),
+    }
+}
+
+/// Ships the attachment of `window`; returns where it went and the
+/// retries it took.
+async fn attach(
+    window: &Arc<Window>,
+    opts: &ShipOptions,
+    kind: Attachment,
+) -> Result<(String, u32), ShipError> {
+    let Attachment::TraceEvent = kind;
+    let target = attachment_target(&opts.to, &window.key).ok_or_else(|| {
+        ShipError::new("an attachment needs a file or http(s) destination, not stdout")
+    })?;
+    let w = Arc::clone(window);
+    let body = off_thread(move || {
+        let mut out = Vec::new();
+        blackbox_reader::trace_event::write_trace_event(&w.snap, w.state, &mut out)
+            .map(|_| out)
+            .map_err(|e| ShipError::new(format!("cannot build the trace-event export: {e}")))
+    })
+    .await??;
+    match &opts.to {
+        Destination::Http(url) => {
+            let client = deliver::client(opts)?;
+            let key = format!("{}/{}", window.key, kind.name());
+            let retries = deliver::post_as(&client, url, opts, "application/json", &key, body)
+                .await
+                .map_err(|e| ShipError {
+                    message: format!(
+                        "the {} attachment (the body was delivered): {}",
+                        kind.name(),
+                        e.message
+                    ),
+                    ..e
+                })?;
+            Ok((target, retries))
+        }
+        _ => {
+            deliver::replace_file(PathBuf::from(&target), body).await?;
+            Ok((target, 0))
+        }
+    }
 }
 
 /// Runs `f` on the runtime's blocking pool.

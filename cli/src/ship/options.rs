@@ -35,6 +35,23 @@ impl Format {
     }
 }
 
+/// A file shipped next to the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attachment {
+    /// The window as Trace Event Format JSON (`blackbox export --format
+    /// trace-event`), which a browser opens in Perfetto's UI or speedscope.
+    TraceEvent,
+}
+
+impl Attachment {
+    /// `trace-event`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Attachment::TraceEvent => "trace-event",
+        }
+    }
+}
+
 /// Where a shipment goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
@@ -140,6 +157,9 @@ pub struct ShipOptions {
     /// Test aid: hold each shipment, once it started, until this file
     /// exists (see `hold_for_test` in the ship module).
     pub hold_for_test: Option<PathBuf>,
+    /// A file shipped after the body, from the same snapshot (module docs,
+    /// [Attachments](super#attachments)).
+    pub attach: Option<Attachment>,
 }
 
 impl ShipOptions {
@@ -157,6 +177,7 @@ impl ShipOptions {
             timeout: DEFAULT_TIMEOUT,
             max_body: DEFAULT_MAX_BODY,
             hold_for_test: None,
+            attach: None,
         }
     }
 }
@@ -181,6 +202,8 @@ pub struct Shipped {
     pub cause: String,
     /// Where the body went (for OTLP over HTTP, the `/v1/logs` URL).
     pub target: String,
+    /// Where the attachment went, if one was asked for.
+    pub attachment: Option<String>,
 }
 
 /// A failed shipment: one line, and how many retries were made (all parts

@@ -539,6 +539,12 @@ impl Watcher {
             s.key,
             s.target
         );
+        if let Some(target) = &s.attachment {
+            eprintln!(
+                "blackbox watch: attached trace-event of {} key={} to={target}",
+                f.name, s.key
+            );
+        }
     }
 
     /// Ships a live ring's window when it asked for a snapshot since the
