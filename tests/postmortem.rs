@@ -555,10 +555,19 @@ fn a_panic_backtrace_is_symbolized_offline_without_the_hook_frames() {
         .take_while(|l| l.starts_with("      "))
         .copied()
         .collect();
+    // The panicking function first (in a release build its return
+    // address may fall past the call's line table row: a name without a
+    // line), then its callers with file:line.
     assert!(
         frames[0]
             .trim_start()
-            .starts_with("blackbox::cmd::demo::die at "),
+            .starts_with("blackbox::cmd::demo::die"),
+        "{text}"
+    );
+    assert!(
+        frames[1]
+            .trim_start()
+            .starts_with("blackbox::cmd::demo::run at "),
         "{text}"
     );
     for f in &frames {
@@ -584,7 +593,7 @@ fn a_panic_backtrace_is_symbolized_offline_without_the_hook_frames() {
         "{}",
         bt[0]
     );
-    assert!(bt[0]["line"].is_u64());
+    assert!(bt[1]["line"].is_u64(), "{}", bt[1]);
 }
 
 /// The module table: written with the main program first and its build

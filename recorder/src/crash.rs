@@ -586,16 +586,20 @@ fn record_signal(
         " in thread '{}'",
         std::str::from_utf8(thread_name).unwrap_or("?")
     );
-    // The top frame, as far as the handler can tell without symbols: the
-    // module and the offset in its file (`blackbox info` names it).
+    // The termination log also names the top frame, as far as the handler
+    // can tell without symbols: the module and the offset in its file
+    // (`blackbox info` names the function). The crash event keeps the
+    // spec's message; the dump has the rest.
+    let mut log_line = StackText::<384>::new();
+    let _ = log_line.write_str(text.as_str());
     if let Some((name, offset)) = module_of(shared, regs.pc) {
         let _ = write!(
-            text,
+            log_line,
             ", pc {}+{offset:#x}",
             std::str::from_utf8(&name.buf[..name.len]).unwrap_or("?")
         );
     }
-    write_termination_log(shared, text.as_str());
+    write_termination_log(shared, log_line.as_str());
     let _ = shared.log_alone(
         Level::Error,
         "blackbox::crash",
