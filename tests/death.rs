@@ -1044,7 +1044,13 @@ fn caught_panic_event(seen: &Seen) -> &Value {
     match caught {
         // `read --json` symbolizes the hook's raw return addresses into an
         // array of frames.
-        Some(r) if r["fields"]["backtrace"].as_array().is_some_and(|f| !f.is_empty()) => r,
+        Some(r)
+            if r["fields"]["backtrace"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty()) =>
+        {
+            r
+        }
         _ => seen.fail("expected the caught panic's crash event with a backtrace".into()),
     }
 }
@@ -1096,9 +1102,14 @@ fn caught_panic_then_panic_shows_its_own_backtrace() {
         .map(|r| r["fields"]["backtrace"].clone())
         .unwrap_or_else(|| seen.fail("expected the main thread's panic event".into()));
     let own = own.as_array().cloned().unwrap_or_default();
-    seen.ensure(!own.is_empty() && Value::from(own.clone()) != caught, || {
-        format!("expected the main thread's own backtrace, distinct from the caught one's: {own:?}")
-    });
+    seen.ensure(
+        !own.is_empty() && Value::from(own.clone()) != caught,
+        || {
+            format!(
+                "expected the main thread's own backtrace, distinct from the caught one's: {own:?}"
+            )
+        },
+    );
     let cause_bt = seen.info["cause"]["backtrace"].as_str().unwrap_or_else(|| {
         seen.fail("expected a backtrace (text) under the panic's cause in info --json".into())
     });

@@ -78,9 +78,7 @@ impl Server {
                         Ok((conn, _)) => {
                             let status = statuses.get(served).copied().unwrap_or(200);
                             served += 1;
-                            if let Some(req) = handle(conn, status) {
-                                requests.lock().unwrap().push(req);
-                            }
+                            handle(conn, status, &requests);
                         }
                         Err(_) => std::thread::sleep(Duration::from_millis(5)),
                     }
@@ -109,8 +107,10 @@ impl Drop for Server {
     }
 }
 
-/// Reads one request (headers, then Content-Length bytes) and answers it.
-fn handle(mut conn: TcpStream, status: u16) -> Option<Request> {
+/// Reads one request (headers, then Content-Length bytes), keeps it in
+/// `requests`, then answers it: kept first, so a client that has its answer
+/// finds its request already counted.
+fn handle(mut conn: TcpStream, status: u16, requests: &Mutex<Vec<Request>>) -> Option<()> {
     conn.set_nonblocking(false).ok()?;
     conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     let mut buf = Vec::new();
@@ -161,13 +161,14 @@ fn handle(mut conn: TcpStream, status: u16) -> Option<Request> {
         "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
         text.len()
     );
-    let _ = conn.write_all(answer.as_bytes());
-    Some(Request {
+    requests.lock().unwrap().push(Request {
         method,
         path,
         headers,
         body,
-    })
+    });
+    let _ = conn.write_all(answer.as_bytes());
+    Some(())
 }
 
 /// A dead demo ring: `threads` x `records`, then `--die how`.

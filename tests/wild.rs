@@ -133,6 +133,20 @@ fn scribbles_over_a_live_ring_are_reported_and_the_rest_recovered() {
     }
     let status = wait_or_fail(&mut writer.0, PATIENCE, "demo");
     assert!(status.success(), "demo: {status:?}");
+    // The writer heals every scribble that lands where it writes next; on a
+    // loaded machine all of them may be healed. One last scribble after it
+    // closed, over a chunk's first record (the ring wrapped: every chunk
+    // was claimed in the last lap and begins with a record), bytes inverted
+    // so that they change, cannot be.
+    let chunk = rng.range(0, CAPACITY / CHUNK);
+    let offset = chunk * CHUNK + 64;
+    let mut last = [0u8; 8];
+    file.read_exact_at(&mut last, data + offset).expect("read");
+    let inverted: Vec<u8> = last.iter().map(|b| !b).collect();
+    file.write_all_at(&inverted, data + offset)
+        .expect("scribble");
+    scribbled_chunks.insert(chunk);
+    scribbles += 1;
 
     let records = read_json(&ring, &[]);
     let info = info_json(&ring);

@@ -1,6 +1,6 @@
 //! The cause of death: a type, in words, and as the `cause` JSON object.
 
-use blackbox_recorder::layout::{DEATH_PANIC, DEATH_SIGNAL};
+use blackbox_recorder::layout::{DEATH_PANIC, DEATH_SIGNAL, KIND_EVENT};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -110,6 +110,9 @@ pub fn backtrace(state: State, snap: &Snapshot) -> Option<String> {
     let agree = |a: &str, b: &str| a.starts_with(b) || b.starts_with(a);
     let head = format!("panicked at {}: ", death.location);
     snap.records.iter().rev().find_map(|r| {
+        if r.kind != KIND_EVENT {
+            return None;
+        }
         let e = decode_event(snap.payload(r)).ok()?;
         let message = e.message.strip_prefix(head.as_str())?;
         if e.target != "blackbox::crash" || !agree(message, &death.message) {

@@ -45,7 +45,7 @@
 use std::cell::{Cell, UnsafeCell};
 use std::fmt::Write as _;
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use std::sync::{Arc, Once};
 
 use crate::event::{Field, Level};
@@ -58,6 +58,18 @@ use crate::sys;
 static TARGET: AtomicPtr<Shared> = AtomicPtr::new(std::ptr::null_mut());
 
 static INSTALL: Once = Once::new();
+
+/// Set by the fatal-signal handler that claimed the death area once it has
+/// written the cause and the dump. Another thread's fatal signal waits for
+/// it before passing its signal on: passed on, the signal ends the process,
+/// and the claimant's cause and dump with it.
+static SIGNAL_DEATH_WRITTEN: AtomicBool = AtomicBool::new(false);
+
+/// How long a thread whose fatal signal lost the claim waits for the
+/// claimant (the claimant takes tens of microseconds; a preempted one
+/// longer). Bounded, so that a claimant that never finishes cannot hold
+/// the process alive.
+const LOSER_WAIT_MS: u32 = 2000;
 
 /// The signals that get a handler.
 pub const FATAL_SIGNALS: [libc::c_int; 5] = [
@@ -475,6 +487,14 @@ extern "C" fn on_fatal_signal(
             if dumped {
                 finish_dump(shared);
             }
+            if owner != Owner::None {
+                // Release: pairs with the Acquire load of a waiting loser.
+                SIGNAL_DEATH_WRITTEN.store(true, Ordering::Release);
+            } else {
+                wait_for_claimant(shared);
+            }
+        } else {
+            wait_for_claimant(shared);
         }
     }
     let index = FATAL_SIGNALS.iter().position(|&s| s == signal);
@@ -499,6 +519,31 @@ extern "C" fn on_fatal_signal(
     }
     // A fault returns here and re-executes the faulting instruction, which
     // faults again into the restored disposition.
+}
+
+/// A fatal signal that did not claim the death area waits (bounded) until
+/// the claimant has written it: a signal cause and dump, or a panic's cause.
+/// On the claimant's own thread (a nested signal after it finished) the
+/// flag is already set. Only nanosleep(2): async-signal-safe.
+fn wait_for_claimant(shared: &Shared) {
+    let map = &shared.map;
+    let written = || {
+        // Acquire: pairs with the claimant's Release stores.
+        SIGNAL_DEATH_WRITTEN.load(Ordering::Acquire)
+            || (map.header_u32(H_DEATH_KIND).load(Ordering::Acquire) == DEATH_PANIC
+                && map.header_u32(H_STATE).load(Ordering::Acquire) == STATE_CRASHED)
+    };
+    let pause = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 1_000_000,
+    };
+    for _ in 0..LOSER_WAIT_MS {
+        if written() {
+            return;
+        }
+        // SAFETY: nanosleep with a valid timespec and no remainder pointer.
+        unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
+    }
 }
 
 /// What this thread's fatal signal owns of the death area.

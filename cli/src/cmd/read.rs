@@ -295,7 +295,15 @@ fn follow(
                 let pm = matches!(&shown, Shown::Event(e) if e.target == "blackbox::crash")
                     .then(|| ring.postmortem().ok())
                     .flatten();
-                emit(out, opts, gap.as_ref(), record, &mut shown, &spans, pm.as_ref())?;
+                emit(
+                    out,
+                    opts,
+                    gap.as_ref(),
+                    record,
+                    &mut shown,
+                    &spans,
+                    pm.as_ref(),
+                )?;
             }
             seen.insert(record.writer, record.seq);
         }
