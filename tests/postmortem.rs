@@ -206,6 +206,27 @@ fn a_stripped_binary_with_symbols_names_the_same_frames_and_a_missing_one_none()
             return;
         }
     }
+    // The whole matrix from the stripped binary: --symbols gives the same
+    // names as the unstripped run.
+    for case in &MATRIX[1..] {
+        let ring = dir.path(&format!("stripped-{}.ring", case.how));
+        let (signal, _) = die(&stripped, &ring, case.how);
+        assert_eq!(signal, Some(case.signal), "{}: exit signal", case.how);
+        assert_in_order(&info(&ring, Some(&symbols)), case.frames);
+    }
+    let ring = dir.path("stripped-overflow.ring");
+    let (signal, stderr) = die(&stripped, &ring, "stack-overflow");
+    assert_eq!(signal, Some(libc::SIGABRT), "stack overflow: exit signal");
+    assert!(stderr.contains("has overflowed its stack"), "{stderr}");
+    let recursions = functions(&info(&ring, Some(&symbols)))
+        .iter()
+        .filter(|n| n.ends_with("demo::recurse"))
+        .count();
+    assert!(
+        recursions >= 8,
+        "stripped + --symbols: {recursions} recurse frames"
+    );
+
     let ring = dir.path("segv.ring");
     let (signal, _) = die(&stripped, &ring, "segv-thread");
     assert_eq!(signal, Some(libc::SIGSEGV));
