@@ -615,6 +615,23 @@ fn a_panic_backtrace_is_symbolized_offline_without_the_hook_frames() {
         bt[0]
     );
     assert!(bt[1]["line"].is_u64(), "{}", bt[1]);
+
+    // A shipment says what `info --json` says: the panic's frames, and its
+    // cause's backtrace as text, never raw addresses.
+    let o = run(&["ship", ring.to_str().unwrap(), "--to", "-"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let head: Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().next().unwrap()).unwrap();
+    let info = info(&ring, None);
+    assert_eq!(head["cause"]["backtrace"], info["cause"]["backtrace"]);
+    assert_eq!(head["backtrace"], info["backtrace"]);
+    let cause_bt = head["cause"]["backtrace"]
+        .as_str()
+        .expect("a text backtrace");
+    assert!(
+        cause_bt.starts_with("blackbox::cmd::demo::die"),
+        "{cause_bt}"
+    );
 }
 
 /// The module table: written with the main program first and its build

@@ -67,10 +67,29 @@ impl Postmortem {
         };
         let build_id =
             (!pm.build_id.is_empty()).then(|| blackbox_reader::postmortem::hex(&pm.build_id));
-        if state != State::Crashed || pm.crash.is_none() {
+        if state != State::Crashed {
             return Postmortem {
                 build_id,
                 ..Postmortem::default()
+            };
+        }
+        if pm.crash.is_none() {
+            // A panic leaves no dump: its hook's raw return addresses,
+            // symbolized here as `info` does, are the backtrace.
+            let frames = blackbox_reader::cause::backtrace(state, snap)
+                .and_then(|raw| blackbox_reader::backtrace::parse_return_addresses(&raw))
+                .map(|addresses| {
+                    blackbox_reader::backtrace::symbolize_return_addresses(
+                        &pm,
+                        &addresses,
+                        &blackbox_reader::backtrace::Options::with_symbols(Vec::new()),
+                    )
+                })
+                .unwrap_or_default();
+            return Postmortem {
+                build_id,
+                frames,
+                exception: None,
             };
         }
         let frames = blackbox_reader::backtrace::backtrace(
@@ -136,6 +155,22 @@ impl Shipment<'_> {
             "backtrace".into(),
             serde_json::to_value(&self.postmortem.frames).unwrap_or(Value::Null),
         );
+        // A panic's backtrace under its cause as `info --json` gives it:
+        // the symbolized frames as text, not the raw addresses.
+        if let Some(Value::Object(cause)) = head.get_mut("cause") {
+            if cause.get("backtrace").is_some_and(Value::is_string)
+                && !self.postmortem.frames.is_empty()
+            {
+                let text = self
+                    .postmortem
+                    .frames
+                    .iter()
+                    .map(blackbox_reader::backtrace::Frame::text)
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                cause.insert("backtrace".into(), Value::from(text));
+            }
+        }
         head
     }
 
