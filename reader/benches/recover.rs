@@ -1,6 +1,6 @@
 //! Recovery speed, with plain `std` timing (no criterion).
 //!
-//! `cargo bench -p blackbox --bench recover`
+//! `cargo bench -p blackbox-reader --bench recover`
 //!
 //! Creates a 64 MiB ring on `/dev/shm` (or the temp dir when that is
 //! missing), fills it past full with 56-byte `rec.log` events so its chunks
