@@ -719,3 +719,37 @@ fn two_threads_crashing_at_once_leave_one_consistent_dump() {
         assert_in_order(&info, MATRIX[0].frames);
     }
 }
+
+/// Inputs the fuzzer found (`fuzz/regressions/postmortem/`), replayed the
+/// way the `postmortem` fuzz target feeds them: the header, then the
+/// postmortem area, module slots and stack bound cut as the target cuts
+/// them. None may panic. The first one made the stack scan overflow
+/// `sp + 8` at the top of the address space.
+#[test]
+fn postmortem_fuzz_findings_replay_without_panic() {
+    use blackbox_reader::backtrace::{backtrace, Options};
+    use blackbox_reader::postmortem::decode;
+    use blackbox_recorder::layout::{HEADER_LEN, H_MODULE_SLOTS, H_PM_STACK_MAX};
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/postmortem");
+    let mut replayed = 0;
+    for entry in std::fs::read_dir(&dir).expect("fuzz/regressions/postmortem") {
+        let data = std::fs::read(entry.unwrap().path()).unwrap();
+        let mut header = vec![0u8; HEADER_LEN];
+        let n = data.len().min(HEADER_LEN);
+        header[..n].copy_from_slice(&data[..n]);
+        let u32_at = |h: &[u8], at: usize| u32::from_le_bytes(h[at..at + 4].try_into().unwrap());
+        let slots = u32_at(&header, H_MODULE_SLOTS) % 9;
+        header[H_MODULE_SLOTS..H_MODULE_SLOTS + 4].copy_from_slice(&slots.to_le_bytes());
+        let stack = u32_at(&header, H_PM_STACK_MAX) % 4097;
+        header[H_PM_STACK_MAX..H_PM_STACK_MAX + 4].copy_from_slice(&stack.to_le_bytes());
+        let pm = decode(&header, &data[n..]);
+        let frames = backtrace(&pm, &Options::default());
+        assert!(
+            frames.iter().all(|f| f.function.is_none()),
+            "no file, no name"
+        );
+        replayed += 1;
+    }
+    assert!(replayed >= 1);
+}

@@ -507,7 +507,7 @@ fn fp_step(regs: &Regs, crash: &CrashContext, arch: &Arch) -> Option<Regs> {
     let ra = crash.stack_u64(fp.checked_add(8)?)?;
     let mut next = *regs;
     next[arch.fp] = Some(saved_fp);
-    next[arch.sp] = Some(fp + 16);
+    next[arch.sp] = Some(fp.checked_add(16)?);
     next[arch.ra] = Some(ra);
     next[arch.pc] = Some(ra);
     Some(next)
@@ -521,7 +521,7 @@ fn scan_step(regs: &Regs, crash: &CrashContext, arch: &Arch, modules: &[Module])
         let word = crash.stack_u64(slot)?;
         if modules.iter().any(|m| m.contains(word)) {
             let mut next = *regs;
-            next[arch.sp] = Some(slot + 8);
+            next[arch.sp] = Some(slot.checked_add(8)?);
             next[arch.ra] = Some(word);
             next[arch.pc] = Some(word);
             return Some(next);
