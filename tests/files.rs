@@ -690,3 +690,46 @@ fn blackbox_keep_sets_retention_from_the_environment() {
     demo("1");
     assert_eq!(names_in(&dir.0).len(), 2, "1: {:?}", names_in(&dir.0));
 }
+
+/// Past a chunk's last record lie the bytes of the claim before, and a
+/// payload word there can carry the current claim's tag. Lap 0 fills every
+/// chunk with records whose payload words are exactly the COMMIT word a
+/// 24-byte record of the chunk's next claim would have; lap 1 writes one
+/// short record into chunk 0, which ends right where such a word lies. The
+/// writer clears the word after each record, so the reader finds the
+/// chunk's end there: nothing stale is read as a (corrupt) record.
+#[test]
+fn stale_words_with_the_claims_tag_past_the_last_record_are_not_records() {
+    use blackbox_recorder::layout::commit_word;
+    const CHUNKS: u64 = 16;
+    const PER_CHUNK: u64 = 15; // (1024 - 64) / 64
+    let dir = TempDir::new("stale-tag");
+    let path = dir.path("stale.ring");
+    let rec = Recorder::builder(&path)
+        .capacity(CHUNKS * 1024)
+        .chunk_size(1024)
+        .heartbeat(None)
+        .create()
+        .expect("create");
+    for k in 0..CHUNKS * PER_CHUNK {
+        // Record k lands in chunk k / 15 (one writer, claims in order),
+        // whose next claim has ticket chunk + CHUNKS.
+        let word = commit_word(k / PER_CHUNK + CHUNKS, 24).to_le_bytes();
+        let payload: Vec<u8> = word.iter().copied().cycle().take(40).collect();
+        rec.append(&payload).expect("append");
+    }
+    assert_eq!(rec.tickets(), CHUNKS, "lap 0 filled every chunk once");
+    // Stride 32: it ends at chunk offset 96, where lap 0's first record has
+    // a payload word (record offset 32).
+    rec.append(&[7u8; 8]).expect("append");
+    assert_eq!(rec.chunk_of_this_thread().map(|t| t % CHUNKS), Some(0));
+    drop(rec);
+    let ring = blackbox_reader::Ring::open(&path).expect("open");
+    let snap = ring.snapshot().expect("snapshot");
+    assert_eq!(snap.totals.corrupt, 0, "a stale word read as a record");
+    assert_eq!(
+        snap.records.last().map(|r| r.seq),
+        Some(CHUNKS * PER_CHUNK),
+        "the short record is the newest"
+    );
+}

@@ -233,10 +233,26 @@ impl ChunkCursor {
         self.offset as usize + stride <= self.size as usize
     }
 
-    /// Writes the chunk header (all 64 bytes).
+    /// Writes the chunk header (all 64 bytes), and clears the first
+    /// record's COMMIT word: bytes left by an earlier claim there must not
+    /// pass for a record of this one (`shm-layout.md`, 7.2).
     pub(crate) fn write_header(&mut self, header: &[u8; CHUNK_HEADER_LEN]) {
         // SAFETY: the chunk is ours (type invariant) and at least 1024 bytes.
         unsafe { std::ptr::copy_nonoverlapping(header.as_ptr(), self.start, CHUNK_HEADER_LEN) };
+        self.clear_commit_at(CHUNK_HEADER_LEN);
+    }
+
+    /// Stores 0 in the COMMIT word at chunk offset `at`, if a word fits
+    /// there.
+    #[inline(always)]
+    fn clear_commit_at(&self, at: usize) {
+        if at + 8 <= self.size as usize {
+            // SAFETY: inside the chunk (checked), which is ours; chunk
+            // offsets of records are multiples of 8 from an aligned start.
+            // Relaxed: the Release store that publishes the record before
+            // it (or the OWNED state) orders it for readers.
+            unsafe { AtomicU64::from_ptr(self.start.add(at).cast()) }.store(0, Ordering::Relaxed);
+        }
     }
 
     /// Begins the record of `stride` bytes at the cursor: checks that it
@@ -328,6 +344,11 @@ impl RecordWriter<'_> {
     #[inline(always)]
     pub(crate) fn publish(self, len: usize) {
         debug_assert!(len <= self.stride && self.stride - len < 8);
+        // The word after this record: an earlier claim's bytes there could
+        // carry this claim's tag (a payload word of the right value), and a
+        // reader takes the first word without it as the chunk's end.
+        let next = self.cursor.offset as usize + self.stride;
+        self.cursor.clear_commit_at(next);
         // Release: every byte of the record (and the chunk header) written
         // before is ordered before this word. A reader copies the chunk with
         // pread and checks the record's checksum, so a copy that caught the
