@@ -150,6 +150,10 @@ install -m 0755 "$bin" "$root/usr/local/bin/blackbox"
 mkdir -p "$root$(dirname "$death_test")" "$root$(dirname "$debug_bin")"
 install -m 0755 "$death_test" "$root$death_test"
 install -m 0755 "$debug_bin" "$root$debug_bin"
+# A checkout under /tmp puts these binaries there: keep systemd-tmpfiles
+# from emptying the guest's /tmp at boot (Debian's tmp.conf says D).
+mkdir -p "$root/etc/tmpfiles.d"
+echo 'd /tmp 1777 root root -' >"$root/etc/tmpfiles.d/tmp.conf"
 install -m 0644 systemd/blackbox-collect@.service "$etc/"
 # "Existing" units that know nothing of blackbox; the shipped drop-in wires
 # each to the collector. 64 MiB without swap, as in the issue's run.
