@@ -259,10 +259,10 @@ fn count_drop(shared: &Shared) {
 /// Writes the header of a chunk just claimed and computes its seed.
 #[allow(unsafe_code)]
 fn start_chunk(shared: &Shared, claimed: Claimed, header: &[u8; CHUNK_HEADER_LEN]) -> Owned {
-    // SAFETY: `claimed` comes from a successful claim (CAS to OWNED with
-    // ticket `gen`) that nobody sealed yet; the cursor stays with one writer
-    // on one thread (a thread-local writer, or the caller's stack), which
-    // uses it only while `shared`, and so the mapping, is alive.
+    // The cursor stays with one writer on one thread (a thread-local
+    // writer, or the caller's stack), which uses it only while `shared`,
+    // and so the mapping, is alive.
+    // SAFETY: `claimed` comes from a successful claim of ticket `gen` that nobody sealed yet.
     let mut cursor = unsafe { shared.map.owned_chunk(claimed.index, claimed.gen) };
     cursor.write_header(header);
     // The header is this claim's now: readers may look at the chunk.

@@ -210,10 +210,10 @@ impl AltStack {
 
 impl Drop for AltStack {
     fn drop(&mut self) {
-        // SAFETY: reads the thread's current alternate stack; disables it
-        // only if it is ours (another library, or Rust's runtime, may have
-        // replaced it since); then unmaps our mapping, which no signal can
-        // use any more.
+        // Reads the thread's current alternate stack; disables it only if it
+        // is ours (another library, or Rust's runtime, may have replaced it
+        // since); then unmaps our mapping.
+        // SAFETY: sigaltstack and munmap of our own mapping, which no signal can use any more.
         unsafe {
             let mut current: libc::stack_t = std::mem::zeroed();
             if libc::sigaltstack(std::ptr::null(), &mut current) != 0 {
@@ -931,6 +931,7 @@ pub fn fault_sigill_for_test() -> ! {
         std::arch::asm!("ud2", options(noreturn))
     }
     #[cfg(target_arch = "aarch64")]
+    // SAFETY: as above: `udf` is a permanently undefined instruction; SIGILL.
     unsafe {
         std::arch::asm!("udf #0", options(noreturn))
     }

@@ -247,10 +247,9 @@ impl ChunkCursor {
     #[inline(always)]
     fn clear_commit_at(&self, at: usize) {
         if at + 8 <= self.size as usize {
-            // SAFETY: inside the chunk (checked), which is ours; chunk
-            // offsets of records are multiples of 8 from an aligned start.
             // Relaxed: the Release store that publishes the record before
             // it (or the OWNED state) orders it for readers.
+            // SAFETY: inside the chunk (checked), ours; record offsets are 8-aligned.
             unsafe { AtomicU64::from_ptr(self.start.add(at).cast()) }.store(0, Ordering::Relaxed);
         }
     }
