@@ -585,19 +585,7 @@ pub fn backtrace(pm: &Postmortem, options: &Options) -> Vec<Frame> {
                 .as_ref()
                 .map(|s| lookup(s, probe))
                 .unwrap_or_default();
-            let count = found.len();
-            for (i, (function, file, line)) in found.into_iter().enumerate() {
-                frames.push(Frame {
-                    function,
-                    file,
-                    line,
-                    inlined: i + 1 < count,
-                    ..frame.clone()
-                });
-            }
-            if count == 0 {
-                frames.push(frame);
-            }
+            push_symbolized(&mut frames, frame, found);
             loaded = Some((l, probe));
         } else {
             frames.push(frame);
@@ -721,19 +709,7 @@ pub fn symbolize_return_addresses(
             .as_ref()
             .map(|s| lookup(s, lookup_pc.wrapping_sub(m.load_bias)))
             .unwrap_or_default();
-        let count = found.len();
-        for (i, (function, file, line)) in found.into_iter().enumerate() {
-            frames.push(Frame {
-                function,
-                file,
-                line,
-                inlined: i + 1 < count,
-                ..frame.clone()
-            });
-        }
-        if count == 0 {
-            frames.push(frame);
-        }
+        push_symbolized(&mut frames, frame, found);
     }
     // The innermost frames are the hook's and the panic path's, up to the
     // code that panicked; the runtime's outer frames (its catch_unwind)
@@ -744,4 +720,26 @@ pub fn symbolize_return_addresses(
         .count();
     frames.drain(..machinery);
     frames
+}
+
+/// Pushes `frame` once per symbol found at its pc (inlined callees first,
+/// all but the last marked inlined), or as it is when none was found.
+fn push_symbolized(
+    frames: &mut Vec<Frame>,
+    frame: Frame,
+    found: Vec<(Option<String>, Option<String>, Option<u32>)>,
+) {
+    let count = found.len();
+    for (i, (function, file, line)) in found.into_iter().enumerate() {
+        frames.push(Frame {
+            function,
+            file,
+            line,
+            inlined: i + 1 < count,
+            ..frame.clone()
+        });
+    }
+    if count == 0 {
+        frames.push(frame);
+    }
 }
