@@ -90,4 +90,4 @@ if [ -n "${TRACE_VIEWER_PNG:-}" ]; then
     cp "$shot" "$TRACE_VIEWER_PNG"
     echo "check-trace-viewer: screenshot kept as $TRACE_VIEWER_PNG"
 fi
-echo "check-trace-viewer: speedscope $SPEEDSCOPE_VERSION in $("$chromium" --version 2>/dev/null | head -n 1) reads the export"
+echo "check-trace-viewer: speedscope $SPEEDSCOPE_VERSION in $("$chromium" --version 2>/dev/null | sed -n 1p) reads the export"

@@ -215,7 +215,7 @@ keep() { # APP TAG
     systemctl show -p Result -p ExecMainCode -p ExecMainStatus "$app.service" >"$out/$tag.unit"
     journalctl -q -o cat -u "blackbox-collect@$app.service.service" >"$out/$tag.report"
     local ring
-    ring=$(ls -t /run/blackbox/"$app.service"/*.ring 2>/dev/null | head -n 1)
+    ring=$(ls -t /run/blackbox/"$app.service"/*.ring 2>/dev/null | sed -n 1p)
     [ -n "$ring" ] && cp "$ring" "$out/$tag.ring"
     log "$tag: $(tr '\n' ' ' <"$out/$tag.unit") ring ${ring:-none}"
 }

@@ -140,7 +140,7 @@ for app in blackbox-demo e2e-segv e2e-exit; do
     systemctl start "$app.service" 2>>"$out/scenario.log"
     # Wait for the app to fail and its collector to write the report.
     for _ in $(seq 1 120); do
-        if journalctl -q -o cat -u "$collector" | grep -q 'failed:'; then
+        if journalctl -q -o cat -u "$collector" | grep 'failed:' >/dev/null; then
             break
         fi
         sleep 0.5
@@ -201,7 +201,9 @@ check() { # APP WHAT PATTERN
 }
 for app in blackbox-demo e2e-segv e2e-exit; do
     echo "-- $app: $(tr '\n' ' ' <"$out/$app.unit")"
-    sed 's/^/   | /' "$out/$app.report" | head -n 14
+    # sed reads the whole report (head would close the pipe early and,
+    # under pipefail, fail the script with SIGPIPE's 141).
+    sed -n '1,14s/^/   | /p' "$out/$app.report"
     [ -s "$out/$app.report" ] || {
         echo "  FAIL $app: OnFailure did not run the collector (no report)"
         fail=1
