@@ -17,6 +17,7 @@ use blackbox_recorder::layout::*;
 
 use crate::error::Error;
 use crate::header::Header;
+use crate::records::{PodBuf, Records};
 
 /// A ring file opened for reading.
 #[derive(Debug)]
@@ -97,24 +98,28 @@ impl State {
 }
 
 /// One valid record of a snapshot. Its bytes live in the [`Snapshot`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Plain data (`repr(C)`, no padding), so that a large index can live in a
+/// huge-page mapping ([`Records`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
 pub struct Record {
-    /// The writer (one thread's stream of records) that appended it.
-    pub writer: u32,
     /// Its sequence number in that writer's run: how many records the
     /// writer appended before it.
     pub seq: u64,
-    /// Length in bytes (header + payload).
-    pub len: u32,
     /// Write time, Unix nanoseconds (converted from the ring's clock).
     pub ts_unix_ns: u64,
+    payload_at: u64,
+    /// The writer (one thread's stream of records) that appended it.
+    pub writer: u32,
+    /// Length in bytes (header + payload).
+    pub len: u32,
+    /// Linux thread id of the writer's thread.
+    pub thread_id: u32,
     /// Record kind (`KIND_*`).
     pub kind: u16,
     /// Record flags.
     pub flags: u16,
-    /// Linux thread id of the writer's thread.
-    pub thread_id: u32,
-    payload_at: usize,
 }
 
 /// What a writer's run lost right before one of its records.
@@ -177,7 +182,7 @@ pub struct Snapshot {
     pub header: Header,
     /// Valid records, oldest first (by time across writers, by `seq` within
     /// each).
-    pub records: Vec<Record>,
+    pub records: Records,
     /// The writers with records in the window, by writer number.
     pub writers: Vec<WriterRun>,
     /// Totals over the window.
@@ -241,8 +246,8 @@ impl Clone for Buffer {
 impl Snapshot {
     /// The payload bytes of `record` (after its 24-byte header).
     pub fn payload(&self, record: &Record) -> &[u8] {
-        &self.data.bytes()
-            [record.payload_at..record.payload_at + record.len as usize - RECORD_HEADER_LEN]
+        let at = record.payload_at as usize;
+        &self.data.bytes()[at..at + record.len as usize - RECORD_HEADER_LEN]
     }
 
     /// What its writer lost right before `record`, if anything.
@@ -633,7 +638,7 @@ fn walk_chunk(
     chunk: &[u8],
     base: usize,
     meta: &ChunkMeta,
-    out: &mut Vec<Record>,
+    out: &mut PodBuf<Record>,
     corrupt_seqs: &mut Vec<(u32, u64)>,
     totals: &mut Totals,
 ) -> Walked {
@@ -681,7 +686,7 @@ fn walk_chunk(
                 kind: u16_at(chunk, offset + R_KIND),
                 flags: u16_at(chunk, offset + R_FLAGS),
                 thread_id: meta.thread_id,
-                payload_at: base + offset + RECORD_HEADER_LEN,
+                payload_at: (base + offset + RECORD_HEADER_LEN) as u64,
             });
         }
         offset += step;
@@ -750,7 +755,8 @@ fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
     // later claim's records and count the other's valid ones corrupt; a
     // chunk without a valid record takes part in neither: it never outranks
     // another, and its corrupt records are counted already.
-    let mut ordered: Vec<Record> = Vec::with_capacity(bytes.len() / 48);
+    // At most one record per smallest stride of the data region.
+    let mut ordered: PodBuf<Record> = PodBuf::with_capacity(bytes.len() / RECORD_HEADER_LEN);
     let mut corrupt_seqs: Vec<(u32, u64)> = Vec::new();
     // The chunks whose records are kept: (meta, records, used).
     let mut kept: Vec<(usize, Walked)> = Vec::with_capacity(metas.len());
@@ -791,7 +797,9 @@ fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
                 let (prev_len, new_len) = (prev.records.len(), walked.records.len());
                 if meta.gen > metas[p].gen {
                     let from = prev.records.start;
-                    ordered.copy_within(walked.records.clone(), from);
+                    ordered
+                        .as_mut_slice()
+                        .copy_within(walked.records.clone(), from);
                     ordered.truncate(from + new_len);
                     kept.pop();
                     kept.push((
@@ -867,11 +875,11 @@ fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
         streams += 1;
         i = j;
     }
-    let records = if streams > 1 {
-        merge_by_time(ordered)
+    let records = Records(if streams > 1 {
+        merge_by_time(&ordered)
     } else {
         ordered
-    };
+    });
     let mut header = header;
     header.last_record_unix_ns = records.iter().map(|r| r.ts_unix_ns).max();
     Snapshot {
@@ -891,7 +899,7 @@ fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
 /// writer). `ordered` holds each writer's records in `seq` order, one
 /// writer after another, so the sort finds those runs and merges them
 /// (`O(n log k)` for `k` writers).
-fn merge_by_time(ordered: Vec<Record>) -> Vec<Record> {
+fn merge_by_time(ordered: &[Record]) -> PodBuf<Record> {
     // A writer's time only moves forward in the key, so a clock step back
     // (CLOCK_REALTIME) never reorders one writer's records.
     let mut keys: Vec<(u64, u32, u32)> = Vec::with_capacity(ordered.len());
@@ -905,7 +913,11 @@ fn merge_by_time(ordered: Vec<Record>) -> Vec<Record> {
         keys.push((t, r.writer, i as u32));
     }
     keys.sort_by_key(|k| (k.0, k.1));
-    keys.iter().map(|k| ordered[k.2 as usize]).collect()
+    let mut merged = PodBuf::with_capacity(ordered.len());
+    for k in &keys {
+        merged.push(ordered[k.2 as usize]);
+    }
+    merged
 }
 
 /// A NUL-padded name as text.
