@@ -52,5 +52,4 @@ pub use cause::Cause;
 pub use error::{Error, ErrorKind};
 pub use event::{decode_event, level_text, DecodeError, Event, FieldValue};
 pub use header::{Calibration, Death, Header, MemoryEvidence};
-pub use records::Records;
-pub use ring::{Gap, Record, Ring, Snapshot, State, Totals, WriterRun};
+pub use ring::{Gap, Record, Records, Ring, Snapshot, State, Totals, WriterRun};

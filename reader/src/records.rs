@@ -12,7 +12,6 @@
 //! bound: the data region over the smallest record). A mapping reserves
 //! address space only; pages are faulted in as records are written.
 
-use std::fmt;
 use std::ops::Deref;
 
 use bytemuck::Pod;
@@ -126,42 +125,6 @@ impl<T: Pod> Clone for PodBuf<T> {
             copy.push(value);
         }
         copy
-    }
-}
-
-/// The records of a [`crate::Snapshot`], oldest first: a slice of
-/// [`crate::Record`] (`snap.records.iter()`, `.len()`, `[i]`, ...).
-#[derive(Clone)]
-pub struct Records(pub(crate) PodBuf<crate::Record>);
-
-impl Deref for Records {
-    type Target = [crate::Record];
-
-    fn deref(&self) -> &[crate::Record] {
-        &self.0
-    }
-}
-
-impl<'a> IntoIterator for &'a Records {
-    type Item = &'a crate::Record;
-    type IntoIter = std::slice::Iter<'a, crate::Record>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.iter()
-    }
-}
-
-impl PartialEq for Records {
-    fn eq(&self, other: &Records) -> bool {
-        **self == **other
-    }
-}
-
-impl Eq for Records {}
-
-impl fmt::Debug for Records {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.iter()).finish()
     }
 }
 

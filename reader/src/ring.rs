@@ -7,8 +7,10 @@
 //! from bytes in memory ([`Ring::from_bytes`]): the same validation and walk,
 //! with the copies taken from the buffer instead of the file.
 
+use std::fmt;
 use std::fs::File;
 use std::io;
+use std::ops::Deref;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -17,7 +19,7 @@ use blackbox_recorder::layout::*;
 
 use crate::error::Error;
 use crate::header::Header;
-use crate::records::{PodBuf, Records};
+use crate::records::PodBuf;
 
 /// A ring file opened for reading.
 #[derive(Debug)]
@@ -120,6 +122,42 @@ pub struct Record {
     pub kind: u16,
     /// Record flags.
     pub flags: u16,
+}
+
+/// The records of a [`Snapshot`], oldest first: a slice of
+/// [`Record`] (`snap.records.iter()`, `.len()`, `[i]`, ...).
+#[derive(Clone)]
+pub struct Records(pub(crate) PodBuf<Record>);
+
+impl Deref for Records {
+    type Target = [Record];
+
+    fn deref(&self) -> &[Record] {
+        &self.0
+    }
+}
+
+impl<'a> IntoIterator for &'a Records {
+    type Item = &'a Record;
+    type IntoIter = std::slice::Iter<'a, Record>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl PartialEq for Records {
+    fn eq(&self, other: &Records) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Records {}
+
+impl fmt::Debug for Records {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
 }
 
 /// What a writer's run lost right before one of its records.
