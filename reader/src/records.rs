@@ -1,23 +1,45 @@
-//! The snapshot's index of records, in memory that is cheap to fill.
+//! Memory that is cheap to fill: an anonymous mapping advised for
+//! transparent huge pages, for the snapshot's copy of the data region and
+//! for its index of records.
 //!
 //! A full 64 MiB ring holds over a million records, so its index is tens of
 //! MiB. In a `Vec` that is tens of thousands of fresh 4 KiB pages, each a
-//! page fault when first written: on the machine the recover bench runs on,
-//! pushing 1.2 M records into a new `Vec` took 40 ms, against 12 ms into an
-//! anonymous mapping advised for transparent huge pages. Large indexes
-//! therefore live in such a mapping, seen as `[T]` through `bytemuck` (no
-//! `unsafe` here); small ones in a `Vec`.
+//! page fault when first written: the recover bench's "Vec::push" part
+//! (1.2 M 40-byte entries into a new `Vec`) took 38-40 ms here, a third of
+//! a 64 MiB recovery, and moving the index to such a mapping took recovery
+//! from 119-122 ms to 76-79 ms. Large buffers therefore live in a mapping,
+//! the index seen as `[T]` through `bytemuck` (no `unsafe` here); small
+//! ones in a `Vec`.
 //!
-//! The capacity is fixed when the buffer is made (the walk knows an upper
+//! The index's capacity is fixed when it is made (the walk knows an upper
 //! bound: the data region over the smallest record). A mapping reserves
-//! address space only; pages are faulted in as records are written.
+//! address space only; pages are faulted in as they are written.
 
 use std::ops::Deref;
 
 use bytemuck::Pod;
 
 /// Buffers of at least this many bytes go to a mapping.
-const MAPPED_MIN: usize = 2 << 20;
+pub(crate) const MAPPED_MIN: usize = 2 << 20;
+
+/// An anonymous mapping of `bytes` (zeroed), advised for huge pages, if
+/// `bytes` is large enough to gain from one and the kernel gives it.
+pub(crate) fn huge_page_map(bytes: usize) -> Option<memmap2::MmapMut> {
+    if bytes < MAPPED_MIN {
+        return None;
+    }
+    // No swap reserved: a capacity may be an upper bound of which only the
+    // pages written are ever used (without it, a bound larger than RAM
+    // could be refused under the kernel's overcommit heuristic).
+    let map = memmap2::MmapOptions::new()
+        .len(bytes)
+        .no_reserve_swap()
+        .map_anon()
+        .ok()?;
+    // Advice only: without huge pages, filling is slower.
+    let _ = map.advise(memmap2::Advice::HugePage);
+    Some(map)
+}
 
 /// A growable-up-to-capacity array of plain-data values.
 pub(crate) struct PodBuf<T: Pod> {
@@ -34,24 +56,11 @@ impl<T: Pod> PodBuf<T> {
     /// Room for `capacity` values.
     pub(crate) fn with_capacity(capacity: usize) -> PodBuf<T> {
         let size = std::mem::size_of::<T>();
-        let bytes = capacity.saturating_mul(size);
-        if bytes >= MAPPED_MIN {
-            // No swap reserved: the capacity is an upper bound, and only
-            // the pages written are ever used (without it, a bound larger
-            // than RAM could be refused under the kernel's overcommit
-            // heuristic).
-            if let Ok(map) = memmap2::MmapOptions::new()
-                .len(bytes)
-                .no_reserve_swap()
-                .map_anon()
-            {
-                // Advice only: without huge pages, filling is slower.
-                let _ = map.advise(memmap2::Advice::HugePage);
-                return PodBuf {
-                    storage: Storage::Mapped(map),
-                    len: 0,
-                };
-            }
+        if let Some(map) = huge_page_map(capacity.saturating_mul(size)) {
+            return PodBuf {
+                storage: Storage::Mapped(map),
+                len: 0,
+            };
         }
         // A Vec grows as needed: start small, not at the bound.
         PodBuf {

@@ -244,18 +244,12 @@ enum Buffer {
     Mapped(memmap2::MmapMut),
 }
 
-const MAPPED_BUFFER_MIN: usize = 2 << 20;
-
 impl Buffer {
     fn zeroed(len: usize) -> Buffer {
-        if len >= MAPPED_BUFFER_MIN {
-            if let Ok(map) = memmap2::MmapMut::map_anon(len) {
-                // Advice only: without huge pages the copy is just slower.
-                let _ = map.advise(memmap2::Advice::HugePage);
-                return Buffer::Mapped(map);
-            }
+        match crate::records::huge_page_map(len) {
+            Some(map) => Buffer::Mapped(map),
+            None => Buffer::Heap(vec![0; len]),
         }
-        Buffer::Heap(vec![0; len])
     }
 
     fn bytes(&self) -> &[u8] {
