@@ -69,6 +69,16 @@ impl<T: Pod> PodBuf<T> {
         }
     }
 
+    /// `len` zero values.
+    pub(crate) fn zeroed(len: usize) -> PodBuf<T> {
+        let size = std::mem::size_of::<T>();
+        let storage = match huge_page_map(len.saturating_mul(size)) {
+            Some(map) => Storage::Mapped(map),
+            None => Storage::Heap(vec![T::zeroed(); len]),
+        };
+        PodBuf { storage, len }
+    }
+
     fn slots(&mut self) -> &mut [T] {
         match &mut self.storage {
             Storage::Heap(v) => v.as_mut_slice(),
@@ -97,16 +107,6 @@ impl<T: Pod> PodBuf<T> {
             }
         }
         self.len += 1;
-    }
-
-    /// Keeps the first `len` values.
-    pub(crate) fn truncate(&mut self, len: usize) {
-        if len < self.len {
-            if let Storage::Heap(v) = &mut self.storage {
-                v.truncate(len);
-            }
-            self.len = len;
-        }
     }
 
     /// The values, writable.
@@ -155,10 +155,22 @@ mod tests {
         );
         assert_eq!(buf.len(), n + 5);
         assert!(buf.iter().enumerate().all(|(i, &v)| v == i as u64 * 3));
-        buf.truncate(7);
         buf.as_mut_slice().copy_within(0..2, 5);
-        assert_eq!(&buf[..], &[0, 3, 6, 9, 12, 0, 3]);
+        assert_eq!(&buf[..7], &[0, 3, 6, 9, 12, 0, 3]);
         assert_eq!(&buf.clone()[..], &buf[..]);
+    }
+
+    #[test]
+    fn a_zeroed_buffer_has_its_length_and_is_writable() {
+        for n in [0, 5, MAPPED_MIN / 8 + 3] {
+            let mut buf: PodBuf<u64> = PodBuf::zeroed(n);
+            assert_eq!(buf.len(), n);
+            assert!(buf.iter().all(|&v| v == 0));
+            if let Some(last) = buf.as_mut_slice().last_mut() {
+                *last = 7;
+            }
+            assert_eq!(buf.last().copied(), (n > 0).then_some(7));
+        }
     }
 
     #[test]
@@ -167,7 +179,6 @@ mod tests {
         assert!(matches!(buf.storage, Storage::Heap(_)));
         (0..9).for_each(|i| buf.push(i));
         assert_eq!(buf.len(), 9);
-        buf.truncate(2);
-        assert_eq!(&buf[..], &[0, 1]);
+        assert_eq!(&buf[..2], &[0, 1]);
     }
 }

@@ -3,7 +3,10 @@
 //!
 //! The reader never maps the file: it copies with `pread`, so a file that is
 //! truncated under it gives a short read (an error), never SIGBUS, and no
-//! byte of the file is ever looked at in place. A ring can also be read
+//! byte of the file is ever looked at in place. A data region of 8 MiB or
+//! more is copied and walked by two threads (this one and a scoped one):
+//! most of a recovery's time is copying into fresh memory and walking,
+//! and two cores do both faster than one (the recover bench). A ring can also be read
 //! from bytes in memory ([`Ring::from_bytes`]): the same validation and walk,
 //! with the copies taken from the buffer instead of the file.
 
@@ -688,32 +691,36 @@ struct ChunkMeta {
     thread_id: u32,
 }
 
-/// What the walk of one chunk found: its records in `ordered`, and the
-/// `seq`s it used (valid and corrupt records).
-struct Walked {
-    records: std::ops::Range<usize>,
+/// What the first walk of one chunk found: how many `seq`s its records
+/// used (valid and corrupt alike), and how many of them are valid.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counted {
     used: u64,
+    valid: u64,
 }
 
-/// Walks one chunk's records from offset 64 (section 11, step 5), pushing
-/// the valid ones to `out` and counting the rest.
+/// Walks one chunk's records from offset 64 (section 11, step 5): counts
+/// the torn and corrupt ones in `totals` and `corrupt_seqs`, and hands each
+/// valid one to `valid`. With `check_crc` false (a second walk of a chunk
+/// whose records the first walk found all valid) the checksums are not
+/// computed again.
 #[allow(clippy::too_many_arguments)]
 fn walk_chunk(
     header: &Header,
     chunk: &[u8],
     base: usize,
     meta: &ChunkMeta,
-    out: &mut PodBuf<Record>,
+    check_crc: bool,
     corrupt_seqs: &mut Vec<(u32, u64)>,
     totals: &mut Totals,
-) -> Walked {
+    mut valid: impl FnMut(Record),
+) -> Counted {
     let head: &[u8; CHUNK_HEADER_LEN] = chunk[..CHUNK_HEADER_LEN].try_into().expect("64 bytes");
     let seed = crc_seed(header.nonce, head);
     let tag = commit_tag(meta.gen);
     let (chunk_size, max) = (chunk.len(), header.max_record_len);
-    let start = out.len();
     let mut offset = CHUNK_HEADER_LEN;
-    let mut k = 0u64;
+    let mut counted = Counted::default();
     while offset + RECORD_HEADER_LEN <= chunk_size {
         let commit = u64_at(chunk, offset + R_COMMIT);
         if commit >> COMMIT_LEN_BITS != tag {
@@ -729,21 +736,21 @@ fn walk_chunk(
             totals.corrupt += 1;
             break;
         }
-        let seq = meta.first_seq + k;
+        let seq = meta.first_seq + counted.used;
         let ts = u64_at(chunk, offset + R_TS);
-        let crc = record_crc(
-            seed,
-            len as u32,
-            seq,
-            &chunk[offset + RECORD_HEADER_LEN..offset + step],
-            u32_at(chunk, offset + R_CRC_START),
-            ts,
-        );
-        if u32_at(chunk, offset + R_CRC) != crc {
-            totals.corrupt += 1;
-            corrupt_seqs.push((meta.writer, seq));
-        } else {
-            out.push(Record {
+        let sound = !check_crc
+            || u32_at(chunk, offset + R_CRC)
+                == record_crc(
+                    seed,
+                    len as u32,
+                    seq,
+                    &chunk[offset + RECORD_HEADER_LEN..offset + step],
+                    u32_at(chunk, offset + R_CRC_START),
+                    ts,
+                );
+        if sound {
+            counted.valid += 1;
+            valid(Record {
                 writer: meta.writer,
                 seq,
                 len: len as u32,
@@ -753,20 +760,158 @@ fn walk_chunk(
                 thread_id: meta.thread_id,
                 payload_at: (base + offset + RECORD_HEADER_LEN) as u64,
             });
+        } else {
+            totals.corrupt += 1;
+            corrupt_seqs.push((meta.writer, seq));
         }
         offset += step;
-        k += 1;
+        counted.used += 1;
     }
-    Walked {
-        records: start..out.len(),
-        used: k,
-    }
+    counted
+}
+
+/// Runs `a` on this thread and `b` on another, at once, when `parallel`
+/// (and a thread can be started); otherwise one after the other here.
+fn both<A: Send, B: Send>(
+    parallel: bool,
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    let b = std::sync::Mutex::new(Some(b));
+    let take = || b.lock().unwrap_or_else(|e| e.into_inner()).take();
+    std::thread::scope(|scope| {
+        let helper = parallel
+            .then(|| {
+                std::thread::Builder::new()
+                    .name("blackbox-walk".into())
+                    .spawn_scoped(scope, || take().map(|f| f()))
+                    .ok()
+            })
+            .flatten();
+        let first = a();
+        let second = match helper.map(|h| h.join()) {
+            Some(Ok(Some(done))) => done,
+            // Not started, or it panicked: a panic is passed on as it would
+            // be on this thread.
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            _ => take().expect("the second task runs once")(),
+        };
+        (first, second)
+    })
+}
+
+/// Index where `items` is cut in two halves of about equal `weight`.
+fn halfway<T>(items: &[T], weight: impl Fn(&T) -> u64) -> usize {
+    let total: u64 = items.iter().map(&weight).sum();
+    let mut sum = 0u64;
+    items
+        .iter()
+        .position(|item| {
+            sum += weight(item);
+            sum * 2 >= total
+        })
+        .map_or(items.len(), |i| i + 1)
+}
+
+/// The first walk of `metas`' chunks (counting, checking every checksum),
+/// in two halves at once when `parallel`.
+fn count_chunks(
+    header: &Header,
+    bytes: &[u8],
+    metas: &[ChunkMeta],
+    parallel: bool,
+) -> (Vec<Counted>, Vec<(u32, u64)>, Totals) {
+    let chunk_size = header.chunk_size as usize;
+    let count = |part: &[ChunkMeta]| {
+        let mut corrupt_seqs = Vec::new();
+        let mut totals = Totals::default();
+        let counts: Vec<Counted> = part
+            .iter()
+            .map(|meta| {
+                let base = meta.index * chunk_size;
+                let chunk = &bytes[base..base + chunk_size];
+                walk_chunk(
+                    header,
+                    chunk,
+                    base,
+                    meta,
+                    true,
+                    &mut corrupt_seqs,
+                    &mut totals,
+                    |_| {},
+                )
+            })
+            .collect();
+        (counts, corrupt_seqs, totals)
+    };
+    let (first, second) = metas.split_at(metas.len() / 2);
+    let ((mut counts, mut corrupt_seqs, mut totals), (counts2, corrupt2, totals2)) =
+        both(parallel, || count(first), || count(second));
+    counts.extend(counts2);
+    corrupt_seqs.extend(corrupt2);
+    totals.torn += totals2.torn;
+    totals.corrupt += totals2.corrupt;
+    (counts, corrupt_seqs, totals)
+}
+
+/// The second walk: the kept chunks' valid records, each written to its
+/// place in `ordered` (which holds exactly their number), in two halves at
+/// once when `parallel`. The first walk said how many each chunk has; the
+/// bytes are the snapshot's own copy, so the second walk finds the same.
+/// Returns the newest record's time.
+fn fill_records(
+    header: &Header,
+    bytes: &[u8],
+    metas: &[ChunkMeta],
+    kept: &[(usize, Counted)],
+    ordered: &mut [Record],
+    parallel: bool,
+) -> Option<u64> {
+    let chunk_size = header.chunk_size as usize;
+    let fill = |part: &[(usize, Counted)], out: &mut [Record]| {
+        let mut at = 0;
+        let mut newest: Option<u64> = None;
+        let (mut scratch_seqs, mut scratch_totals) = (Vec::new(), Totals::default());
+        for &(m, counted) in part {
+            let meta = &metas[m];
+            let base = meta.index * chunk_size;
+            let chunk = &bytes[base..base + chunk_size];
+            let check_crc = counted.valid != counted.used;
+            let end = at + counted.valid as usize;
+            walk_chunk(
+                header,
+                chunk,
+                base,
+                meta,
+                check_crc,
+                &mut scratch_seqs,
+                &mut scratch_totals,
+                |record| {
+                    if let Some(slot) = out.get_mut(at).filter(|_| at < end) {
+                        newest = newest.max(Some(record.ts_unix_ns));
+                        *slot = record;
+                        at += 1;
+                    }
+                },
+            );
+            at = end;
+        }
+        newest
+    };
+    let cut = halfway(kept, |k| k.1.valid);
+    let (first, second) = kept.split_at(cut);
+    let first_len: usize = first.iter().map(|k| k.1.valid as usize).sum();
+    let (out1, out2) = ordered.split_at_mut(first_len.min(ordered.len()));
+    let (newest1, newest2) = both(parallel, || fill(first, out1), || fill(second, out2));
+    newest1.max(newest2)
 }
 
 /// Reads every chunk's header, then walks the chunks in each writer's
 /// `seq` order, then merges the writers by time (the reader's algorithm,
-/// steps 5 to 7). Each byte of the data region is looked at once by the
-/// walk and once by the checksum.
+/// steps 5 to 7). Each chunk is walked twice, to count and check its
+/// records and then to write them into the index; each byte of the data
+/// region is looked at by the two walks and once by the checksum (twice
+/// in a chunk that holds a corrupt record).
 fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
     let chunk_size = header.chunk_size as usize;
     let count = header.chunk_count as u64;
@@ -813,32 +958,27 @@ fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
     }
     metas.sort_unstable_by_key(|m| (m.writer, m.first_seq, m.gen));
 
-    // Steps 5 and 6: walk each writer's chunks in seq order, records
-    // straight into their final place. Holes are the seqs that no chunk of
-    // the writer covers between its first and its last (valid or corrupt
-    // records alike). Overlaps (no working writer makes them) keep the
-    // later claim's records and count the other's valid ones corrupt; a
-    // chunk without a valid record takes part in neither: it never outranks
-    // another, and its corrupt records are counted already.
-    // At most one record per smallest stride of the data region.
-    let mut ordered: PodBuf<Record> = PodBuf::with_capacity(bytes.len() / RECORD_HEADER_LEN);
-    let mut corrupt_seqs: Vec<(u32, u64)> = Vec::new();
-    // The chunks whose records are kept: (meta, records, used).
-    let mut kept: Vec<(usize, Walked)> = Vec::with_capacity(metas.len());
+    // Steps 5 and 6: walk each writer's chunks in seq order. Holes are the
+    // seqs that no chunk of the writer covers between its first and its
+    // last (valid or corrupt records alike). Overlaps (no working writer
+    // makes them) keep the later claim's records and count the other's
+    // valid ones corrupt; a chunk without a valid record takes part in
+    // neither: it never outranks another, and its corrupt records are
+    // counted already. A first walk counts each chunk's records (and
+    // checks their checksums), which decides the chunks kept and where
+    // each one's records go in the index; a second walk writes them
+    // there. Both walks of a large ring run in two halves at once.
+    let parallel = bytes.len() >= PARALLEL_COPY_MIN
+        && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+    let (counts, mut corrupt_seqs, walked_totals) = count_chunks(&header, bytes, &metas, parallel);
+    totals.torn += walked_totals.torn;
+    totals.corrupt += walked_totals.corrupt;
+    // The chunks whose records are kept: (meta, what the first walk found).
+    let mut kept: Vec<(usize, Counted)> = Vec::with_capacity(metas.len());
     // Per writer: where the seqs its chunks cover so far end.
     let mut covered: Option<(u32, u64)> = None;
-    for (m, meta) in metas.iter().enumerate() {
-        let base = meta.index * chunk_size;
-        let walked = walk_chunk(
-            &header,
-            &bytes[base..base + chunk_size],
-            base,
-            meta,
-            &mut ordered,
-            &mut corrupt_seqs,
-            &mut totals,
-        );
-        let end = meta.first_seq + walked.used;
+    for (m, (meta, &counted)) in metas.iter().zip(&counts).enumerate() {
+        let end = meta.first_seq + counted.used;
         match covered {
             Some((w, covered_end)) if w == meta.writer => {
                 totals.holes = totals
@@ -848,7 +988,7 @@ fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
             }
             _ => covered = Some((meta.writer, end)),
         }
-        if walked.records.is_empty() {
+        if counted.valid == 0 {
             continue;
         }
         let overlap = kept.last().filter(|(p, prev)| {
@@ -856,33 +996,42 @@ fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
             p.writer == meta.writer && meta.first_seq < p.first_seq + prev.used
         });
         match overlap {
-            Some(&(p, ref prev)) => {
-                // Both chunks' records sit at the end of `ordered`, the
-                // previous one's first.
-                let (prev_len, new_len) = (prev.records.len(), walked.records.len());
+            Some(&(p, prev)) => {
                 if meta.gen > metas[p].gen {
-                    let from = prev.records.start;
-                    ordered
-                        .as_mut_slice()
-                        .copy_within(walked.records.clone(), from);
-                    ordered.truncate(from + new_len);
                     kept.pop();
-                    kept.push((
-                        m,
-                        Walked {
-                            records: from..from + new_len,
-                            used: walked.used,
-                        },
-                    ));
-                    totals.corrupt = totals.corrupt.saturating_add(prev_len as u64);
+                    kept.push((m, counted));
+                    totals.corrupt = totals.corrupt.saturating_add(prev.valid);
                 } else {
-                    ordered.truncate(walked.records.start);
-                    totals.corrupt = totals.corrupt.saturating_add(new_len as u64);
+                    totals.corrupt = totals.corrupt.saturating_add(counted.valid);
                 }
             }
-            None => kept.push((m, walked)),
+            None => kept.push((m, counted)),
         }
     }
+    // At most one record per smallest stride of the data region, so the
+    // sum cannot overflow.
+    let total: usize = kept.iter().map(|k| k.1.valid as usize).sum();
+    let mut ordered: PodBuf<Record> = PodBuf::zeroed(total);
+    let newest = fill_records(
+        &header,
+        bytes,
+        &metas,
+        &kept,
+        ordered.as_mut_slice(),
+        parallel,
+    );
+    // Each kept chunk's records in the index, and whether they are all
+    // its records (no corrupt one among them: their seqs follow one
+    // another).
+    let mut at = 0;
+    let kept: Vec<(usize, std::ops::Range<usize>, bool)> = kept
+        .into_iter()
+        .map(|(m, counted)| {
+            let records = at..at + counted.valid as usize;
+            at = records.end;
+            (m, records, counted.valid == counted.used)
+        })
+        .collect();
     corrupt_seqs.sort_unstable();
 
     // Per writer: the gaps before its records, and its summary.
@@ -899,9 +1048,14 @@ fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
         // Where the previous record of this writer was, and its chunk's drop
         // count.
         let mut prev: Option<(u64, u64)> = None;
-        for (m, walked) in &kept[i..j] {
+        for (m, records, whole) in &kept[i..j] {
             let dropped_before = metas[*m].dropped_before;
-            for record in &ordered[walked.records.clone()] {
+            // Inside a chunk whose records are all valid, the seqs follow
+            // one another and the drop count is the chunk's: only the gap
+            // before its first record needs looking for.
+            let all = &ordered[records.clone()];
+            let visit = if *whole { &all[..1] } else { all };
+            for record in visit {
                 if let Some((prev_seq, prev_dropped)) = prev {
                     let missing = record.seq - prev_seq - 1;
                     let dropped = dropped_before.saturating_sub(prev_dropped);
@@ -921,9 +1075,10 @@ fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
                 }
                 prev = Some((record.seq, dropped_before));
             }
+            prev = all.last().map(|last| (last.seq, dropped_before));
         }
-        let first = &ordered[kept[i].1.records.start];
-        let last = &ordered[kept[j - 1].1.records.end - 1];
+        let first = &ordered[kept[i].1.start];
+        let last = &ordered[kept[j - 1].1.end - 1];
         let newest = &metas[kept[j - 1].0];
         let name_at = newest.index * chunk_size + C_THREAD_NAME;
         writers.push(WriterRun {
@@ -932,7 +1087,7 @@ fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
             thread_name: c_text(&bytes[name_at..name_at + THREAD_NAME_LEN]),
             first_seq: first.seq,
             last_seq: last.seq,
-            records: kept[i..j].iter().map(|k| k.1.records.len() as u64).sum(),
+            records: kept[i..j].iter().map(|k| k.1.len() as u64).sum(),
             dropped: newest.dropped_before,
             first_ts_unix_ns: first.ts_unix_ns,
             last_ts_unix_ns: last.ts_unix_ns,
@@ -946,7 +1101,7 @@ fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
         ordered
     });
     let mut header = header;
-    header.last_record_unix_ns = records.iter().map(|r| r.ts_unix_ns).max();
+    header.last_record_unix_ns = newest;
     Snapshot {
         header,
         records,
@@ -1055,6 +1210,76 @@ mod tests {
                 assert_eq!(w[1], w[0] + 1, "thread {t} not contiguous");
             }
         }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A data region of 8 MiB or more is copied and walked in two halves
+    /// at once: the halves meet without a seam, and a corrupt record in
+    /// the middle of a chunk (which the second walk must skip by its
+    /// checksum again) is a one-record gap.
+    #[test]
+    fn a_large_ring_read_in_two_halves_loses_nothing_at_the_seam() {
+        let (path, dir) = temp_ring("halves");
+        let rec = Recorder::builder(&path)
+            .capacity(16 << 20)
+            .heartbeat(None)
+            .create()
+            .unwrap();
+        std::thread::scope(|s| {
+            for t in 0..3u64 {
+                let rec = &rec;
+                s.spawn(move || {
+                    for n in 0..150_000u64 {
+                        let _ = rec.log(
+                            Level::Info,
+                            "unit",
+                            "halves",
+                            &[Field::new("t", t), Field::new("n", n)],
+                        );
+                    }
+                });
+            }
+        });
+        drop(rec);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let ring = Ring::open(&path).unwrap();
+        assert!(ring.header().capacity as usize >= PARALLEL_COPY_MIN);
+        let whole = ring.snapshot().unwrap();
+        assert_eq!(whole.totals, Totals::default());
+        assert!(whole.gaps.is_empty(), "{:?}", &whole.gaps[..1]);
+        assert_eq!(
+            Ring::from_bytes(bytes.clone())
+                .unwrap()
+                .snapshot()
+                .unwrap()
+                .records,
+            whole.records
+        );
+        let runs = |snap: &Snapshot| {
+            let mut per_thread = vec![Vec::new(); 3];
+            for (t, n) in counters(snap) {
+                per_thread[t as usize].push(n);
+            }
+            per_thread
+        };
+        for ns in runs(&whole) {
+            assert_eq!(ns.last(), Some(&149_999));
+            assert!(ns.windows(2).all(|w| w[1] == w[0] + 1));
+        }
+        // Spoil one record's payload halfway through the window.
+        let victim = whole.records[whole.records.len() / 2];
+        let at = whole.header.data_offset as usize + victim.payload_at as usize;
+        bytes[at] ^= 0xff;
+        let spoiled = Ring::from_bytes(bytes).unwrap().snapshot().unwrap();
+        assert_eq!(spoiled.corrupt(), 1);
+        assert_eq!(spoiled.records.len(), whole.records.len() - 1);
+        let gap = spoiled
+            .gaps
+            .iter()
+            .find(|g| g.0 .0 == victim.writer)
+            .expect("a gap in the spoiled record's writer");
+        assert_eq!(gap.0 .1, victim.seq + 1);
+        assert_eq!((gap.1.missing, gap.1.corrupt, gap.1.dropped), (1, 1, 0));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -22,13 +22,17 @@
 //! - the raw append against the floor in alternating rounds, one ratio per
 //!   round (the blocks above run seconds apart, and a noisy machine's
 //!   speed drifts in between): the median ratio is the figure
-//!   held to the target.
+//!   held to the target;
+//! - the thread scaling in alternating rounds in the same way (parallel
+//!   floor on 1 and 2 threads, append on 1, 2, 4 and 8): per round the
+//!   append's 2-thread scaling over S, and 4 and 8 threads' throughput
+//!   over 2 threads'; the medians are held to the targets.
 //!
 //! Environment knobs: `BENCH_OPS` (operations per run and thread, default
 //! 4 000 000), `BENCH_RUNS` (runs per case, default 9),
 //! `BENCH_CAPACITY_MIB` (the ring, default 64: larger than the caches, so
 //! the appends' cost includes writing memory), `BENCH_ONLY`
-//! (`clock`, `ring_clock`, `fetch_add`, `crc`, `floor`, `append`, `paired`, `log`,
+//! (`clock`, `ring_clock`, `fetch_add`, `crc`, `floor`, `append`, `paired`, `scaling`, `log`,
 //! `snapshot`, `pfloor1`, `pfloor2`, `append2`, `append4`, `append8`,
 //! `append_handlers` (appends with the crash handlers installed, and the
 //! module table's cost): run
@@ -330,6 +334,30 @@ fn paired_ratios(rec: &Recorder, n: usize, runs: usize) -> Vec<f64> {
         .collect()
 }
 
+/// The thread scaling in alternating rounds: each round runs the parallel
+/// floor on 1 and 2 threads and the append on 1, 2, 4 and 8 threads, one
+/// after the other, and gives (append's 2-thread scaling / the floor's,
+/// 4-thread / 2-thread throughput, 8-thread / 2-thread throughput), each
+/// from loops less than a second apart. The blocks above run seconds
+/// apart, and a small VM's speed drifts between them.
+fn scaling_rounds(rec: &Recorder, clock: Clock, n: usize, runs: usize) -> Vec<[f64; 3]> {
+    let floor = |threads| measure(threads, n, 1, |t, n| parallel_floor_loop(clock, t, n)).mops;
+    let append = |threads: usize| {
+        measure(threads, n * 2 / threads.max(2), 1, |_, n| {
+            append_loop(rec, n)
+        })
+        .mops
+    };
+    (0..=runs)
+        .map(|_| {
+            let s = floor(2) / floor(1);
+            let (a1, a2, a4, a8) = (append(1), append(2), append(4), append(8));
+            [a2 / a1 / s, a4 / a2, a8 / a2]
+        })
+        .skip(1)
+        .collect()
+}
+
 /// The record sizes the bench claims, from the layout; and a first append
 /// of each kind.
 fn check_sizes(rec: &Recorder) -> (usize, usize) {
@@ -405,6 +433,7 @@ fn main() {
         measure(1, n, runs, |_, n| append_loop(&rec, n))
     });
     let paired = want("paired").then(|| paired_ratios(&rec, n, runs));
+    let rounds = want("scaling").then(|| scaling_rounds(&rec, clock, n, runs));
     get("log", "log event 54 B (stride 56)", &|| {
         measure(1, n, runs, |_, n| log_loop(&rec, n))
     });
@@ -565,6 +594,25 @@ fn main() {
                     verdict(r >= 1.0)
                 );
             }
+        }
+    }
+    if let Some(rounds) = rounds {
+        let targets = [
+            ("append 2-thread scaling / S, alternating rounds", 0.9),
+            ("append 4-thread / 2-thread, alternating rounds", 1.0),
+            ("append 8-thread / 2-thread, alternating rounds", 1.0),
+        ];
+        for (i, (label, target)) in targets.into_iter().enumerate() {
+            let mut values: Vec<f64> = rounds.iter().map(|r| r[i]).collect();
+            let m = median(&mut values);
+            let (lo, hi) = (values[0], values[values.len() - 1]);
+            println!(
+                "{:<50} {:>7.2} {:>10} {} (rounds {lo:.2} - {hi:.2})",
+                label,
+                m,
+                format!(">= {target:.1}"),
+                verdict(m >= target)
+            );
         }
     }
     println!();
