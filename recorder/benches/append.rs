@@ -24,9 +24,12 @@
 //!   speed drifts in between): the median ratio is the figure
 //!   held to the target;
 //! - the thread scaling in alternating rounds in the same way (parallel
-//!   floor on 1 and 2 threads, append on 1, 2, 4 and 8): per round the
-//!   append's 2-thread scaling over S, and 4 and 8 threads' throughput
-//!   over 2 threads'; the medians are held to the targets.
+//!   floor on 1 and 2 threads, append on 1, 2, 4 and 8, each running for
+//!   200 ms and stopped together): per round the append's 2-thread
+//!   scaling over S, and 4 and 8 threads' throughput over 2 threads'; the
+//!   medians are held to the targets. (The blocks give each thread a
+//!   fixed share, so with more threads than cores a run ends with one
+//!   thread catching up alone while the other core idles.)
 //!
 //! Environment knobs: `BENCH_OPS` (operations per run and thread, default
 //! 4 000 000), `BENCH_RUNS` (runs per case, default 9),
@@ -334,20 +337,63 @@ fn paired_ratios(rec: &Recorder, n: usize, runs: usize) -> Vec<f64> {
         .collect()
 }
 
+/// Throughput in M ops/s of `threads` threads that run `body(t, BATCH)`
+/// over and over for `duration`: the threads stop together, so the
+/// figure has no tail of one thread finishing its share alone (with more
+/// threads than cores, a fixed share per thread leaves a core idle at the
+/// end of a run while the last thread catches up). A run's time ends
+/// when the last thread's last batch does.
+fn timed_throughput<F>(threads: usize, duration: Duration, body: F) -> f64
+where
+    F: Fn(usize, usize) -> u64 + Sync,
+{
+    const BATCH: usize = 4096;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let barrier = Barrier::new(threads + 1);
+    let (start, results): (Instant, Vec<(usize, Instant)>) = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (barrier, body, stop) = (&barrier, &body, &stop);
+                s.spawn(move || {
+                    barrier.wait();
+                    let mut ops = 0;
+                    // Relaxed: the flag only ends the loop; nothing is
+                    // published with it.
+                    while !stop.load(Ordering::Relaxed) {
+                        black_box(body(t, BATCH));
+                        ops += BATCH;
+                    }
+                    (ops, Instant::now())
+                })
+            })
+            .collect();
+        barrier.wait();
+        let start = Instant::now();
+        std::thread::sleep(duration);
+        stop.store(true, Ordering::Relaxed);
+        let results = handles
+            .into_iter()
+            .map(|h| h.join().expect("bench thread"))
+            .collect();
+        (start, results)
+    });
+    let ops: usize = results.iter().map(|r| r.0).sum();
+    let end = results.iter().map(|r| r.1).max().expect("a thread");
+    ops as f64 / (end - start).as_nanos() as f64 * 1e3
+}
+
 /// The thread scaling in alternating rounds: each round runs the parallel
 /// floor on 1 and 2 threads and the append on 1, 2, 4 and 8 threads, one
-/// after the other, and gives (append's 2-thread scaling / the floor's,
-/// 4-thread / 2-thread throughput, 8-thread / 2-thread throughput), each
-/// from loops less than a second apart. The blocks above run seconds
-/// apart, and a small VM's speed drifts between them.
-fn scaling_rounds(rec: &Recorder, clock: Clock, n: usize, runs: usize) -> Vec<[f64; 3]> {
-    let floor = |threads| measure(threads, n, 1, |t, n| parallel_floor_loop(clock, t, n)).mops;
-    let append = |threads: usize| {
-        measure(threads, n * 2 / threads.max(2), 1, |_, n| {
-            append_loop(rec, n)
-        })
-        .mops
-    };
+/// after the other, each for a fixed time ([`timed_throughput`]), and
+/// gives (append's 2-thread scaling / the floor's, 4-thread / 2-thread
+/// throughput, 8-thread / 2-thread throughput), each from loops less than
+/// two seconds apart. The blocks above run seconds apart, and a small
+/// VM's speed drifts between them.
+fn scaling_rounds(rec: &Recorder, clock: Clock, runs: usize) -> Vec<[f64; 3]> {
+    let duration = Duration::from_millis(200);
+    let floor =
+        |threads| timed_throughput(threads, duration, |t, n| parallel_floor_loop(clock, t, n));
+    let append = |threads| timed_throughput(threads, duration, |_, n| append_loop(rec, n));
     (0..=runs)
         .map(|_| {
             let s = floor(2) / floor(1);
@@ -433,7 +479,7 @@ fn main() {
         measure(1, n, runs, |_, n| append_loop(&rec, n))
     });
     let paired = want("paired").then(|| paired_ratios(&rec, n, runs));
-    let rounds = want("scaling").then(|| scaling_rounds(&rec, clock, n, runs));
+    let rounds = want("scaling").then(|| scaling_rounds(&rec, clock, runs));
     get("log", "log event 54 B (stride 56)", &|| {
         measure(1, n, runs, |_, n| log_loop(&rec, n))
     });
