@@ -11,8 +11,9 @@
 //! the index seen as `[T]` through `bytemuck` (no `unsafe` here); small
 //! ones in a `Vec`.
 //!
-//! The index's capacity is fixed when it is made (the walk knows an upper
-//! bound: the data region over the smallest record). A mapping reserves
+//! A buffer's size is fixed when it is made: the index of a snapshot is
+//! made with its exact length (`PodBuf::zeroed`: the first walk counted
+//! the records), a merged copy with its exact capacity. A mapping reserves
 //! address space only; pages are faulted in as they are written.
 
 use std::ops::Deref;
