@@ -609,27 +609,14 @@ impl Ring {
     /// threads copied 64 MiB from tmpfs in 15-18 ms, one in 23-27 ms).
     fn copy_data(&self, buf: &mut [u8], header: &Header) -> Result<(), Error> {
         let chunk = (header.chunk_size as usize).max(1);
-        let half = buf.len() / chunk / 2 * chunk;
-        let parallel = buf.len() >= PARALLEL_COPY_MIN
-            && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
-        if !parallel || half == 0 {
-            return self.read_exact_at(buf, header.data_offset);
-        }
-        let (first, second) = buf.split_at_mut(half);
-        let second_at = header.data_offset + half as u64;
-        let copied = std::thread::scope(|scope| {
-            let helper = std::thread::Builder::new()
-                .name("blackbox-copy".into())
-                .spawn_scoped(scope, || self.read_exact_at(second, second_at))
-                .ok()?;
-            let mine = self.read_exact_at(first, header.data_offset);
-            let theirs = helper
-                .join()
-                .unwrap_or_else(|_| Err(Error::format("the copying thread panicked".to_string())));
-            Some(mine.and(theirs))
-        });
-        // A thread that could not be started leaves the copy to this one.
-        copied.unwrap_or_else(|| self.read_exact_at(buf, header.data_offset))
+        let (first, second) = buf.split_at_mut(buf.len() / chunk / 2 * chunk);
+        let second_at = header.data_offset + first.len() as u64;
+        let (mine, theirs) = both(
+            two_threads(first.len() + second.len()),
+            || self.read_exact_at(first, header.data_offset),
+            || self.read_exact_at(second, second_at),
+        );
+        mine.and(theirs)
     }
 
     fn read_table(&self, header: &Header) -> Result<Vec<u64>, Error> {
@@ -674,8 +661,14 @@ fn u16_at(b: &[u8], off: usize) -> u16 {
     u16::from_le_bytes(b[off..off + 2].try_into().expect("2 bytes"))
 }
 
-/// Data regions of at least this many bytes are copied by two threads.
-const PARALLEL_COPY_MIN: usize = 8 << 20;
+/// Data regions of at least this many bytes are copied and walked by two
+/// threads.
+const PARALLEL_MIN: usize = 8 << 20;
+
+/// Whether a data region of `len` bytes is worth a second thread.
+fn two_threads(len: usize) -> bool {
+    len >= PARALLEL_MIN && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1)
+}
 
 /// Largest `FIRST_SEQ` a reader accepts: no writer appends 2^62 records,
 /// and the bound keeps `FIRST_SEQ + k` from overflowing.
@@ -784,7 +777,7 @@ fn both<A: Send, B: Send>(
         let helper = parallel
             .then(|| {
                 std::thread::Builder::new()
-                    .name("blackbox-walk".into())
+                    .name("blackbox-read".into())
                     .spawn_scoped(scope, || take().map(|f| f()))
                     .ok()
             })
@@ -969,8 +962,7 @@ fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
     // checks their checksums), which decides the chunks kept and where
     // each one's records go in the index; a second walk writes them
     // there. Both walks of a large ring run in two halves at once.
-    let parallel = bytes.len() >= PARALLEL_COPY_MIN
-        && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+    let parallel = two_threads(bytes.len());
     let (counts, mut corrupt_seqs, walked_totals) = count_chunks(&header, bytes, &metas, parallel);
     totals.torn += walked_totals.torn;
     totals.corrupt += walked_totals.corrupt;
@@ -1173,6 +1165,21 @@ mod tests {
             .collect()
     }
 
+    /// Appends `per_thread` events `{t, n}` from each of `threads` threads
+    /// at once.
+    fn log_from_threads(rec: &Recorder, threads: u64, per_thread: u64, message: &str) {
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                s.spawn(move || {
+                    for n in 0..per_thread {
+                        let fields = [Field::new("t", t), Field::new("n", n)];
+                        let _ = rec.log(Level::Info, "unit", message, &fields);
+                    }
+                });
+            }
+        });
+    }
+
     #[test]
     fn two_threads_wrapping_give_contiguous_suffixes() {
         let (path, dir) = temp_ring("wrap");
@@ -1180,21 +1187,7 @@ mod tests {
             .capacity(16 << 10)
             .create()
             .unwrap();
-        std::thread::scope(|s| {
-            for t in 0..2u64 {
-                let rec = &rec;
-                s.spawn(move || {
-                    for n in 0..20_000u64 {
-                        let _ = rec.log(
-                            Level::Info,
-                            "unit",
-                            "demo record",
-                            &[Field::new("t", t), Field::new("n", n)],
-                        );
-                    }
-                });
-            }
-        });
+        log_from_threads(&rec, 2, 20_000, "demo record");
         drop(rec);
         let ring = Ring::open(&path).unwrap();
         assert_eq!(ring.state().unwrap(), State::Exited);
@@ -1226,25 +1219,11 @@ mod tests {
             .heartbeat(None)
             .create()
             .unwrap();
-        std::thread::scope(|s| {
-            for t in 0..3u64 {
-                let rec = &rec;
-                s.spawn(move || {
-                    for n in 0..150_000u64 {
-                        let _ = rec.log(
-                            Level::Info,
-                            "unit",
-                            "halves",
-                            &[Field::new("t", t), Field::new("n", n)],
-                        );
-                    }
-                });
-            }
-        });
+        log_from_threads(&rec, 3, 150_000, "halves");
         drop(rec);
         let mut bytes = std::fs::read(&path).unwrap();
         let ring = Ring::open(&path).unwrap();
-        assert!(ring.header().capacity as usize >= PARALLEL_COPY_MIN);
+        assert!(two_threads(ring.header().capacity as usize));
         let whole = ring.snapshot().unwrap();
         assert_eq!(whole.totals, Totals::default());
         assert!(whole.gaps.is_empty(), "{:?}", &whole.gaps[..1]);
