@@ -28,7 +28,7 @@
 //!   200 ms and stopped together): per round the append's 2-thread
 //!   scaling over S, and 4 and 8 threads' throughput over 2 threads'; the
 //!   medians are held to the targets. (The blocks give each thread a
-//!   fixed share, so with more threads than cores a run ends with one
+//!   fixed share, so with more threads than cores a run can end with one
 //!   thread catching up alone while the other core idles.)
 //!
 //! Environment knobs: `BENCH_OPS` (operations per run and thread, default
@@ -340,8 +340,8 @@ fn paired_ratios(rec: &Recorder, n: usize, runs: usize) -> Vec<f64> {
 /// Throughput in M ops/s of `threads` threads that run `body(t, BATCH)`
 /// over and over for `duration`: the threads stop together, so the
 /// figure has no tail of one thread finishing its share alone (with more
-/// threads than cores, a fixed share per thread leaves a core idle at the
-/// end of a run while the last thread catches up). A run's time ends
+/// threads than cores, a fixed share per thread can leave a core idle at
+/// the end of a run while the last thread catches up). A run's time ends
 /// when the last thread's last batch does.
 fn timed_throughput<F>(threads: usize, duration: Duration, body: F) -> f64
 where
