@@ -46,8 +46,8 @@ impl Drop for Cleanup {
     }
 }
 
-fn ring_path() -> PathBuf {
-    let name = format!("blackbox-bench-recover-{}.ring", std::process::id());
+fn ring_path(suffix: &str) -> PathBuf {
+    let name = format!("blackbox-bench-recover-{}{suffix}.ring", std::process::id());
     let shm = Path::new("/dev/shm");
     if shm.is_dir() {
         shm.join(name)
@@ -77,6 +77,38 @@ fn create_ring(path: &Path) -> (Recorder, PathBuf) {
             (rec, fallback)
         }
     }
+}
+
+/// Creates a ring at `path` and fills it with `written` events, spread
+/// over `threads` threads logging at once (each its own writer), then
+/// closes it. Returns where the ring is and how long the filling took.
+fn fill_ring(path: &Path, threads: u64, written: u64) -> (PathBuf, Duration) {
+    let (rec, path) = create_ring(path);
+    let start = Instant::now();
+    let failed: u64 = std::thread::scope(|s| {
+        let rec = &rec;
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    (t..written)
+                        .step_by(threads as usize)
+                        .filter(|&n| {
+                            rec.log(Level::Info, TARGET, MESSAGE, &[Field::new("n", n)])
+                                .is_err()
+                        })
+                        .count() as u64
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("filling thread"))
+            .sum()
+    });
+    let took = start.elapsed();
+    assert_eq!(failed, 0, "appends failed while filling");
+    rec.close();
+    (path, took)
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -129,21 +161,8 @@ fn main() {
     let written = (per_lap as f64 * laps) as u64;
 
     // Fill the ring past full, then close it cleanly.
-    let (rec, path) = create_ring(&ring_path());
+    let (path, fill) = fill_ring(&ring_path(""), 1, written);
     let _cleanup = Cleanup(path.clone());
-    let fill_start = Instant::now();
-    let mut failed = 0u64;
-    for n in 0..written {
-        if rec
-            .log(Level::Info, TARGET, MESSAGE, &[Field::new("n", n)])
-            .is_err()
-        {
-            failed += 1;
-        }
-    }
-    let fill = fill_start.elapsed();
-    assert_eq!(failed, 0, "appends failed while filling");
-    rec.close();
 
     println!(
         "blackbox recover bench: ring {} ({} MiB), {} records of {} B (stride {}) written \
@@ -190,12 +209,42 @@ fn main() {
         d
     });
 
+    // The same events from four threads at once: four writers' records,
+    // merged by time, as in a service.
+    let (path4, _) = fill_ring(&ring_path("-4w"), 4, written);
+    let _cleanup4 = Cleanup(path4.clone());
+    let snap4 = Ring::open(&path4)
+        .and_then(|r| r.snapshot())
+        .unwrap_or_else(|e| panic!("snapshot: {e}"));
+    let recovered4 = snap4.records.len() as u64;
+    assert_eq!((snap4.corrupt(), snap4.torn()), (0, 0), "a clean ring");
+    assert_eq!(snap4.writers.len(), 4, "four writers");
+    assert!(
+        recovered4 > per_lap - 4 * per_chunk && recovered4 <= per_lap,
+        "a full window of records: {recovered4} of {per_lap}"
+    );
+    drop(snap4);
+    let (snap4_ms, snap4_min, snap4_max) = time_ms(runs, || {
+        let t = Instant::now();
+        let snap = Ring::open(&path4)
+            .and_then(|r| r.snapshot())
+            .expect("snapshot");
+        let d = t.elapsed();
+        assert_eq!(black_box(&snap).records.len() as u64, recovered4);
+        d
+    });
+
     if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "snapshot") {
-        println!(
-            "Ring::open + snapshot: {snap_ms:.2} ms ({snap_min:.1} - {snap_max:.1}), {:.2} GB/s, \
-             {recovered} records",
-            CAPACITY as f64 / (snap_ms * 1e-3) / 1e9
-        );
+        for (label, ms, min, max, n) in [
+            ("", snap_ms, snap_min, snap_max, recovered),
+            (", 4 writers", snap4_ms, snap4_min, snap4_max, recovered4),
+        ] {
+            println!(
+                "Ring::open + snapshot{label}: {ms:.2} ms ({min:.1} - {max:.1}), {:.2} GB/s, \
+                 {n} records",
+                CAPACITY as f64 / (ms * 1e-3) / 1e9
+            );
+        }
         return;
     }
 
@@ -297,6 +346,11 @@ fn main() {
         );
     };
     row("Ring::open + snapshot", snap_ms, Some((snap_min, snap_max)));
+    row(
+        "Ring::open + snapshot, 4 writers",
+        snap4_ms,
+        Some((snap4_min, snap4_max)),
+    );
     row(
         "decode_event on every record",
         dec_ms,
@@ -409,7 +463,7 @@ fn crafted_ring_case(runs: usize) {
         b
     };
 
-    let dir = ring_path().parent().expect("a directory").to_path_buf();
+    let dir = ring_path("").parent().expect("a directory").to_path_buf();
     let file = |name: &str| {
         dir.join(format!(
             "blackbox-bench-crafted-{}-{name}.ring",

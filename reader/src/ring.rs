@@ -1089,7 +1089,7 @@ fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
         i = j;
     }
     let records = Records(if streams > 1 {
-        merge_by_time(&ordered)
+        merge_by_time(&ordered, parallel)
     } else {
         ordered
     });
@@ -1108,29 +1108,136 @@ fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
 }
 
 /// Orders the records by time across writers, keeping each writer's in
-/// `seq` order: a stable sort by (a writer's running maximum of time,
-/// writer). `ordered` holds each writer's records in `seq` order, one
-/// writer after another, so the sort finds those runs and merges them
-/// (`O(n log k)` for `k` writers).
-fn merge_by_time(ordered: &[Record]) -> PodBuf<Record> {
-    // A writer's time only moves forward in the key, so a clock step back
-    // (CLOCK_REALTIME) never reorders one writer's records.
-    let mut keys: Vec<(u64, u32, u32)> = Vec::with_capacity(ordered.len());
-    let mut current: Option<(u32, u64)> = None;
-    for (i, r) in ordered.iter().enumerate() {
-        let t = match current {
-            Some((w, t)) if w == r.writer => t.max(r.ts_unix_ns),
-            _ => r.ts_unix_ns,
-        };
-        current = Some((r.writer, t));
-        keys.push((t, r.writer, i as u32));
+/// `seq` order (`ordered` holds each writer's records together, in `seq`
+/// order): the order of a stable sort by (the writer's newest time so far,
+/// writer), so that a clock step back (CLOCK_REALTIME) never reorders one
+/// writer's records.
+///
+/// Those keys only grow within a writer, so this is a merge of the
+/// writers' runs ([`merge_runs`]), O(n log w) for n records of w writers.
+/// A sort of all the keys took as long as the rest of a recovery of four
+/// writers. Many records of few writers are merged in two halves at once:
+/// the records up to a time, and the records after it.
+fn merge_by_time(ordered: &[Record], parallel: bool) -> PodBuf<Record> {
+    let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut start = 0;
+    for end in 1..=ordered.len() {
+        if end == ordered.len() || ordered[end].writer != ordered[start].writer {
+            runs.push(start..end);
+            start = end;
+        }
     }
-    keys.sort_by_key(|k| (k.0, k.1));
-    let mut merged = PodBuf::with_capacity(ordered.len());
-    for k in &keys {
-        merged.push(ordered[k.2 as usize]);
+    let mut merged: PodBuf<Record> = PodBuf::zeroed(ordered.len());
+    let out = merged.as_mut_slice();
+    if parallel && runs.len() <= LINEAR_MERGE_MAX && merge_in_halves(ordered, &runs, out) {
+        return merged;
     }
+    merge_runs(ordered, runs, out);
     merged
+}
+
+/// Merges in two halves at once, cut at the middle time of the longest
+/// run: first every run's records up to that time, then the rest. That
+/// is the one merge's order when each run's times up to its cut are at
+/// most that time and its time at the cut is after it, which holds unless
+/// a clock stepped back across the cut. Returns whether it held; if not,
+/// `out` is to be filled again.
+fn merge_in_halves(
+    ordered: &[Record],
+    runs: &[std::ops::Range<usize>],
+    out: &mut [Record],
+) -> bool {
+    let Some(longest) = runs.iter().max_by_key(|r| r.len()) else {
+        return true;
+    };
+    let cut_ts = ordered[longest.start + longest.len() / 2].ts_unix_ns;
+    let cuts: Vec<usize> = runs
+        .iter()
+        .map(|r| r.start + ordered[r.clone()].partition_point(|x| x.ts_unix_ns <= cut_ts))
+        .collect();
+    let firsts: Vec<_> = runs.iter().zip(&cuts).map(|(r, &c)| r.start..c).collect();
+    let lasts: Vec<_> = runs.iter().zip(&cuts).map(|(r, &c)| c..r.end).collect();
+    let first_len: usize = firsts.iter().map(|r| r.len()).sum();
+    let (out1, out2) = out.split_at_mut(first_len);
+    let (newest_first, _) = both(
+        true,
+        || merge_runs(ordered, firsts, out1),
+        || merge_runs(ordered, lasts.clone(), out2),
+    );
+    newest_first <= cut_ts
+        && lasts
+            .iter()
+            .all(|r| r.is_empty() || ordered[r.start].ts_unix_ns > cut_ts)
+}
+
+/// Writers up to which [`merge_runs`] finds the first run by a scan rather
+/// than a heap, and [`merge_by_time`] may merge in two halves.
+const LINEAR_MERGE_MAX: usize = 8;
+
+/// Merges `runs` of `ordered` (each a writer's records in `seq` order)
+/// into `out` (exactly their size) by (time, writer), each run in its
+/// order: a record is taken with the run whose next record is first, and
+/// from that run, its records are copied while their times stay before the
+/// next run's. A record's own time stands in for its writer's newest time
+/// so far: a run continues only while its times are before the others',
+/// so a time that steps back is before them as well, as its key is.
+/// Returns the newest time copied.
+fn merge_runs(ordered: &[Record], runs: Vec<std::ops::Range<usize>>, out: &mut [Record]) -> u64 {
+    // Each run's next key, (time, writer) in one number, where its next
+    // record is and where it ends.
+    let key = |r: &Record| (u128::from(r.ts_unix_ns) << 32) | u128::from(r.writer);
+    let mut heads: Vec<(u128, usize, usize)> = runs
+        .into_iter()
+        .filter(|r| !r.is_empty())
+        .map(|r| (key(&ordered[r.start]), r.start, r.end))
+        .collect();
+    let mut written = 0;
+    let mut newest = 0;
+    // Copies from run `at..end` while the keys stay below `bound`.
+    let mut copy = |at: &mut usize, end: usize, bound: u128| loop {
+        let record = ordered[*at];
+        newest = newest.max(record.ts_unix_ns);
+        out[written] = record;
+        written += 1;
+        *at += 1;
+        if *at == end || key(&ordered[*at]) > bound {
+            return;
+        }
+    };
+    if heads.len() <= LINEAR_MERGE_MAX {
+        // Few writers: the first run and the next one found by a scan.
+        while !heads.is_empty() {
+            let (mut first, mut bound) = (0, u128::MAX);
+            for (i, head) in heads.iter().enumerate().skip(1) {
+                if head.0 < heads[first].0 {
+                    bound = heads[first].0;
+                    first = i;
+                } else if head.0 < bound {
+                    bound = head.0;
+                }
+            }
+            let (_, mut at, end) = heads[first];
+            copy(&mut at, end, bound);
+            if at == end {
+                heads.swap_remove(first);
+            } else {
+                heads[first] = (key(&ordered[at]), at, end);
+            }
+        }
+    } else {
+        // Many: a heap of the runs' next keys.
+        let mut heap: std::collections::BinaryHeap<_> =
+            heads.into_iter().map(std::cmp::Reverse).collect();
+        while let Some(std::cmp::Reverse((_, mut at, end))) = heap.pop() {
+            let bound = heap.peek().map_or(u128::MAX, |h| h.0 .0);
+            copy(&mut at, end, bound);
+            if at < end {
+                heap.push(std::cmp::Reverse((key(&ordered[at]), at, end)));
+            }
+        }
+    }
+    debug_assert_eq!(written, out.len());
+    newest
 }
 
 /// A NUL-padded name as text.
@@ -1178,6 +1285,62 @@ mod tests {
                 });
             }
         });
+    }
+
+    /// The merge of writers' runs gives what a stable sort by (running
+    /// maximum of time, writer) gives, for runs of every shape: bursts,
+    /// fine interleaving, equal times, clocks stepping back, one writer.
+    #[test]
+    fn merging_writers_by_time_matches_a_stable_sort() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |bound: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % bound
+        };
+        for case in 0..400 {
+            // Both ways of finding the first run: a scan, and a heap.
+            let writers = 1 + next(2 * LINEAR_MERGE_MAX as u64 + 4) as u32;
+            let mut ordered = Vec::new();
+            for writer in 0..writers {
+                let mut ts = 1_000 + next(50);
+                for seq in 0..next(if case % 3 == 0 { 5 } else { 200 }) {
+                    // Mostly forward, sometimes equal, sometimes back.
+                    match next(10) {
+                        0 => ts = ts.saturating_sub(next(30)),
+                        1 | 2 => {}
+                        _ => ts += next(if case % 2 == 0 { 3 } else { 40 }),
+                    }
+                    ordered.push(Record {
+                        seq,
+                        ts_unix_ns: ts,
+                        payload_at: ordered.len() as u64,
+                        writer,
+                        len: 24,
+                        thread_id: writer,
+                        kind: 0,
+                        flags: 0,
+                    });
+                }
+            }
+            let mut keys: Vec<(u64, u32, usize)> = Vec::new();
+            let mut current: Option<(u32, u64)> = None;
+            for (i, r) in ordered.iter().enumerate() {
+                let t = match current {
+                    Some((w, t)) if w == r.writer => t.max(r.ts_unix_ns),
+                    _ => r.ts_unix_ns,
+                };
+                current = Some((r.writer, t));
+                keys.push((t, r.writer, i));
+            }
+            keys.sort_by_key(|k| (k.0, k.1));
+            let want: Vec<Record> = keys.iter().map(|k| ordered[k.2]).collect();
+            for parallel in [false, true] {
+                let got = merge_by_time(&ordered, parallel);
+                assert_eq!(&*got, &want[..], "case {case}, parallel {parallel}");
+            }
+        }
     }
 
     #[test]
