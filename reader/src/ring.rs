@@ -1113,11 +1113,13 @@ fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
 /// writer), so that a clock step back (CLOCK_REALTIME) never reorders one
 /// writer's records.
 ///
-/// Those keys only grow within a writer, so this is a merge of the
-/// writers' runs ([`merge_runs`]), O(n log w) for n records of w writers.
-/// A sort of all the keys took as long as the rest of a recovery of four
-/// writers. Many records of few writers are merged in two halves at once:
-/// the records up to a time, and the records after it.
+/// Those keys only grow within a writer, so the records of a few writers
+/// are merged as sorted runs ([`merge_runs`]; a sort of all the keys took
+/// as long as the rest of a recovery of four writers), and many records
+/// of few writers in two halves at once: the records up to a time, and the
+/// records after it. The records of many writers are sorted by their keys
+/// ([`sort_by_keys`]): the sort finds the runs too, and a heap of
+/// thousands of runs was slower than it.
 fn merge_by_time(ordered: &[Record], parallel: bool) -> PodBuf<Record> {
     let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
     let mut start = 0;
@@ -1129,11 +1131,33 @@ fn merge_by_time(ordered: &[Record], parallel: bool) -> PodBuf<Record> {
     }
     let mut merged: PodBuf<Record> = PodBuf::zeroed(ordered.len());
     let out = merged.as_mut_slice();
-    if parallel && runs.len() <= LINEAR_MERGE_MAX && merge_in_halves(ordered, &runs, out) {
-        return merged;
+    if runs.len() > LINEAR_MERGE_MAX {
+        sort_by_keys(ordered, out);
+    } else if !(parallel && merge_in_halves(ordered, &runs, out)) {
+        merge_runs(ordered, runs, out);
     }
-    merge_runs(ordered, runs, out);
     merged
+}
+
+/// `ordered` into `out` in the order of a stable sort by (the writer's
+/// newest time so far, writer).
+fn sort_by_keys(ordered: &[Record], out: &mut [Record]) {
+    let mut keys: Vec<(u64, u32, u32)> = Vec::with_capacity(ordered.len());
+    let mut current: Option<(u32, u64)> = None;
+    for (i, r) in ordered.iter().enumerate() {
+        let t = match current {
+            Some((w, t)) if w == r.writer => t.max(r.ts_unix_ns),
+            _ => r.ts_unix_ns,
+        };
+        current = Some((r.writer, t));
+        // At most one record per 24 bytes of a data region of at most
+        // 4 GiB: the index fits in 32 bits.
+        keys.push((t, r.writer, i as u32));
+    }
+    keys.sort_by_key(|k| (k.0, k.1));
+    for (slot, k) in out.iter_mut().zip(&keys) {
+        *slot = ordered[k.2 as usize];
+    }
 }
 
 /// Merges in two halves at once, cut at the middle time of the longest
@@ -1170,15 +1194,15 @@ fn merge_in_halves(
             .all(|r| r.is_empty() || ordered[r.start].ts_unix_ns > cut_ts)
 }
 
-/// Writers up to which [`merge_runs`] finds the first run by a scan rather
-/// than a heap, and [`merge_by_time`] may merge in two halves.
+/// Writers up to which [`merge_by_time`] merges runs ([`merge_runs`]),
+/// rather than sorting.
 const LINEAR_MERGE_MAX: usize = 8;
 
-/// Merges `runs` of `ordered` (each a writer's records in `seq` order)
-/// into `out` (exactly their size) by (time, writer), each run in its
-/// order: a record is taken with the run whose next record is first, and
-/// from that run, its records are copied while their times stay before the
-/// next run's. A record's own time stands in for its writer's newest time
+/// Merges `runs` of `ordered` (each a writer's records in `seq` order, at
+/// most [`LINEAR_MERGE_MAX`] runs) into `out` (exactly their size) by
+/// (time, writer), each run in its order: a scan of the runs' next keys
+/// finds the run whose next record is first, and from that run, its
+/// records are copied while their times stay before the next run's. A record's own time stands in for its writer's newest time
 /// so far: a run continues only while its times are before the others',
 /// so a time that steps back is before them as well, as its key is.
 /// Returns the newest time copied.
@@ -1204,36 +1228,23 @@ fn merge_runs(ordered: &[Record], runs: Vec<std::ops::Range<usize>>, out: &mut [
             return;
         }
     };
-    if heads.len() <= LINEAR_MERGE_MAX {
-        // Few writers: the first run and the next one found by a scan.
-        while !heads.is_empty() {
-            let (mut first, mut bound) = (0, u128::MAX);
-            for (i, head) in heads.iter().enumerate().skip(1) {
-                if head.0 < heads[first].0 {
-                    bound = heads[first].0;
-                    first = i;
-                } else if head.0 < bound {
-                    bound = head.0;
-                }
-            }
-            let (_, mut at, end) = heads[first];
-            copy(&mut at, end, bound);
-            if at == end {
-                heads.swap_remove(first);
-            } else {
-                heads[first] = (key(&ordered[at]), at, end);
+    while !heads.is_empty() {
+        // The first run, and the next one's key (the bound).
+        let (mut first, mut bound) = (0, u128::MAX);
+        for (i, head) in heads.iter().enumerate().skip(1) {
+            if head.0 < heads[first].0 {
+                bound = heads[first].0;
+                first = i;
+            } else if head.0 < bound {
+                bound = head.0;
             }
         }
-    } else {
-        // Many: a heap of the runs' next keys.
-        let mut heap: std::collections::BinaryHeap<_> =
-            heads.into_iter().map(std::cmp::Reverse).collect();
-        while let Some(std::cmp::Reverse((_, mut at, end))) = heap.pop() {
-            let bound = heap.peek().map_or(u128::MAX, |h| h.0 .0);
-            copy(&mut at, end, bound);
-            if at < end {
-                heap.push(std::cmp::Reverse((key(&ordered[at]), at, end)));
-            }
+        let (_, mut at, end) = heads[first];
+        copy(&mut at, end, bound);
+        if at == end {
+            heads.swap_remove(first);
+        } else {
+            heads[first] = (key(&ordered[at]), at, end);
         }
     }
     debug_assert_eq!(written, out.len());
@@ -1300,7 +1311,7 @@ mod tests {
             state % bound
         };
         for case in 0..400 {
-            // Both ways of finding the first run: a scan, and a heap.
+            // Both ways: merging a few writers' runs, sorting many.
             let writers = 1 + next(2 * LINEAR_MERGE_MAX as u64 + 4) as u32;
             let mut ordered = Vec::new();
             for writer in 0..writers {
