@@ -45,6 +45,8 @@ pub(crate) fn huge_page_map(bytes: usize) -> Option<memmap2::MmapMut> {
 /// A growable-up-to-capacity array of plain-data values.
 pub(crate) struct PodBuf<T: Pod> {
     storage: Storage<T>,
+    /// Where the values start in a mapping ([`PodBuf::keep`]); 0 in a Vec.
+    start: usize,
     len: usize,
 }
 
@@ -60,12 +62,14 @@ impl<T: Pod> PodBuf<T> {
         if let Some(map) = huge_page_map(capacity.saturating_mul(size)) {
             return PodBuf {
                 storage: Storage::Mapped(map),
+                start: 0,
                 len: 0,
             };
         }
         // A Vec grows as needed: start small, not at the bound.
         PodBuf {
             storage: Storage::Heap(Vec::with_capacity(capacity.min(MAPPED_MIN / size))),
+            start: 0,
             len: 0,
         }
     }
@@ -77,15 +81,34 @@ impl<T: Pod> PodBuf<T> {
             Some(map) => Storage::Mapped(map),
             None => Storage::Heap(vec![T::zeroed(); len]),
         };
-        PodBuf { storage, len }
+        PodBuf {
+            storage,
+            start: 0,
+            len,
+        }
     }
 
+    /// Keeps only the values in `range` (of the present ones): in a
+    /// mapping by moving where they start, in a Vec by moving them.
+    pub(crate) fn keep(&mut self, range: std::ops::Range<usize>) {
+        assert!(range.start <= range.end && range.end <= self.len);
+        match &mut self.storage {
+            Storage::Heap(v) => {
+                v.truncate(range.end);
+                v.drain(..range.start);
+            }
+            Storage::Mapped(_) => self.start += range.start,
+        }
+        self.len = range.len();
+    }
+
+    /// The slots from the first value on.
     fn slots(&mut self) -> &mut [T] {
         match &mut self.storage {
             Storage::Heap(v) => v.as_mut_slice(),
             // A mapping is page-aligned, and its length a multiple of
             // size_of::<T>(): the cast cannot fail.
-            Storage::Mapped(m) => bytemuck::cast_slice_mut(&mut m[..]),
+            Storage::Mapped(m) => &mut bytemuck::cast_slice_mut(&mut m[..])[self.start..],
         }
     }
 
@@ -94,7 +117,7 @@ impl<T: Pod> PodBuf<T> {
     #[inline]
     pub(crate) fn push(&mut self, value: T) {
         let size = std::mem::size_of::<T>();
-        let at = self.len * size;
+        let at = (self.start + self.len) * size;
         match &mut self.storage {
             Storage::Heap(v) => v.push(value),
             Storage::Mapped(m) if at + size <= m.len() => {
@@ -105,6 +128,7 @@ impl<T: Pod> PodBuf<T> {
                 v.extend_from_slice(self);
                 v.push(value);
                 self.storage = Storage::Heap(v);
+                self.start = 0;
             }
         }
         self.len += 1;
@@ -123,7 +147,7 @@ impl<T: Pod> Deref for PodBuf<T> {
     fn deref(&self) -> &[T] {
         match &self.storage {
             Storage::Heap(v) => v,
-            Storage::Mapped(m) => &bytemuck::cast_slice(&m[..])[..self.len],
+            Storage::Mapped(m) => &bytemuck::cast_slice(&m[..])[self.start..self.start + self.len],
         }
     }
 }
@@ -159,6 +183,25 @@ mod tests {
         buf.as_mut_slice().copy_within(0..2, 5);
         assert_eq!(&buf[..7], &[0, 3, 6, 9, 12, 0, 3]);
         assert_eq!(&buf.clone()[..], &buf[..]);
+    }
+
+    #[test]
+    fn keeping_a_range_keeps_those_values_and_the_buffer_usable() {
+        for n in [9, MAPPED_MIN / 8 + 9] {
+            let mut buf: PodBuf<u64> = PodBuf::zeroed(n);
+            for (i, v) in buf.as_mut_slice().iter_mut().enumerate() {
+                *v = i as u64;
+            }
+            buf.keep(3..n - 2);
+            assert_eq!(buf.len(), n - 5);
+            assert_eq!((buf[0], buf[buf.len() - 1]), (3, n as u64 - 3));
+            buf.as_mut_slice()[0] = 100;
+            buf.push(7);
+            assert_eq!((buf[0], buf[buf.len() - 1]), (100, 7));
+            assert_eq!(&buf.clone()[..], &buf[..]);
+            buf.keep(0..0);
+            assert!(buf.is_empty());
+        }
     }
 
     #[test]

@@ -807,50 +807,119 @@ fn halfway<T>(items: &[T], weight: impl Fn(&T) -> u64) -> usize {
         .map_or(items.len(), |i| i + 1)
 }
 
-/// The first walk of `metas`' chunks (counting, checking every checksum),
-/// in two halves at once when `parallel`.
-fn count_chunks(
-    header: &Header,
-    bytes: &[u8],
-    metas: &[ChunkMeta],
-    parallel: bool,
-) -> (Vec<Counted>, Vec<(u32, u64)>, Totals) {
+/// What the first walk of every chunk found.
+struct Walked {
+    /// Per chunk, in `metas` order.
+    counts: Vec<Counted>,
+    corrupt_seqs: Vec<(u32, u64)>,
+    totals: Totals,
+    /// Every valid record of every chunk, in `metas` order: the index, when
+    /// every chunk with a valid record is kept.
+    index: PodBuf<Record>,
+    /// The newest time among them.
+    newest: Option<u64>,
+}
+
+/// The first walk of `metas`' chunks: counts them, checks every checksum,
+/// and puts every valid record into an index in `metas` order, in two
+/// halves at once when `parallel`. A half's records are not counted before
+/// they are walked, so the index is made for the most records each half's
+/// chunks can hold (one per 24 bytes; a mapping's pages are only taken as
+/// they are written): the first half's chunks are walked last to first,
+/// each one's records put right below those of the chunks after it, and
+/// the second half's first to last from where the first half's end. What
+/// lies between is then one run of records.
+fn walk_chunks(header: &Header, bytes: &[u8], metas: &[ChunkMeta], parallel: bool) -> Walked {
     let chunk_size = header.chunk_size as usize;
-    let count = |part: &[ChunkMeta]| {
-        let mut corrupt_seqs = Vec::new();
-        let mut totals = Totals::default();
-        let counts: Vec<Counted> = part
+    let most = (chunk_size.saturating_sub(CHUNK_HEADER_LEN)) / RECORD_HEADER_LEN;
+    let (first, second) = metas.split_at(metas.len() / 2);
+    let mut index: PodBuf<Record> = PodBuf::zeroed(metas.len() * most);
+    let (out1, out2) = index.as_mut_slice().split_at_mut(first.len() * most);
+    let chunk = |meta: &ChunkMeta| {
+        let base = meta.index * chunk_size;
+        (&bytes[base..base + chunk_size], base)
+    };
+    let walk_first = || {
+        let (mut corrupt_seqs, mut totals) = (Vec::new(), Totals::default());
+        let mut counts = Vec::with_capacity(first.len());
+        let mut newest: Option<u64> = None;
+        let mut chunk_records: Vec<Record> = Vec::with_capacity(most);
+        let mut start = out1.len();
+        for meta in first.iter().rev() {
+            chunk_records.clear();
+            let (bytes, base) = chunk(meta);
+            let counted = walk_chunk(
+                header,
+                bytes,
+                base,
+                meta,
+                true,
+                &mut corrupt_seqs,
+                &mut totals,
+                |r| {
+                    newest = newest.max(Some(r.ts_unix_ns));
+                    chunk_records.push(r);
+                },
+            );
+            // At most `most` records in a chunk, and `most` slots for
+            // each chunk of the half: they fit.
+            let n = chunk_records.len();
+            out1[start - n..start].copy_from_slice(&chunk_records);
+            start -= n;
+            counts.push(counted);
+        }
+        counts.reverse();
+        (counts, corrupt_seqs, totals, newest, start)
+    };
+    let walk_second = || {
+        let (mut corrupt_seqs, mut totals) = (Vec::new(), Totals::default());
+        let mut newest: Option<u64> = None;
+        let mut end = 0;
+        let counts: Vec<Counted> = second
             .iter()
             .map(|meta| {
-                let base = meta.index * chunk_size;
-                let chunk = &bytes[base..base + chunk_size];
+                let (bytes, base) = chunk(meta);
                 walk_chunk(
                     header,
-                    chunk,
+                    bytes,
                     base,
                     meta,
                     true,
                     &mut corrupt_seqs,
                     &mut totals,
-                    |_| {},
+                    |r| {
+                        newest = newest.max(Some(r.ts_unix_ns));
+                        out2[end] = r;
+                        end += 1;
+                    },
                 )
             })
             .collect();
-        (counts, corrupt_seqs, totals)
+        (counts, corrupt_seqs, totals, newest, end)
     };
-    let (first, second) = metas.split_at(metas.len() / 2);
-    let ((mut counts, mut corrupt_seqs, mut totals), (counts2, corrupt2, totals2)) =
-        both(parallel, || count(first), || count(second));
+    let (
+        (mut counts, mut corrupt_seqs, mut totals, newest, start),
+        (counts2, corrupt2, totals2, newest2, end),
+    ) = both(parallel, walk_first, walk_second);
     counts.extend(counts2);
     corrupt_seqs.extend(corrupt2);
     totals.torn += totals2.torn;
     totals.corrupt += totals2.corrupt;
-    (counts, corrupt_seqs, totals)
+    let mid = first.len() * most;
+    index.keep(start..mid + end);
+    Walked {
+        counts,
+        corrupt_seqs,
+        totals,
+        index,
+        newest: newest.max(newest2),
+    }
 }
 
-/// The second walk: the kept chunks' valid records, each written to its
-/// place in `ordered` (which holds exactly their number), in two halves at
-/// once when `parallel`. The first walk said how many each chunk has; the
+/// The second walk, when an overlap left a chunk out (no working writer
+/// makes one): the kept chunks' valid records, each written to its place
+/// in `ordered` (which holds exactly their number), in two halves at once
+/// when `parallel`. The first walk said how many each chunk has; the
 /// bytes are the snapshot's own copy, so the second walk finds the same.
 /// Returns the newest record's time.
 fn fill_records(
@@ -902,10 +971,10 @@ fn fill_records(
 
 /// Reads every chunk's header, then walks the chunks in each writer's
 /// `seq` order, then merges the writers by time (the reader's algorithm,
-/// steps 5 to 7). Each chunk is walked twice, to count and check its
-/// records and then to write them into the index; each byte of the data
-/// region is looked at by the two walks and once by the checksum (twice
-/// in a chunk that holds a corrupt record).
+/// steps 5 to 7). Each chunk is walked once to count and check its
+/// records and to index the valid ones, and once more only when an
+/// overlap left a chunk out; each byte of the data region is looked at by
+/// those walks and by the checksum at most twice.
 fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
     let chunk_size = header.chunk_size as usize;
     let count = header.chunk_count as u64;
@@ -959,13 +1028,17 @@ fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
     // valid ones corrupt; a chunk without a valid record takes part in
     // neither: it never outranks another, and its corrupt records are
     // counted already. A first walk counts each chunk's records (and
-    // checks their checksums), which decides the chunks kept and where
-    // each one's records go in the index; a second walk writes them
-    // there. Both walks of a large ring run in two halves at once.
+    // checks their checksums), which decides the chunks kept, and indexes
+    // every valid record on the way: when every chunk with a valid record
+    // is kept (no overlap), that is the index. Otherwise a second walk
+    // writes the kept chunks' records into an index of their own. Both
+    // walks of a large ring run in two halves at once.
     let parallel = two_threads(bytes.len());
-    let (counts, mut corrupt_seqs, walked_totals) = count_chunks(&header, bytes, &metas, parallel);
-    totals.torn += walked_totals.torn;
-    totals.corrupt += walked_totals.corrupt;
+    let walked = walk_chunks(&header, bytes, &metas, parallel);
+    let (counts, mut corrupt_seqs) = (walked.counts, walked.corrupt_seqs);
+    totals.torn += walked.totals.torn;
+    totals.corrupt += walked.totals.corrupt;
+    let mut overlapped = false;
     // The chunks whose records are kept: (meta, what the first walk found).
     let mut kept: Vec<(usize, Counted)> = Vec::with_capacity(metas.len());
     // Per writer: where the seqs its chunks cover so far end.
@@ -990,6 +1063,7 @@ fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
         });
         match overlap {
             Some(&(p, prev)) => {
+                overlapped = true;
                 if meta.gen > metas[p].gen {
                     kept.pop();
                     kept.push((m, counted));
@@ -1004,15 +1078,21 @@ fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
     // At most one record per smallest stride of the data region, so the
     // sum cannot overflow.
     let total: usize = kept.iter().map(|k| k.1.valid as usize).sum();
-    let mut ordered: PodBuf<Record> = PodBuf::zeroed(total);
-    let newest = fill_records(
-        &header,
-        bytes,
-        &metas,
-        &kept,
-        ordered.as_mut_slice(),
-        parallel,
-    );
+    let (ordered, newest) = if overlapped {
+        let mut ordered: PodBuf<Record> = PodBuf::zeroed(total);
+        let newest = fill_records(
+            &header,
+            bytes,
+            &metas,
+            &kept,
+            ordered.as_mut_slice(),
+            parallel,
+        );
+        (ordered, newest)
+    } else {
+        debug_assert_eq!(walked.index.len(), total);
+        (walked.index, walked.newest)
+    };
     // Each kept chunk's records in the index, and whether they are all
     // its records (no corrupt one among them: their seqs follow one
     // another).
@@ -1382,9 +1462,9 @@ mod tests {
     }
 
     /// A data region of 8 MiB or more is copied and walked in two halves
-    /// at once: the halves meet without a seam, and a corrupt record in
-    /// the middle of a chunk (which the second walk must skip by its
-    /// checksum again) is a one-record gap.
+    /// at once: the halves meet without a seam (the first half's records
+    /// are placed from its end down, the second's from there up), and a
+    /// corrupt record in the middle of a chunk is a one-record gap.
     #[test]
     fn a_large_ring_read_in_two_halves_loses_nothing_at_the_seam() {
         let (path, dir) = temp_ring("halves");
