@@ -844,8 +844,12 @@ fn walk_chunks(header: &Header, bytes: &[u8], metas: &[ChunkMeta], parallel: boo
         let mut counts = Vec::with_capacity(first.len());
         let mut newest: Option<u64> = None;
         let mut chunk_records: Vec<Record> = Vec::with_capacity(most);
+        // Where each chunk's corrupt seqs start, to put them back in
+        // `metas` order (sorted, as the caller's sort finds them fastest).
+        let mut corrupt_starts = Vec::new();
         let mut start = out1.len();
         for meta in first.iter().rev() {
+            corrupt_starts.push(corrupt_seqs.len());
             chunk_records.clear();
             let (bytes, base) = chunk(meta);
             let counted = walk_chunk(
@@ -869,7 +873,13 @@ fn walk_chunks(header: &Header, bytes: &[u8], metas: &[ChunkMeta], parallel: boo
             counts.push(counted);
         }
         counts.reverse();
-        (counts, corrupt_seqs, totals, newest, start)
+        let mut end = corrupt_seqs.len();
+        let mut in_order = Vec::with_capacity(corrupt_seqs.len());
+        for &from in corrupt_starts.iter().rev() {
+            in_order.extend_from_slice(&corrupt_seqs[from..end]);
+            end = from;
+        }
+        (counts, in_order, totals, newest, start)
     };
     let walk_second = || {
         let (mut corrupt_seqs, mut totals) = (Vec::new(), Totals::default());
