@@ -7,7 +7,9 @@
 //! are reused, closes it, then times `Ring::open(path)` + `snapshot()` (copy,
 //! walk every chunk, validate every checksum, index and order every record)
 //! several times and reports the median, the rate (capacity / time) and the
-//! records recovered. Decoding every event
+//! records recovered. The same is timed for a second ring, filled with the
+//! same events by 4 threads at once (4 writers, whose records the snapshot
+//! merges by time, as a service's ring needs). Decoding every event
 //! (`blackbox_reader::decode_event`) is timed separately. For reading the figures,
 //! the bench also times the parts a snapshot is made of: the `pread` copy of
 //! the data region and CRC-32C over it.
