@@ -27,7 +27,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
-use blackbox_reader::{decode_event, Ring, Snapshot};
+use blackbox_reader::{decode_event, Record, Ring, Snapshot};
 use blackbox_recorder::layout::*;
 
 /// Largest `FIRST_SEQ` the reader takes; a larger one makes the chunk
@@ -352,14 +352,31 @@ impl Model {
         (out, holes)
     }
 
-    /// The valid record `(writer, seq)` whose bytes are `payload`, if the
-    /// walk found one.
-    pub fn find(&self, file: &[u8], writer: u32, seq: u64, payload: &[u8]) -> Option<&Found> {
-        self.index
-            .get(&(writer, seq))?
+    /// The valid record the walk found that `record` (whose payload is
+    /// `payload`) is: one with its writer, `seq` and bytes, and of those
+    /// the one with its length, kind, flags, time and thread, if any. Two
+    /// claims of one writer that overlap can each hold a valid record of
+    /// the same `seq` and bytes with another time; the reader keeps one.
+    pub fn find(&self, file: &[u8], record: &Record, payload: &[u8]) -> Option<&Found> {
+        let fields = |f: &Found| (f.len, f.kind, f.flags, f.ts_unix_ns, f.thread_id);
+        let want = (
+            record.len as usize,
+            record.kind,
+            record.flags,
+            record.ts_unix_ns,
+            record.thread_id,
+        );
+        let mut same_bytes = self
+            .index
+            .get(&(record.writer, record.seq))?
             .iter()
             .map(|&(c, r)| &self.claims[c].records[r])
-            .find(|f| &file[f.at + RECORD_HEADER_LEN..f.at + f.len] == payload)
+            .filter(|f| &file[f.at + RECORD_HEADER_LEN..f.at + f.len] == payload);
+        let first = same_bytes.next()?;
+        if fields(first) == want {
+            return Some(first);
+        }
+        Some(same_bytes.find(|f| fields(f) == want).unwrap_or(first))
     }
 }
 
@@ -415,14 +432,12 @@ fn check_snapshot(file: &[u8], snap: &Snapshot, model: &Model) {
     // Nothing false.
     let mut last: BTreeMap<u32, u64> = BTreeMap::new();
     for r in &snap.records {
-        let found = model
-            .find(file, r.writer, r.seq, snap.payload(r))
-            .unwrap_or_else(|| {
-                panic!(
-                    "record ({}, {}) of {} bytes is not a valid record of the file",
-                    r.writer, r.seq, r.len
-                )
-            });
+        let found = model.find(file, r, snap.payload(r)).unwrap_or_else(|| {
+            panic!(
+                "record ({}, {}) of {} bytes is not a valid record of the file",
+                r.writer, r.seq, r.len
+            )
+        });
         assert_eq!(
             (r.len as usize, r.kind, r.flags, r.ts_unix_ns, r.thread_id),
             (

@@ -43,9 +43,9 @@
 use std::collections::HashMap;
 use std::sync::{mpsc, Arc, OnceLock};
 
-use libfuzzer_sys::fuzz_target;
 use blackbox_recorder::layout::*;
 use blackbox_recorder::{Clock, Field, Level, Recorder, Value};
+use libfuzzer_sys::fuzz_target;
 
 mod check;
 
@@ -246,9 +246,7 @@ fn build(path: &std::path::Path, shape: Shape) -> Base {
     let mut written = HashMap::new();
     let mut window = Vec::new();
     for r in &snap.records {
-        let f = model
-            .find(&file, r.writer, r.seq, snap.payload(r))
-            .expect("in the model");
+        let f = model.find(&file, r, snap.payload(r)).expect("in the model");
         written.insert(
             (r.writer, r.seq),
             Written {
@@ -455,7 +453,7 @@ fuzz_target!(|input: &[u8]| {
     // Nothing false: untouched bytes that pass are what was written.
     for r in &snap.records {
         let f = model
-            .find(&file, r.writer, r.seq, snap.payload(r))
+            .find(&file, r, snap.payload(r))
             .expect("check.rs found it");
         let chunk = geo.chunk(f.chunk);
         if nonce_touched
