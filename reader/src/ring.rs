@@ -693,22 +693,22 @@ struct Counted {
     valid: u64,
 }
 
-/// Walks one chunk's records from offset 64 (section 11, step 5): counts
-/// the torn and corrupt ones in `totals` and `corrupt_seqs`, and hands each
-/// valid one to `valid`. With `check_crc` false (a second walk of a chunk
-/// whose records the first walk found all valid) the checksums are not
-/// computed again.
-#[allow(clippy::too_many_arguments)]
+/// Walks the records of `meta`'s chunk of the data region `data` from
+/// offset 64 (section 11, step 5): counts the torn and corrupt ones in
+/// `totals` and `corrupt_seqs`, and hands each valid one to `valid`. With
+/// `check_crc` false (a second walk of a chunk whose records the first walk
+/// found all valid) the checksums are not computed again.
 fn walk_chunk(
     header: &Header,
-    chunk: &[u8],
-    base: usize,
+    data: &[u8],
     meta: &ChunkMeta,
     check_crc: bool,
     corrupt_seqs: &mut Vec<(u32, u64)>,
     totals: &mut Totals,
     mut valid: impl FnMut(Record),
 ) -> Counted {
+    let base = meta.index * header.chunk_size as usize;
+    let chunk = &data[base..base + header.chunk_size as usize];
     let head: &[u8; CHUNK_HEADER_LEN] = chunk[..CHUNK_HEADER_LEN].try_into().expect("64 bytes");
     let seed = crc_seed(header.nonce, head);
     let tag = commit_tag(meta.gen);
@@ -835,10 +835,6 @@ fn walk_chunks(header: &Header, bytes: &[u8], metas: &[ChunkMeta], parallel: boo
     let (first, second) = metas.split_at(metas.len() / 2);
     let mut index: PodBuf<Record> = PodBuf::zeroed(metas.len() * most);
     let (out1, out2) = index.as_mut_slice().split_at_mut(first.len() * most);
-    let chunk = |meta: &ChunkMeta| {
-        let base = meta.index * chunk_size;
-        (&bytes[base..base + chunk_size], base)
-    };
     let walk_first = || {
         let (mut corrupt_seqs, mut totals) = (Vec::new(), Totals::default());
         let mut counts = Vec::with_capacity(first.len());
@@ -851,11 +847,9 @@ fn walk_chunks(header: &Header, bytes: &[u8], metas: &[ChunkMeta], parallel: boo
         for meta in first.iter().rev() {
             corrupt_starts.push(corrupt_seqs.len());
             chunk_records.clear();
-            let (bytes, base) = chunk(meta);
             let counted = walk_chunk(
                 header,
                 bytes,
-                base,
                 meta,
                 true,
                 &mut corrupt_seqs,
@@ -888,11 +882,9 @@ fn walk_chunks(header: &Header, bytes: &[u8], metas: &[ChunkMeta], parallel: boo
         let counts: Vec<Counted> = second
             .iter()
             .map(|meta| {
-                let (bytes, base) = chunk(meta);
                 walk_chunk(
                     header,
                     bytes,
-                    base,
                     meta,
                     true,
                     &mut corrupt_seqs,
@@ -940,22 +932,17 @@ fn fill_records(
     ordered: &mut [Record],
     parallel: bool,
 ) -> Option<u64> {
-    let chunk_size = header.chunk_size as usize;
     let fill = |part: &[(usize, Counted)], out: &mut [Record]| {
         let mut at = 0;
         let mut newest: Option<u64> = None;
         let (mut scratch_seqs, mut scratch_totals) = (Vec::new(), Totals::default());
         for &(m, counted) in part {
-            let meta = &metas[m];
-            let base = meta.index * chunk_size;
-            let chunk = &bytes[base..base + chunk_size];
             let check_crc = counted.valid != counted.used;
             let end = at + counted.valid as usize;
             walk_chunk(
                 header,
-                chunk,
-                base,
-                meta,
+                bytes,
+                &metas[m],
                 check_crc,
                 &mut scratch_seqs,
                 &mut scratch_totals,
@@ -1292,9 +1279,10 @@ const LINEAR_MERGE_MAX: usize = 8;
 /// most [`LINEAR_MERGE_MAX`] runs) into `out` (exactly their size) by
 /// (time, writer), each run in its order: a scan of the runs' next keys
 /// finds the run whose next record is first, and from that run, its
-/// records are copied while their times stay before the next run's. A record's own time stands in for its writer's newest time
-/// so far: a run continues only while its times are before the others',
-/// so a time that steps back is before them as well, as its key is.
+/// records are copied while their times stay before the next run's. A
+/// record's own time stands in for its writer's newest time so far: a run
+/// continues only while its times are before the others', so a time that
+/// steps back is before them as well, as its key is.
 /// Returns the newest time copied.
 fn merge_runs(ordered: &[Record], runs: Vec<std::ops::Range<usize>>, out: &mut [Record]) -> u64 {
     // Each run's next key, (time, writer) in one number, where its next
@@ -1401,7 +1389,9 @@ mod tests {
             state % bound
         };
         for case in 0..400 {
-            // Both ways: merging a few writers' runs, sorting many.
+            // Up to 8 writers are merged as runs, the code under test;
+            // more take the sort, which is this reference (they are here
+            // for the choice between the two, not for the sort).
             let writers = 1 + next(2 * LINEAR_MERGE_MAX as u64 + 4) as u32;
             let mut ordered = Vec::new();
             for writer in 0..writers {
