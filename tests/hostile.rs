@@ -1281,6 +1281,69 @@ fn a_short_file_claiming_a_huge_ring_allocates_nothing() {
     }
 }
 
+/// The index of a snapshot takes memory for the records a ring holds, not
+/// for the most its size allows (one per 24 bytes, 40 bytes each: 1.67x
+/// the capacity). A full 256 MiB ring of 1 KiB records (a 10 MiB index)
+/// is read under an address-space limit with room for its copy, 0.8x its
+/// size besides and 200 MiB for the program: the reader that reserved the
+/// densest index there aborted. It must give what it gives unlimited.
+#[test]
+fn a_large_ring_is_read_under_a_limit_its_densest_index_would_exceed() {
+    let dir = TempDir::new("hostile-limit");
+    let path = dir.path("large.ring");
+    let capacity: u64 = 256 << 20;
+    let rec = Recorder::builder(&path)
+        .capacity(capacity)
+        .clock(Clock::Realtime)
+        .heartbeat(None)
+        .create()
+        .expect("create ring");
+    // 1000-byte payloads, each with its number: 1024-byte records; a lap
+    // and a quarter.
+    let mut payload = [0x5Au8; 1000];
+    for k in 0..capacity / 1024 * 5 / 4 {
+        payload[..8].copy_from_slice(&k.to_le_bytes());
+        rec.append(&payload).expect("append");
+    }
+    rec.close();
+    let limit_kib = (capacity + capacity * 4 / 5 + (200 << 20)) / 1024;
+    let run = |sub: &[&str], limited: bool| {
+        let mut cmd = Command::new("sh");
+        let ulimit = if limited {
+            format!("ulimit -v {limit_kib} && ")
+        } else {
+            String::new()
+        };
+        cmd.arg("-c")
+            .arg(format!("{ulimit}exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_blackbox"))
+            .args(sub)
+            .arg(&path);
+        let what = format!("blackbox {} (limited: {limited})", sub.join(" "));
+        let o = run_bounded(cmd, &what);
+        assert!(o.status.success(), "{what}: {}", describe(&o));
+        o
+    };
+    let free = run(&["info", "--json"], false);
+    let info: Value = serde_json::from_slice(&free.stdout).expect("info --json");
+    assert!(
+        info["records"].as_u64().unwrap() >= capacity / 1024 * 9 / 10,
+        "the ring is full: {info}"
+    );
+    for sub in [
+        &["info", "--json"][..],
+        &["read", "--json", "--last", "3000"],
+    ] {
+        assert_eq!(
+            text(&run(sub, true).stdout),
+            text(&run(sub, false).stdout),
+            "blackbox {}: the same under the limit",
+            sub.join(" ")
+        );
+    }
+    run(&["verify"], true);
+}
+
 // ---------------------------------------------------------------------------
 // Header fields a valid ring may carry any value in.
 

@@ -12,9 +12,11 @@
 //! ones in a `Vec`.
 //!
 //! A buffer's size is fixed when it is made: the index of a snapshot is
-//! made with its exact length (`PodBuf::zeroed`: the first walk counted
-//! the records), a merged copy with its exact capacity. A mapping reserves
-//! address space only; pages are faulted in as they are written.
+//! made for the most records its chunks can hold (`PodBuf::try_zeroed`;
+//! where that much address space is refused, the chunks are counted first
+//! and the index made with its exact length), a merged copy with its exact
+//! length. A mapping reserves address space only; pages are faulted in as
+//! they are written.
 
 use std::ops::Deref;
 
@@ -86,6 +88,25 @@ impl<T: Pod> PodBuf<T> {
             start: 0,
             len,
         }
+    }
+
+    /// `len` zero values, or `None` when they are too many for a `Vec`
+    /// ([`MAPPED_MIN`] bytes or more) and the kernel refused the mapping
+    /// (an address-space limit, strict overcommit): for a bound the caller
+    /// can do without, where [`PodBuf::zeroed`] would fall back to a `Vec`
+    /// of that size and abort when it cannot have one.
+    pub(crate) fn try_zeroed(len: usize) -> Option<PodBuf<T>> {
+        let bytes = len.saturating_mul(std::mem::size_of::<T>());
+        let storage = match huge_page_map(bytes) {
+            Some(map) => Storage::Mapped(map),
+            None if bytes < MAPPED_MIN => Storage::Heap(vec![T::zeroed(); len]),
+            None => return None,
+        };
+        Some(PodBuf {
+            storage,
+            start: 0,
+            len,
+        })
     }
 
     /// Keeps only the values in `range` (of the present ones): in a

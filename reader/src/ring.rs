@@ -814,8 +814,10 @@ struct Walked {
     corrupt_seqs: Vec<(u32, u64)>,
     totals: Totals,
     /// Every valid record of every chunk, in `metas` order: the index, when
-    /// every chunk with a valid record is kept.
-    index: PodBuf<Record>,
+    /// every chunk with a valid record is kept. `None` when the address
+    /// space for the most records the chunks can hold was refused: the
+    /// counts then size an exact index for a second walk.
+    index: Option<PodBuf<Record>>,
     /// The newest time among them.
     newest: Option<u64>,
 }
@@ -828,13 +830,18 @@ struct Walked {
 /// they are written): the first half's chunks are walked last to first,
 /// each one's records put right below those of the chunks after it, and
 /// the second half's first to last from where the first half's end. What
-/// lies between is then one run of records.
+/// lies between is then one run of records. Where that much address space
+/// is refused (a limit on it, strict overcommit), the walk only counts.
 fn walk_chunks(header: &Header, bytes: &[u8], metas: &[ChunkMeta], parallel: bool) -> Walked {
     let chunk_size = header.chunk_size as usize;
     let most = (chunk_size.saturating_sub(CHUNK_HEADER_LEN)) / RECORD_HEADER_LEN;
     let (first, second) = metas.split_at(metas.len() / 2);
-    let mut index: PodBuf<Record> = PodBuf::zeroed(metas.len() * most);
-    let (out1, out2) = index.as_mut_slice().split_at_mut(first.len() * most);
+    let mut index: Option<PodBuf<Record>> = PodBuf::try_zeroed(metas.len() * most);
+    let indexing = index.is_some();
+    let slots = index
+        .as_mut()
+        .map_or(&mut [][..], |index| index.as_mut_slice());
+    let (out1, out2) = slots.split_at_mut(if indexing { first.len() * most } else { 0 });
     let walk_first = || {
         let (mut corrupt_seqs, mut totals) = (Vec::new(), Totals::default());
         let mut counts = Vec::with_capacity(first.len());
@@ -856,7 +863,9 @@ fn walk_chunks(header: &Header, bytes: &[u8], metas: &[ChunkMeta], parallel: boo
                 &mut totals,
                 |r| {
                     newest = newest.max(Some(r.ts_unix_ns));
-                    chunk_records.push(r);
+                    if indexing {
+                        chunk_records.push(r);
+                    }
                 },
             );
             // At most `most` records in a chunk, and `most` slots for
@@ -891,8 +900,10 @@ fn walk_chunks(header: &Header, bytes: &[u8], metas: &[ChunkMeta], parallel: boo
                     &mut totals,
                     |r| {
                         newest = newest.max(Some(r.ts_unix_ns));
-                        out2[end] = r;
-                        end += 1;
+                        if indexing {
+                            out2[end] = r;
+                            end += 1;
+                        }
                     },
                 )
             })
@@ -907,8 +918,9 @@ fn walk_chunks(header: &Header, bytes: &[u8], metas: &[ChunkMeta], parallel: boo
     corrupt_seqs.extend(corrupt2);
     totals.torn += totals2.torn;
     totals.corrupt += totals2.corrupt;
-    let mid = first.len() * most;
-    index.keep(start..mid + end);
+    if let Some(index) = &mut index {
+        index.keep(start..first.len() * most + end);
+    }
     Walked {
         counts,
         corrupt_seqs,
@@ -919,7 +931,7 @@ fn walk_chunks(header: &Header, bytes: &[u8], metas: &[ChunkMeta], parallel: boo
 }
 
 /// The second walk, when an overlap left a chunk out (no working writer
-/// makes one): the kept chunks' valid records, each written to its place
+/// makes one) or the first walk could not index: the kept chunks' valid records, each written to its place
 /// in `ordered` (which holds exactly their number), in two halves at once
 /// when `parallel`. The first walk said how many each chunk has; the
 /// bytes are the snapshot's own copy, so the second walk finds the same.
@@ -970,7 +982,8 @@ fn fill_records(
 /// `seq` order, then merges the writers by time (the reader's algorithm,
 /// steps 5 to 7). Each chunk is walked once to count and check its
 /// records and to index the valid ones, and once more only when an
-/// overlap left a chunk out; each byte of the data region is looked at by
+/// overlap left a chunk out or the first walk had no room to index; each
+/// byte of the data region is looked at by
 /// those walks and by the checksum at most twice.
 fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
     let chunk_size = header.chunk_size as usize;
@@ -1027,8 +1040,9 @@ fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
     // counted already. A first walk counts each chunk's records (and
     // checks their checksums), which decides the chunks kept, and indexes
     // every valid record on the way: when every chunk with a valid record
-    // is kept (no overlap), that is the index. Otherwise a second walk
-    // writes the kept chunks' records into an index of their own. Both
+    // is kept (no overlap), that is the index. Otherwise (or where the
+    // first walk had no room for an index) a second walk writes the kept
+    // chunks' records into an index of their own. Both
     // walks of a large ring run in two halves at once.
     let parallel = two_threads(bytes.len());
     let walked = walk_chunks(&header, bytes, &metas, parallel);
@@ -1075,20 +1089,23 @@ fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
     // At most one record per smallest stride of the data region, so the
     // sum cannot overflow.
     let total: usize = kept.iter().map(|k| k.1.valid as usize).sum();
-    let (ordered, newest) = if overlapped {
-        let mut ordered: PodBuf<Record> = PodBuf::zeroed(total);
-        let newest = fill_records(
-            &header,
-            bytes,
-            &metas,
-            &kept,
-            ordered.as_mut_slice(),
-            parallel,
-        );
-        (ordered, newest)
-    } else {
-        debug_assert_eq!(walked.index.len(), total);
-        (walked.index, walked.newest)
+    let (ordered, newest) = match walked.index {
+        Some(index) if !overlapped => {
+            debug_assert_eq!(index.len(), total);
+            (index, walked.newest)
+        }
+        _ => {
+            let mut ordered: PodBuf<Record> = PodBuf::zeroed(total);
+            let newest = fill_records(
+                &header,
+                bytes,
+                &metas,
+                &kept,
+                ordered.as_mut_slice(),
+                parallel,
+            );
+            (ordered, newest)
+        }
     };
     // Each kept chunk's records in the index, and whether they are all
     // its records (no corrupt one among them: their seqs follow one
