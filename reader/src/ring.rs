@@ -931,10 +931,11 @@ fn walk_chunks(header: &Header, bytes: &[u8], metas: &[ChunkMeta], parallel: boo
 }
 
 /// The second walk, when an overlap left a chunk out (no working writer
-/// makes one) or the first walk could not index: the kept chunks' valid records, each written to its place
-/// in `ordered` (which holds exactly their number), in two halves at once
-/// when `parallel`. The first walk said how many each chunk has; the
-/// bytes are the snapshot's own copy, so the second walk finds the same.
+/// makes one) or the first walk could not index: the kept chunks' valid
+/// records, each written to its place in `ordered` (which holds exactly
+/// their number), in two halves at once when `parallel`. The first walk
+/// said how many each chunk has; the bytes are the snapshot's own copy, so
+/// the second walk finds the same.
 /// Returns the newest record's time.
 fn fill_records(
     header: &Header,
@@ -983,8 +984,8 @@ fn fill_records(
 /// steps 5 to 7). Each chunk is walked once to count and check its
 /// records and to index the valid ones, and once more only when an
 /// overlap left a chunk out or the first walk had no room to index; each
-/// byte of the data region is looked at by
-/// those walks and by the checksum at most twice.
+/// byte of the data region is looked at by those walks and by the
+/// checksum at most twice.
 fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
     let chunk_size = header.chunk_size as usize;
     let count = header.chunk_count as u64;
@@ -1042,8 +1043,8 @@ fn recover(header: Header, table: &[u64], data: Buffer) -> Snapshot {
     // every valid record on the way: when every chunk with a valid record
     // is kept (no overlap), that is the index. Otherwise (or where the
     // first walk had no room for an index) a second walk writes the kept
-    // chunks' records into an index of their own. Both
-    // walks of a large ring run in two halves at once.
+    // chunks' records into an index of their own. Both walks of a large
+    // ring run in two halves at once.
     let parallel = two_threads(bytes.len());
     let walked = walk_chunks(&header, bytes, &metas, parallel);
     let (counts, mut corrupt_seqs) = (walked.counts, walked.corrupt_seqs);
