@@ -44,8 +44,7 @@
 //! pointers into the shared mapping), `clock` (`rdtsc`), `sys` (libc
 //! calls), `checksum` (the CRC instruction), `crash` (signal handlers) and
 //! `modules` (`dl_iterate_phdr` and the notes it points at);
-//! and on single items of `append` (one claim-to-cursor step) and
-//! `payload` (the call into the record writer compiled for SSE 4.2). The
+//! and on single items of `append` (one claim-to-cursor step). The
 //! `loom` model in `claim`'s tests reads through loom's cells. A test
 //! (`unsafe_code_stays_where_the_docs_say`) fails when another module
 //! allows it.
@@ -58,7 +57,7 @@ mod unsafe_places {
     /// Modules that allow `unsafe` throughout, and modules that allow it on
     /// single items: the list in the crate docs.
     const WHOLE: [&str; 6] = ["checksum", "clock", "crash", "mapping", "sys", "modules"];
-    const ITEMS: [&str; 3] = ["append", "payload", "claim"];
+    const ITEMS: [&str; 2] = ["append", "claim"];
 
     #[test]
     fn unsafe_code_stays_where_the_docs_say() {

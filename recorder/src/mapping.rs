@@ -308,6 +308,40 @@ impl RecordWriter<'_> {
         unsafe { self.rec.add(at).cast::<u64>().write(w.to_le()) };
     }
 
+    /// Stores `bytes` at `at` bytes into the record (a multiple of 8) as
+    /// little-endian words, the last one padded with zeros, and hands each
+    /// word to `each` (the checksum) as it goes: one bounds check for all.
+    #[inline(always)]
+    pub(crate) fn words_at(&mut self, at: usize, bytes: &[u8], mut each: impl FnMut(u64)) {
+        let whole = bytes.len() / 8;
+        let tail = bytes.len() % 8;
+        assert!(at % 8 == 0 && at + bytes.len().div_ceil(8) * 8 <= self.stride);
+        // SAFETY: `at` lies inside the record (asserted), which is ours;
+        // the record starts 8-aligned, and so does `at`.
+        let words = unsafe { self.rec.add(at) }.cast::<u64>();
+        for (i, w) in bytes.chunks_exact(8).enumerate() {
+            let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+            // SAFETY: word i < whole lies inside the record (asserted above).
+            unsafe { words.add(i).write(w.to_le()) };
+            each(w);
+        }
+        if tail != 0 {
+            let w = if bytes.len() >= 8 {
+                // The last 8 bytes, shifted down to the tail's: no copy.
+                let last: [u8; 8] = bytes[bytes.len() - 8..].try_into().expect("8 bytes");
+                u64::from_le_bytes(last) >> (8 * (8 - tail))
+            } else {
+                let mut last = [0u8; 8];
+                last[..tail].copy_from_slice(bytes);
+                u64::from_le_bytes(last)
+            };
+            // SAFETY: the padded word `whole` lies inside the record too
+            // (the assert rounded the length up to words).
+            unsafe { words.add(whole).write(w.to_le()) };
+            each(w);
+        }
+    }
+
     /// Copies `bytes` to `at` bytes into the record.
     #[inline(always)]
     pub(crate) fn bytes_at(&mut self, at: usize, bytes: &[u8]) {

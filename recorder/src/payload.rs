@@ -144,7 +144,7 @@ impl Sink for PieceSink<'_, '_> {
 /// then COMMIT (release). `seed` is the claim's checksum seed and `seq` the
 /// record's number in its writer's run; the record must fit the chunk.
 #[inline]
-#[allow(unsafe_code, clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn write_record(
     chunk: &mut ChunkCursor,
     seed: u32,
@@ -156,31 +156,11 @@ pub(crate) fn write_record(
 ) {
     #[cfg(target_arch = "x86_64")]
     if crate::checksum::has_sse42() {
-        // SAFETY: the CPU has SSE 4.2 (checked just above).
-        return unsafe { write_record_sse42(chunk, seed, seq, kind, len, ts, payload) };
+        return write_record_with::<crate::checksum::Hardware>(
+            chunk, seed, seq, kind, len, ts, payload,
+        );
     }
     write_record_with::<Portable>(chunk, seed, seq, kind, len, ts, payload);
-}
-
-/// [`write_record`] compiled with SSE 4.2, so the checksum's `crc32`
-/// steps are inlined into it.
-///
-/// # Safety
-///
-/// The CPU must support SSE 4.2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "sse4.2")]
-#[allow(unsafe_code, clippy::too_many_arguments)]
-unsafe fn write_record_sse42(
-    chunk: &mut ChunkCursor,
-    seed: u32,
-    seq: u64,
-    kind: u16,
-    len: usize,
-    ts: u64,
-    payload: &impl Payload,
-) {
-    write_record_with::<crate::checksum::Hardware>(chunk, seed, seq, kind, len, ts, payload);
 }
 
 #[inline(always)]
@@ -200,22 +180,7 @@ fn write_record_with<E: Engine>(
     if let Some(bytes) = payload.as_bytes() {
         // One piece: its words go from where the caller has it into the
         // record and into the checksum, in one pass; the tail word padded.
-        let mut at = RECORD_HEADER_LEN;
-        let mut words = bytes.chunks_exact(8);
-        for w in &mut words {
-            let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
-            record.u64_at(at, w);
-            crc.word(w);
-            at += 8;
-        }
-        let tail = words.remainder();
-        if !tail.is_empty() {
-            let mut last = [0u8; 8];
-            last[..tail.len()].copy_from_slice(tail);
-            let w = u64::from_le_bytes(last);
-            record.u64_at(at, w);
-            crc.word(w);
-        }
+        record.words_at(RECORD_HEADER_LEN, bytes, |w| crc.word(w));
     } else {
         // Many pieces (an event): the record's last word zero first (the
         // padding, less than 8 bytes, lies in it), the pieces copied in
