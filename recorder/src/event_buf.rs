@@ -82,30 +82,27 @@ impl Scratch {
         self.len
     }
 
-    /// Appends `src`. Small pieces (names, lengths) are copied with a few
-    /// fixed-size moves instead of a call to `memcpy`.
+    /// Appends `src`.
     #[inline(always)]
     fn put(&mut self, src: &[u8]) {
-        let n = src.len();
-        let dst = &mut self.bytes[self.len..self.len + n];
-        match n {
-            0 => {}
-            1..=3 => {
-                dst[0] = src[0];
-                dst[n / 2] = src[n / 2];
-                dst[n - 1] = src[n - 1];
-            }
-            4..=7 => {
-                dst[..4].copy_from_slice(&src[..4]);
-                dst[n - 4..].copy_from_slice(&src[n - 4..]);
-            }
-            8..=16 => {
-                dst[..8].copy_from_slice(&src[..8]);
-                dst[n - 8..].copy_from_slice(&src[n - 8..]);
-            }
-            _ => dst.copy_from_slice(src),
-        }
-        self.len += n;
+        let at = self.len;
+        copy_small(&mut self.bytes[at..at + src.len()], src);
+        self.len = at + src.len();
+    }
+
+    /// Appends a field's head (its type code, its name's length and its
+    /// name, at most 255 bytes) and then `value`, with one bounds check.
+    #[inline(always)]
+    fn put_field(&mut self, code: u8, name: &[u8], value: &[u8]) {
+        let at = self.len;
+        let value_at = 2 + name.len();
+        let end = value_at + value.len();
+        let dst = &mut self.bytes[at..at + end];
+        dst[0] = code;
+        dst[1] = name.len() as u8;
+        copy_small(&mut dst[2..value_at], name);
+        copy_small(&mut dst[value_at..], value);
+        self.len = at + end;
     }
 
     fn truncate(&mut self, len: usize) {
@@ -124,6 +121,31 @@ impl Scratch {
 
     fn bytes_mut(&mut self) -> &mut [u8] {
         &mut self.bytes[..self.len]
+    }
+}
+
+/// Copies `src` into `dst`, of the same length. Small pieces (names,
+/// lengths, values) take a few fixed-size moves instead of a call to
+/// `memcpy`.
+#[inline(always)]
+fn copy_small(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    match n {
+        0 => {}
+        1..=3 => {
+            dst[0] = src[0];
+            dst[n / 2] = src[n / 2];
+            dst[n - 1] = src[n - 1];
+        }
+        4..=7 => {
+            dst[..4].copy_from_slice(&src[..4]);
+            dst[n - 4..].copy_from_slice(&src[n - 4..]);
+        }
+        8..=16 => {
+            dst[..8].copy_from_slice(&src[..8]);
+            dst[n - 8..].copy_from_slice(&src[n - 8..]);
+        }
+        _ => dst.copy_from_slice(src),
     }
 }
 
@@ -166,19 +188,30 @@ pub(crate) struct Capped<'v> {
 impl fmt::Write for Capped<'_> {
     #[inline]
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        // Once cut, `end` is 0 and only the cold path runs.
+        if self.buf.len() + s.len() + ELLIPSIS.len() <= self.end {
+            self.buf.put(s.as_bytes());
+            return Ok(());
+        }
+        self.cut_or_refuse(s)
+    }
+}
+
+impl Capped<'_> {
+    /// The text that does not fit: what fits of it and the mark, then
+    /// [`fmt::Error`] for this and every later piece.
+    #[cold]
+    fn cut_or_refuse(&mut self, s: &str) -> fmt::Result {
         if self.cut {
             return Err(fmt::Error);
         }
         let room = self.end.saturating_sub(self.buf.len() + ELLIPSIS.len());
-        if s.len() <= room {
-            self.buf.put(s.as_bytes());
-            return Ok(());
-        }
         self.buf.put(truncate_str(s, room).as_bytes());
         if self.end.saturating_sub(self.buf.len()) >= ELLIPSIS.len() {
             self.buf.put(ELLIPSIS.as_bytes());
         }
         self.cut = true;
+        self.end = 0;
         Err(fmt::Error)
     }
 }
@@ -290,22 +323,23 @@ impl<'b> EventBuf<'b> {
         false
     }
 
-    #[inline]
-    fn field_head(&mut self, code: u8, name: &str) {
+    /// Adds a field: its head, then `value` (a fixed-size value, or a
+    /// text's length).
+    #[inline(always)]
+    fn field(&mut self, code: u8, name: &str, value: &[u8]) {
         let whole = name;
         let name = truncate_str(whole, MAX_NAME);
         self.cut |= name.len() < whole.len();
-        self.buf.put(&[code, name.len() as u8]);
-        self.buf.put(name.as_bytes());
+        self.buf.put_field(code, name.as_bytes(), value);
         self.fields += 1;
     }
 
-    /// Adds a field with a fixed-size value.
-    #[inline]
+    /// Adds a field with a fixed-size value (inlined, so that the value's
+    /// size is a constant).
+    #[inline(always)]
     fn fixed(&mut self, code: u8, name: &str, value: &[u8]) {
         if self.has_room() {
-            self.field_head(code, name);
-            self.buf.put(value);
+            self.field(code, name, value);
         }
     }
 
@@ -325,6 +359,22 @@ impl<'b> EventBuf<'b> {
         self.fixed(FIELD_BOOL, name, &[value as u8]);
     }
 
+    /// Adds a string field: as [`EventBuf::text`] with the whole of
+    /// `value`, without a formatter when it fits what is left of
+    /// [`TEXT_CAP`] (it usually does).
+    #[inline]
+    pub(crate) fn str(&mut self, name: &str, value: &str) {
+        if value.len() + ELLIPSIS.len() > self.text_left {
+            return self.text(name, false, |c| fmt::Write::write_str(c, value));
+        }
+        if self.has_room() {
+            // At most TEXT_CAP bytes: the length fits in a u16.
+            self.field(FIELD_STR, name, &(value.len() as u16).to_le_bytes());
+            self.buf.put(value.as_bytes());
+            self.text_left -= value.len();
+        }
+    }
+
     /// Adds a text field (`FIELD_STR`, or `FIELD_DEBUG` if `debug`) whose
     /// text `write` makes, within what is left of [`TEXT_CAP`].
     #[inline]
@@ -337,10 +387,9 @@ impl<'b> EventBuf<'b> {
         if !self.has_room() {
             return;
         }
-        self.field_head(if debug { FIELD_DEBUG } else { FIELD_STR }, name);
-        let len_at = self.buf.len();
-        self.buf.put(&[0, 0]);
+        self.field(if debug { FIELD_DEBUG } else { FIELD_STR }, name, &[0, 0]);
         let at = self.buf.len();
+        let len_at = at - 2;
         let mut capped = Capped {
             end: at + self.text_left,
             buf: self.buf,
@@ -499,6 +548,53 @@ mod tests {
         assert!(write!(c, "{}-{}", 12, 34).is_ok());
         assert!(!c.cut);
         assert_eq!(buf.bytes(), b"12-34");
+    }
+
+    #[test]
+    fn capped_refuses_everything_after_a_cut() {
+        let mut buf = Scratch::new();
+        let mut c = Capped {
+            buf: &mut buf,
+            end: 8,
+            cut: false,
+        };
+        assert!(c.write_str("abcdefgh").is_err());
+        for more in ["", "x", "yz"] {
+            assert!(c.write_str(more).is_err(), "{more:?} after the cut");
+        }
+        assert_eq!(std::str::from_utf8(buf.bytes()).unwrap(), "abcde…");
+    }
+
+    /// A string field, put without the formatter, encodes byte for byte
+    /// as the formatter path does: at, just under and just over what is
+    /// left of the text budget, with a name over 255 bytes, and past the
+    /// field cap.
+    #[test]
+    fn a_str_field_encodes_as_formatted_text_does() {
+        let long_name = "n".repeat(300);
+        for first in [TEXT_CAP - 40, TEXT_CAP - 3, TEXT_CAP - 2, TEXT_CAP] {
+            for second in 0..=40 {
+                let first_text = "a".repeat(first);
+                let second_text = "é".repeat(second / 2) + &"b".repeat(second % 2);
+                let strs: [(&str, &str); 3] = [
+                    ("first", &first_text),
+                    (&long_name, &second_text),
+                    ("third", "c"),
+                ];
+                let mut fast = Scratch::new();
+                let mut e = EventBuf::start(&mut fast, 64 << 10, Level::Info, "t", 2);
+                for (name, value) in strs {
+                    e.str(name, value);
+                }
+                let fast = e.finish().to_vec();
+                let mut formatted = Scratch::new();
+                let mut e = EventBuf::start(&mut formatted, 64 << 10, Level::Info, "t", 2);
+                for (name, value) in strs {
+                    e.text(name, false, |c| c.write_str(value));
+                }
+                assert_eq!(fast, e.finish(), "first {first}, second {second}");
+            }
+        }
     }
 
     #[test]

@@ -204,7 +204,7 @@ mod adapter {
             Ok(())
         }
         fn visit_str(&mut self, value: &str) -> Result<(), kv::Error> {
-            self.event.text(self.name, false, |f| f.write_str(value));
+            self.event.str(self.name, value);
             Ok(())
         }
     }

@@ -301,7 +301,7 @@ impl Visit for Collect<'_, '_> {
         if self.is_message(field) {
             self.e.message(|c| c.write_str(value));
         } else {
-            self.e.text(field.name(), false, |c| c.write_str(value));
+            self.e.str(field.name(), value);
         }
     }
 
