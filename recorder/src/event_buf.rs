@@ -426,18 +426,15 @@ impl<'b> EventBuf<'b> {
     /// The payload: the dropped fields counted, then cut to the record
     /// limit (trailing fields first, then the message), with the fixed
     /// part filled in.
-    pub(crate) fn finish(self) -> &'b [u8] {
-        let EventBuf {
-            buf,
-            max_record_len,
-            base,
-            message_start,
-            mut message_end,
-            mut fields,
-            dropped,
-            mut cut,
-            ..
-        } = self;
+    pub(crate) fn finish(&mut self) -> &[u8] {
+        let buf = &mut *self.buf;
+        let (max_record_len, base, message_start, dropped) = (
+            self.max_record_len,
+            self.base,
+            self.message_start,
+            self.dropped,
+        );
+        let (mut message_end, mut fields, mut cut) = (self.message_end, self.fields, self.cut);
         if dropped > 0 {
             // Counted here, never itself dropped for the field cap.
             buf.put(&[FIELD_U64, 14]);
