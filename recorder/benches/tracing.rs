@@ -24,7 +24,7 @@
 //! events when its queue is full: the drops while timing are reported.
 //!
 //! Then the Layer and fmt + non_blocking in alternating rounds
-//! (`BENCH_ROUNDS`, default 7): per round one timed run of each (after a
+//! (`BENCH_ROUNDS`, default 11): per round one timed run of each (after a
 //! warm-up run), on 1 thread and on 2, and the ratio of the two. The blocks
 //! above run each case's runs together, seconds apart from the other
 //! case's, and this VM's speed drifts by up to 1.8x between such moments;
@@ -415,6 +415,9 @@ fn alternating_rounds(dir: &Path, n: usize, rounds: usize) -> Rounds {
             let nb = sink(Case::NonBlocking, &log);
             let non_blocking = measure(&nb, threads, n, 1).ns;
             drop(nb); // writes out the queue, joins the worker
+            // Deleted at once, its dirty pages are dropped, not written
+            // back by the kernel while the Layer's next run is timed.
+            let _ = std::fs::remove_file(&log);
             let ratio = non_blocking / blackbox;
             if threads == 1 {
                 ratios.one.push(ratio);
@@ -425,7 +428,6 @@ fn alternating_rounds(dir: &Path, n: usize, rounds: usize) -> Rounds {
     }
     drop(layer);
     let _ = std::fs::remove_file(&ring);
-    let _ = std::fs::remove_file(&log);
     ratios
 }
 
@@ -637,7 +639,7 @@ fn main() {
     let rounds = only
         .as_deref()
         .is_none_or(|o| o == "rounds")
-        .then(|| alternating_rounds(&dir, n, env_usize("BENCH_ROUNDS", 7).max(1)));
+        .then(|| alternating_rounds(&dir, n, env_usize("BENCH_ROUNDS", 11).max(1)));
 
     println!(
         "{:<30} {:>10} {:>15} {:>10} {:>15} {:>9} {:>12}",
