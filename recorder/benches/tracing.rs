@@ -414,9 +414,10 @@ fn alternating_rounds(dir: &Path, n: usize, rounds: usize) -> Rounds {
             let blackbox = measure(&layer, threads, n, 1).ns;
             let nb = sink(Case::NonBlocking, &log);
             let non_blocking = measure(&nb, threads, n, 1).ns;
-            drop(nb); // writes out the queue, joins the worker
-            // Deleted at once, its dirty pages are dropped, not written
-            // back by the kernel while the Layer's next run is timed.
+            // Dropping the writer writes out its queue and joins its
+            // worker; the file, deleted at once, has its dirty pages
+            // dropped, not written back while the Layer's next run is timed.
+            drop(nb);
             let _ = std::fs::remove_file(&log);
             let ratio = non_blocking / blackbox;
             if threads == 1 {
