@@ -343,18 +343,22 @@ impl<'b> EventBuf<'b> {
         }
     }
 
+    #[inline]
     pub(crate) fn u64(&mut self, name: &str, value: u64) {
         self.fixed(FIELD_U64, name, &value.to_le_bytes());
     }
 
+    #[inline]
     pub(crate) fn i64(&mut self, name: &str, value: i64) {
         self.fixed(FIELD_I64, name, &value.to_le_bytes());
     }
 
+    #[inline]
     pub(crate) fn f64(&mut self, name: &str, value: f64) {
         self.fixed(FIELD_F64, name, &value.to_bits().to_le_bytes());
     }
 
+    #[inline]
     pub(crate) fn bool(&mut self, name: &str, value: bool) {
         self.fixed(FIELD_BOOL, name, &[value as u8]);
     }
