@@ -205,6 +205,10 @@ impl Capped<'_> {
         if self.cut {
             return Err(fmt::Error);
         }
+        if s.is_empty() {
+            // Nothing to cut, even with no room left.
+            return Ok(());
+        }
         let room = self.end.saturating_sub(self.buf.len() + ELLIPSIS.len());
         self.buf.put(truncate_str(s, room).as_bytes());
         if self.end.saturating_sub(self.buf.len()) >= ELLIPSIS.len() {
@@ -564,6 +568,24 @@ mod tests {
             assert!(c.write_str(more).is_err(), "{more:?} after the cut");
         }
         assert_eq!(std::str::from_utf8(buf.bytes()).unwrap(), "abcde…");
+    }
+
+    /// Text that starts with less room than the cut mark (the text budget
+    /// nearly spent) takes an empty piece, as when it has room, and is cut
+    /// only by a piece with bytes.
+    #[test]
+    fn capped_takes_an_empty_piece_with_no_room_left_without_a_cut() {
+        let mut buf = Scratch::new();
+        let mut c = Capped {
+            buf: &mut buf,
+            end: ELLIPSIS.len() - 1,
+            cut: false,
+        };
+        assert!(c.write_str("").is_ok());
+        assert!(!c.cut);
+        assert!(c.write_str("b").is_err());
+        assert!(c.cut);
+        assert!(buf.bytes().is_empty(), "no room for the mark either");
     }
 
     /// A string field, put without the formatter, encodes byte for byte
