@@ -158,11 +158,17 @@ pub(crate) const MAX_FIELDS: usize = 64;
 pub const EVENT_FLAG_TRUNCATED: u16 = 1;
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a char
-/// boundary.
+/// boundary. Inlined: on the append path the text almost always fits.
+#[inline]
 pub(crate) fn truncate_str(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }
+    cut_str(s, max)
+}
+
+#[cold]
+fn cut_str(s: &str, max: usize) -> &str {
     let mut end = max;
     while !s.is_char_boundary(end) {
         end -= 1;

@@ -115,10 +115,12 @@ impl Scratch {
         self.len -= end - at;
     }
 
+    #[inline]
     fn bytes(&self) -> &[u8] {
         &self.bytes[..self.len]
     }
 
+    #[inline]
     fn bytes_mut(&mut self) -> &mut [u8] {
         &mut self.bytes[..self.len]
     }
@@ -167,11 +169,16 @@ pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
     });
     match done {
         Ok(Some(r)) => r,
-        _ => {
-            let f = f.take().expect("not called yet");
-            f(&mut Scratch::new())
-        }
+        _ => with_own_scratch(f.take().expect("not called yet")),
     }
+}
+
+/// [`with_scratch`]'s rare case, out of line: `f` is then called from one
+/// place on the hot path, where it can be inlined.
+#[cold]
+#[inline(never)]
+fn with_own_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    f(&mut Scratch::new())
 }
 
 /// A `fmt::Write` that appends to the buffer up to `end` (a buffer
@@ -530,6 +537,40 @@ mod tests {
         buf.remove(1, 3);
         want.drain(1..3);
         assert_eq!(buf.bytes(), &want[..]);
+    }
+
+    /// An event encoded while another is (a `Debug` impl that logs) gets
+    /// a buffer of its own, and neither disturbs the other.
+    #[test]
+    fn a_nested_event_gets_a_buffer_of_its_own() {
+        let (outer, inner) = with_scratch(|buf| {
+            let mut e = EventBuf::start(buf, 4096, Level::Info, "outer", 16);
+            e.message(|c| c.write_str("before"));
+            let inner = with_scratch(|buf| {
+                let mut e = EventBuf::start(buf, 4096, Level::Warn, "inner", 16);
+                e.message(|c| c.write_str("nested"));
+                e.finish().to_vec()
+            });
+            e.u64("n", 1);
+            (e.finish().to_vec(), inner)
+        });
+        let (count, flags, target, message, _) = decode(&outer);
+        assert_eq!(
+            (count, flags, &*target, &*message),
+            (1, 0, "outer", "before")
+        );
+        let (count, flags, target, message, _) = decode(&inner);
+        assert_eq!(
+            (count, flags, &*target, &*message),
+            (0, 0, "inner", "nested")
+        );
+        assert_eq!(inner[0], Level::Warn.code());
+        // The thread's own buffer is back for the next event.
+        let again = with_scratch(|buf| {
+            let mut e = EventBuf::start(buf, 4096, Level::Info, "next", 16);
+            e.finish().to_vec()
+        });
+        assert_eq!(decode(&again).2, "next");
     }
 
     #[test]

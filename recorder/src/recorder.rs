@@ -67,6 +67,7 @@ impl Shared {
     /// Appends an event payload the adapters encoded
     /// ([`crate::event_buf::EventBuf`]), which fits the record limit.
     #[cfg(any(feature = "log", feature = "tracing"))]
+    #[inline]
     pub(crate) fn log_encoded(&self, level: Level, payload: &[u8]) -> Result<Seq, AppendError> {
         debug_assert!(RECORD_HEADER_LEN + payload.len() <= self.max_record_len);
         let at = publish(self, KIND_EVENT, &RawPayload(payload))?;
