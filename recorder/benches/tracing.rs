@@ -390,8 +390,6 @@ fn lost_to_sigkill(case: Case, dir: &Path, events: usize) -> usize {
 }
 
 // ---------------------------------------------------------------------------
-
-// ---------------------------------------------------------------------------
 // The Layer against fmt + non_blocking in alternating rounds.
 
 /// Per-round ratios of fmt + non_blocking's ns/event to the Layer's, on

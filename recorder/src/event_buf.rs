@@ -524,6 +524,15 @@ mod tests {
         (payload[1], flags, target, message, m + message_len)
     }
 
+    /// Text into `buf` that may reach buffer length `end`.
+    fn capped(buf: &mut Scratch, end: usize) -> Capped<'_> {
+        Capped {
+            buf,
+            end,
+            cut: false,
+        }
+    }
+
     #[test]
     fn put_copies_pieces_of_every_small_size() {
         let src: Vec<u8> = (1..=40).collect();
@@ -576,21 +585,13 @@ mod tests {
     #[test]
     fn capped_cuts_on_a_char_boundary_and_marks_the_cut() {
         let mut buf = Scratch::new();
-        let mut c = Capped {
-            buf: &mut buf,
-            end: 10,
-            cut: false,
-        };
+        let mut c = capped(&mut buf, 10);
         assert!(write!(c, "héllo wörld").is_err());
         assert!(c.cut);
         assert_eq!(std::str::from_utf8(buf.bytes()).unwrap(), "héllo …");
 
         let mut buf = Scratch::new();
-        let mut c = Capped {
-            buf: &mut buf,
-            end: 10,
-            cut: false,
-        };
+        let mut c = capped(&mut buf, 10);
         assert!(write!(c, "{}-{}", 12, 34).is_ok());
         assert!(!c.cut);
         assert_eq!(buf.bytes(), b"12-34");
@@ -599,11 +600,7 @@ mod tests {
     #[test]
     fn capped_refuses_everything_after_a_cut() {
         let mut buf = Scratch::new();
-        let mut c = Capped {
-            buf: &mut buf,
-            end: 8,
-            cut: false,
-        };
+        let mut c = capped(&mut buf, 8);
         assert!(c.write_str("abcdefgh").is_err());
         for more in ["", "x", "yz"] {
             assert!(c.write_str(more).is_err(), "{more:?} after the cut");
@@ -617,11 +614,7 @@ mod tests {
     #[test]
     fn capped_takes_an_empty_piece_with_no_room_left_without_a_cut() {
         let mut buf = Scratch::new();
-        let mut c = Capped {
-            buf: &mut buf,
-            end: ELLIPSIS.len() - 1,
-            cut: false,
-        };
+        let mut c = capped(&mut buf, ELLIPSIS.len() - 1);
         assert!(c.write_str("").is_ok());
         assert!(!c.cut);
         assert!(c.write_str("b").is_err());
