@@ -1483,6 +1483,53 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    /// A record that ends on its chunk's last byte stays in that chunk, and
+    /// the next starts the writer's next chunk; a record 8 bytes longer
+    /// than what is left of a chunk goes to the next one as well.
+    #[test]
+    fn records_fill_a_chunk_to_its_last_byte_and_go_on_in_the_next() {
+        let (path, dir) = temp_ring("chunk-edge");
+        let rec = Recorder::builder(&path)
+            .capacity(1 << 20)
+            .heartbeat(None)
+            .create()
+            .unwrap();
+        let chunk = rec.chunk_size() as usize;
+        // Records of 40-byte payloads take 64 bytes: this many fill a chunk.
+        let per_chunk = (chunk - CHUNK_HEADER_LEN) / 64;
+        assert_eq!(CHUNK_HEADER_LEN + per_chunk * 64, chunk);
+        let payload =
+            |i: usize, len: usize| -> Vec<u8> { (0..len).map(|b| (i * 31 + b) as u8).collect() };
+        let mut lens = vec![40; per_chunk];
+        // The second chunk: one 72-byte record, then 64-byte ones up to
+        // 56 bytes before its end; the next 64-byte record does not fit.
+        lens.push(48);
+        lens.extend(std::iter::repeat_n(40, per_chunk - 2));
+        lens.push(40);
+        for (i, &len) in lens.iter().enumerate() {
+            rec.append(&payload(i, len)).unwrap();
+        }
+        drop(rec);
+        let snap = Ring::open(&path).unwrap().snapshot().unwrap();
+        assert_eq!(snap.totals, Totals::default());
+        assert_eq!(snap.records.len(), lens.len());
+        let in_chunk = |i: usize| snap.records[i].payload_at as usize % chunk;
+        for (i, (r, &len)) in snap.records.iter().zip(&lens).enumerate() {
+            assert_eq!(r.seq, i as u64);
+            assert_eq!(snap.payload(r), &payload(i, len)[..], "record {i}");
+        }
+        let first_in_chunk = CHUNK_HEADER_LEN + RECORD_HEADER_LEN;
+        // The first chunk's last record ends on its last byte.
+        assert_eq!(in_chunk(per_chunk - 1) + 40, chunk);
+        assert_eq!(in_chunk(per_chunk), first_in_chunk);
+        // The second chunk ends 56 bytes short; the record after is the
+        // third chunk's first.
+        let last = 2 * per_chunk - 2;
+        assert_eq!(in_chunk(last) + 40, chunk - 56);
+        assert_eq!(in_chunk(last + 1), first_in_chunk);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     #[test]
     fn two_threads_wrapping_give_contiguous_suffixes() {
         let (path, dir) = temp_ring("wrap");

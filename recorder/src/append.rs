@@ -157,13 +157,43 @@ impl Writer {
         ts: u64,
         payload: &impl Payload,
     ) -> Result<Published, AppendError> {
-        let stride = stride(len);
         let seq = self.next_seq;
-        let owned = match &mut self.chunk {
-            Some(owned) if owned.cursor.fits(stride) => owned,
-            _ => self.next_chunk(shared)?,
-        };
-        write_record(&mut owned.cursor, owned.seed, seq, kind, len, ts, payload);
+        let hardware_crc = shared.hardware_crc;
+        // Into the chunk this writer owns, if the record fits there (the
+        // one check of the fit is in the record writer's `begin`).
+        let written = self.chunk.as_mut().is_some_and(|owned| {
+            write_record(
+                hardware_crc,
+                &mut owned.cursor,
+                owned.seed,
+                seq,
+                kind,
+                len,
+                ts,
+                payload,
+            )
+        });
+        if !written {
+            let owned = self.next_chunk(shared)?;
+            // A record within the ring's limit fits an empty chunk; were it
+            // not to, it is dropped and counted, never a panic in an append.
+            let fresh = write_record(
+                hardware_crc,
+                &mut owned.cursor,
+                owned.seed,
+                seq,
+                kind,
+                len,
+                ts,
+                payload,
+            );
+            if !fresh {
+                debug_assert!(false, "a record within the limit fits an empty chunk");
+                self.dropped += 1;
+                count_drop(shared);
+                return Err(AppendError::Dropped);
+            }
+        }
         self.next_seq += 1;
         Ok(Published {
             writer: self.number,
@@ -223,8 +253,24 @@ pub(crate) fn append_alone(
     let (thread_id, thread_name) = this_thread();
     let header = chunk_header(claimed.gen, 0, 0, number, thread_id, &thread_name);
     let mut owned = start_chunk(shared, claimed, &header);
-    write_record(&mut owned.cursor, owned.seed, 0, kind, len, ts, payload);
+    let written = write_record(
+        shared.hardware_crc,
+        &mut owned.cursor,
+        owned.seed,
+        0,
+        kind,
+        len,
+        ts,
+        payload,
+    );
     seal(&shared.map.table()[claimed.index as usize]);
+    // A record within the ring's limit fits an empty chunk; were it not
+    // to, it is dropped and counted (the chunk, sealed empty, is reused).
+    if !written {
+        debug_assert!(false, "a record within the limit fits an empty chunk");
+        count_drop(shared);
+        return Err(AppendError::Dropped);
+    }
     Ok(Published {
         writer: number,
         seq: 0,
@@ -331,7 +377,7 @@ pub(crate) fn mark_only_for_test(shared: &Shared, message: &str) -> u64 {
                 .expect("a chunk for the test record"),
         };
         // Begun (marked) and filled with zeros, never published.
-        let mut record = owned.cursor.begin(stride);
+        let mut record = owned.cursor.begin(stride).expect("checked to fit");
         record.u32_at(R_KIND, u32::from(KIND_EVENT));
         for at in (RECORD_HEADER_LEN..stride).step_by(8) {
             record.u64_at(at, 0);

@@ -79,34 +79,37 @@ fn portable(seed: u32, len: u32, seq: u64, payload: &[u8], kind_flags: u32, ts: 
 static SSE42: AtomicU8 = AtomicU8::new(0);
 
 /// One step of CRC-32C on a little-endian word, on the inverted register
-/// (the state between the initial and the final xor).
+/// (the state between the initial and the final xor). The register is
+/// kept in a `u64` whose high half is zero: the `crc32` instruction writes
+/// it so, and a `u32` would cost a zero extension before every step.
 pub(crate) trait Engine {
-    fn word(reg: u32, w: u64) -> u32;
-    fn half(reg: u32, w: u32) -> u32;
+    fn word(reg: u64, w: u64) -> u64;
+    fn half(reg: u64, w: u32) -> u64;
 }
 
 /// The `crc32` instruction, as inline assembly. Only for code that runs
-/// after [`has_sse42`] said yes.
+/// after [`has_sse42`] said yes (or [`hardware_crc`], which asks it).
 #[cfg(target_arch = "x86_64")]
 pub(crate) struct Hardware;
 
 #[cfg(target_arch = "x86_64")]
 impl Engine for Hardware {
     #[inline(always)]
-    fn word(reg: u32, w: u64) -> u32 {
-        let mut r = u64::from(reg);
+    fn word(reg: u64, w: u64) -> u64 {
+        let mut r = reg;
         // SAFETY: only reached on a CPU with SSE 4.2 (see the type's docs);
-        // the instruction reads two registers and writes the first, and
-        // touches no memory, stack or flags (as the options say).
+        // the instruction reads two registers (the low half of the first)
+        // and writes the first, zero-extended, and touches no memory, stack
+        // or flags (as the options say).
         unsafe {
             std::arch::asm!("crc32 {r}, {w}", r = inout(reg) r, w = in(reg) w,
                 options(pure, nomem, nostack, preserves_flags));
         }
-        r as u32
+        r
     }
 
     #[inline(always)]
-    fn half(reg: u32, w: u32) -> u32 {
+    fn half(reg: u64, w: u32) -> u64 {
         let mut r = reg;
         // SAFETY: as in `word`.
         unsafe {
@@ -122,13 +125,13 @@ pub(crate) struct Portable;
 
 impl Engine for Portable {
     #[inline]
-    fn word(reg: u32, w: u64) -> u32 {
-        !crc32c::crc32c_append(!reg, &w.to_le_bytes())
+    fn word(reg: u64, w: u64) -> u64 {
+        u64::from(!crc32c::crc32c_append(!(reg as u32), &w.to_le_bytes()))
     }
 
     #[inline]
-    fn half(reg: u32, w: u32) -> u32 {
-        !crc32c::crc32c_append(!reg, &w.to_le_bytes())
+    fn half(reg: u64, w: u32) -> u64 {
+        u64::from(!crc32c::crc32c_append(!(reg as u32), &w.to_le_bytes()))
     }
 }
 
@@ -136,7 +139,7 @@ impl Engine for Portable {
 /// start with the seed, `len` and `seq`, feed the payload's 8-byte words,
 /// finish with KIND, FLAGS and TS.
 pub(crate) struct Running<E> {
-    reg: u32,
+    reg: u64,
     engine: std::marker::PhantomData<E>,
 }
 
@@ -144,7 +147,7 @@ impl<E: Engine> Running<E> {
     #[inline(always)]
     pub(crate) fn start(seed: u32, len: u32, seq: u64) -> Self {
         Running {
-            reg: E::word(E::half(!seed, len), seq),
+            reg: E::word(E::half(u64::from(!seed), len), seq),
             engine: std::marker::PhantomData,
         }
     }
@@ -156,7 +159,19 @@ impl<E: Engine> Running<E> {
 
     #[inline(always)]
     pub(crate) fn finish(self, kind_flags: u32, ts: u64) -> u32 {
-        !E::word(E::half(self.reg, kind_flags), ts)
+        !(E::word(E::half(self.reg, kind_flags), ts) as u32)
+    }
+}
+
+/// Whether the [`Hardware`] engine may run here: [`has_sse42`] on x86_64.
+pub(crate) fn hardware_crc() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        has_sse42()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 

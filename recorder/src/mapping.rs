@@ -254,17 +254,22 @@ impl ChunkCursor {
         }
     }
 
-    /// Begins the record of `stride` bytes at the cursor: checks that it
-    /// fits, marks it as being written (its COMMIT gets this claim's tag with
-    /// length 0), and hands out the writer of its bytes.
+    /// Begins the record of `stride` bytes at the cursor, if it fits after
+    /// the last one (else `None`, and nothing is written): marks it as
+    /// being written (its COMMIT gets this claim's tag with length 0), and
+    /// hands out the writer of its bytes. The fit is checked here, once,
+    /// where the writes rely on it.
     ///
     /// # Panics
     ///
-    /// If the record does not fit the chunk (callers check [`Self::fits`]).
+    /// If `stride` is not a record's stride (a multiple of 8, at least 24).
     #[inline(always)]
-    pub(crate) fn begin(&mut self, stride: usize) -> RecordWriter<'_> {
-        assert!(self.fits(stride) && stride >= 24 && stride % 8 == 0);
-        // SAFETY: offset + stride <= size (asserted): the record lies in
+    pub(crate) fn begin(&mut self, stride: usize) -> Option<RecordWriter<'_>> {
+        assert!(stride >= 24 && stride % 8 == 0);
+        if !self.fits(stride) {
+            return None;
+        }
+        // SAFETY: offset + stride <= size (checked): the record lies in
         // the chunk, which is ours; offset is a multiple of 8.
         let rec = unsafe { self.start.add(self.offset as usize) };
         let w = RecordWriter {
@@ -276,7 +281,7 @@ impl ChunkCursor {
         // that was begun); the Release in `publish` orders what matters.
         w.commit()
             .store(commit_word(w.cursor.gen, 0), Ordering::Relaxed);
-        w
+        Some(w)
     }
 }
 
@@ -315,7 +320,10 @@ impl RecordWriter<'_> {
     pub(crate) fn words_at(&mut self, at: usize, bytes: &[u8], mut each: impl FnMut(u64)) {
         let whole = bytes.len() / 8;
         let tail = bytes.len() % 8;
-        assert!(at % 8 == 0 && at + bytes.len().div_ceil(8) * 8 <= self.stride);
+        // The stride is a multiple of 8 (`begin` asserts it), and so is
+        // `at`: bytes that fit fit rounded up to whole words as well, so
+        // one comparison covers the padded last word too.
+        assert!(at % 8 == 0 && at + bytes.len() <= self.stride);
         // SAFETY: `at` lies inside the record (asserted), which is ours;
         // the record starts 8-aligned, and so does `at`.
         let words = unsafe { self.rec.add(at) }.cast::<u64>();
@@ -335,8 +343,9 @@ impl RecordWriter<'_> {
                 last[..tail].copy_from_slice(bytes);
                 u64::from_le_bytes(last)
             };
-            // SAFETY: the padded word `whole` lies inside the record too
-            // (the assert rounded the length up to words).
+            // SAFETY: the padded word `whole` lies inside the record too:
+            // at + 8 * whole + 8 is `bytes` rounded up to words, at most
+            // the stride (see the assert).
             unsafe { words.add(whole).write(w.to_le()) };
             each(w);
         }

@@ -142,10 +142,14 @@ impl Sink for PieceSink<'_, '_> {
 /// (`shm-layout.md`, 7.2): the "being written" mark, the payload and its
 /// zero padding straight into the chunk, KIND, FLAGS and TS, the checksum,
 /// then COMMIT (release). `seed` is the claim's checksum seed and `seq` the
-/// record's number in its writer's run; the record must fit the chunk.
+/// record's number in its writer's run. Returns whether it was written:
+/// `false` when it does not fit after the chunk's last record (nothing
+/// was written then). `hardware_crc`:
+/// [`Shared::hardware_crc`](crate::shared::Shared).
 #[inline]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn write_record(
+    hardware_crc: bool,
     chunk: &mut ChunkCursor,
     seed: u32,
     seq: u64,
@@ -153,14 +157,16 @@ pub(crate) fn write_record(
     len: usize,
     ts: u64,
     payload: &impl Payload,
-) {
+) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if crate::checksum::has_sse42() {
+    if hardware_crc {
         return write_record_with::<crate::checksum::Hardware>(
             chunk, seed, seq, kind, len, ts, payload,
         );
     }
-    write_record_with::<Portable>(chunk, seed, seq, kind, len, ts, payload);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = hardware_crc;
+    write_record_with::<Portable>(chunk, seed, seq, kind, len, ts, payload)
 }
 
 #[inline(always)]
@@ -173,9 +179,11 @@ fn write_record_with<E: Engine>(
     len: usize,
     ts: u64,
     payload: &impl Payload,
-) {
+) -> bool {
     let stride = stride(len);
-    let mut record = chunk.begin(stride);
+    let Some(mut record) = chunk.begin(stride) else {
+        return false;
+    };
     let mut crc = Running::<E>::start(seed, len as u32, seq);
     if let Some(bytes) = payload.as_bytes() {
         // One piece: its words go from where the caller has it into the
@@ -204,4 +212,5 @@ fn write_record_with<E: Engine>(
     record.u64_at(R_TS, ts);
     record.u32_at(R_CRC, crc.finish(kind_flags, ts));
     record.publish(len);
+    true
 }

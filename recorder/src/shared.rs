@@ -20,6 +20,11 @@ pub(crate) struct Shared {
     pub(crate) nonce: u64,
     pub(crate) max_record_len: usize,
     pub(crate) clock: Clock,
+    /// Whether this CPU has the CRC-32C instruction: asked once here, so
+    /// that the append path's check is a plain load, not a call that could
+    /// change memory (which made the compiler reload and check again what
+    /// it had checked before it).
+    pub(crate) hardware_crc: bool,
     /// The clock pair read at create, the base of every calibration.
     pub(crate) clock_origin: Pair,
     /// Tickets a claim may try before the append is dropped.
@@ -55,6 +60,7 @@ impl Shared {
             map,
             nonce,
             clock,
+            hardware_crc: crate::checksum::hardware_crc(),
             clock_origin,
             termination_log,
             snapshot_level: snapshot_level.map_or(u8::MAX, Level::code),
