@@ -32,7 +32,9 @@
 //!   thread catching up alone while the other core idles.)
 //!
 //! Environment knobs: `BENCH_OPS` (operations per run and thread, default
-//! 4 000 000), `BENCH_RUNS` (runs per case, default 9),
+//! 4 000 000), `BENCH_RUNS` (runs per case, default 9), `BENCH_ROUNDS`
+//! (alternating rounds, default 31: one round's ratio swings by a third
+//! either way on a small VM, and the median of more rounds moves less),
 //! `BENCH_CAPACITY_MIB` (the ring, default 64: larger than the caches, so
 //! the appends' cost includes writing memory), `BENCH_ONLY`
 //! (`clock`, `ring_clock`, `fetch_add`, `crc`, `floor`, `append`, `paired`, `scaling`, `log`,
@@ -422,6 +424,7 @@ fn main() {
     // `cargo bench` passes `--bench`; a filter argument is not supported.
     let n = env_usize("BENCH_OPS", 4_000_000);
     let runs = env_usize("BENCH_RUNS", 9).max(1);
+    let round_count = env_usize("BENCH_ROUNDS", 31).max(1);
     let only = std::env::var("BENCH_ONLY").ok();
     let want = |name: &str| only.as_deref().is_none_or(|o| o == name);
 
@@ -431,11 +434,12 @@ fn main() {
 
     println!(
         "blackbox append bench: ring {} ({} MiB, no heartbeat), {} ops per run and thread, \
-         median of {} runs, {} CPUs",
+         median of {} runs, {} alternating rounds, {} CPUs",
         path.display(),
         capacity() >> 20,
         n,
         runs,
+        round_count,
         std::thread::available_parallelism().map_or(0, |p| p.get()),
     );
     println!(
@@ -478,8 +482,8 @@ fn main() {
     get("append", "append raw 64 B", &|| {
         measure(1, n, runs, |_, n| append_loop(&rec, n))
     });
-    let paired = want("paired").then(|| paired_ratios(&rec, n, runs));
-    let rounds = want("scaling").then(|| scaling_rounds(&rec, clock, runs));
+    let paired = want("paired").then(|| paired_ratios(&rec, n, round_count));
+    let rounds = want("scaling").then(|| scaling_rounds(&rec, clock, round_count));
     get("log", "log event 54 B (stride 56)", &|| {
         measure(1, n, runs, |_, n| log_loop(&rec, n))
     });

@@ -24,7 +24,7 @@
 //! events when its queue is full: the drops while timing are reported.
 //!
 //! Then the Layer and fmt + non_blocking in alternating rounds
-//! (`BENCH_ROUNDS`, default 11): per round one timed run of each (after a
+//! (`BENCH_ROUNDS`, default 31): per round one timed run of each (after a
 //! warm-up run), on 1 thread and on 2, and the ratio of the two. The blocks
 //! above run each case's runs together, seconds apart from the other
 //! case's, and this VM's speed drifts by up to 1.8x between such moments;
@@ -638,7 +638,7 @@ fn main() {
     let rounds = only
         .as_deref()
         .is_none_or(|o| o == "rounds")
-        .then(|| alternating_rounds(&dir, n, env_usize("BENCH_ROUNDS", 11).max(1)));
+        .then(|| alternating_rounds(&dir, n, env_usize("BENCH_ROUNDS", 31).max(1)));
 
     println!(
         "{:<30} {:>10} {:>15} {:>10} {:>15} {:>9} {:>12}",
