@@ -25,7 +25,8 @@
 //!   held to the target;
 //! - the thread scaling in alternating rounds in the same way (parallel
 //!   floor on 1 and 2 threads, append on 1, 2, 4 and 8, each running for
-//!   200 ms and stopped together): per round the append's 2-thread
+//!   200 ms and stopped together, every other round in the reverse
+//!   order): per round the append's 2-thread
 //!   scaling over S, and 4 and 8 threads' throughput over 2 threads'; the
 //!   medians are held to the targets. (The blocks give each thread a
 //!   fixed share, so with more threads than cores a run can end with one
@@ -386,7 +387,8 @@ where
 
 /// The thread scaling in alternating rounds: each round runs the parallel
 /// floor on 1 and 2 threads and the append on 1, 2, 4 and 8 threads, one
-/// after the other, each for a fixed time ([`timed_throughput`]), and
+/// after the other (every other round in the reverse order), each for a
+/// fixed time ([`timed_throughput`]), and
 /// gives (append's 2-thread scaling / the floor's, 4-thread / 2-thread
 /// throughput, 8-thread / 2-thread throughput), each from loops less than
 /// two seconds apart. The blocks above run seconds apart, and a small
@@ -397,10 +399,19 @@ fn scaling_rounds(rec: &Recorder, clock: Clock, runs: usize) -> Vec<[f64; 3]> {
         |threads| timed_throughput(threads, duration, |t, n| parallel_floor_loop(clock, t, n));
     let append = |threads| timed_throughput(threads, duration, |_, n| append_loop(rec, n));
     (0..=runs)
-        .map(|_| {
-            let s = floor(2) / floor(1);
-            let (a1, a2, a4, a8) = (append(1), append(2), append(4), append(8));
-            [a2 / a1 / s, a4 / a2, a8 / a2]
+        .map(|round| {
+            // Every other round in the reverse order, so that no case always
+            // runs right after another (a drift within a round, the ring's
+            // state or the machine's, would otherwise favour one of them).
+            if round % 2 == 0 {
+                let s = floor(2) / floor(1);
+                let (a1, a2, a4, a8) = (append(1), append(2), append(4), append(8));
+                [a2 / a1 / s, a4 / a2, a8 / a2]
+            } else {
+                let (a8, a4, a2, a1) = (append(8), append(4), append(2), append(1));
+                let (f2, f1) = (floor(2), floor(1));
+                [a2 / a1 / (f2 / f1), a4 / a2, a8 / a2]
+            }
         })
         .skip(1)
         .collect()
