@@ -1365,6 +1365,15 @@ mod tests {
         (dir.join("t.ring"), dir)
     }
 
+    /// A ring of `capacity` bytes without a heartbeat thread.
+    fn quiet_ring(path: &Path, capacity: u64) -> Recorder {
+        Recorder::builder(path)
+            .capacity(capacity)
+            .heartbeat(None)
+            .create()
+            .unwrap()
+    }
+
     fn counters(snap: &Snapshot) -> Vec<(u64, u64)> {
         snap.records
             .iter()
@@ -1459,11 +1468,7 @@ mod tests {
     #[test]
     fn raw_payloads_of_every_length_read_back_exactly() {
         let (path, dir) = temp_ring("lengths");
-        let rec = Recorder::builder(&path)
-            .capacity(1 << 20)
-            .heartbeat(None)
-            .create()
-            .unwrap();
+        let rec = quiet_ring(&path, 1 << 20);
         let payload =
             |len: usize| -> Vec<u8> { (0..len).map(|i| (len * 31 + i * 7 + 1) as u8).collect() };
         for len in 0..=80 {
@@ -1489,11 +1494,7 @@ mod tests {
     #[test]
     fn records_fill_a_chunk_to_its_last_byte_and_go_on_in_the_next() {
         let (path, dir) = temp_ring("chunk-edge");
-        let rec = Recorder::builder(&path)
-            .capacity(1 << 20)
-            .heartbeat(None)
-            .create()
-            .unwrap();
+        let rec = quiet_ring(&path, 1 << 20);
         let chunk = rec.chunk_size() as usize;
         // Records of 40-byte payloads take 64 bytes: this many fill a chunk.
         let per_chunk = (chunk - CHUNK_HEADER_LEN) / 64;
@@ -1564,11 +1565,7 @@ mod tests {
     #[test]
     fn a_large_ring_read_in_two_halves_loses_nothing_at_the_seam() {
         let (path, dir) = temp_ring("halves");
-        let rec = Recorder::builder(&path)
-            .capacity(16 << 20)
-            .heartbeat(None)
-            .create()
-            .unwrap();
+        let rec = quiet_ring(&path, 16 << 20);
         log_from_threads(&rec, 3, 150_000, "halves");
         drop(rec);
         let mut bytes = std::fs::read(&path).unwrap();
@@ -1645,11 +1642,7 @@ mod tests {
     #[test]
     fn a_claimed_chunk_shows_nothing_of_the_claim_before() {
         let (path, dir) = temp_ring("claimed");
-        let rec = Recorder::builder(&path)
-            .capacity(16 << 10)
-            .heartbeat(None)
-            .create()
-            .unwrap();
+        let rec = quiet_ring(&path, 16 << 10);
         for n in 0..60u64 {
             rec.log(Level::Info, "unit", "fill", &[Field::new("n", n)])
                 .unwrap();

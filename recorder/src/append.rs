@@ -161,33 +161,15 @@ impl Writer {
         let hardware_crc = shared.hardware_crc;
         // Into the chunk this writer owns, if the record fits there (the
         // one check of the fit is in the record writer's `begin`).
-        let written = self.chunk.as_mut().is_some_and(|owned| {
-            write_record(
-                hardware_crc,
-                &mut owned.cursor,
-                owned.seed,
-                seq,
-                kind,
-                len,
-                ts,
-                payload,
-            )
-        });
+        let written = self
+            .chunk
+            .as_mut()
+            .is_some_and(|owned| owned.write(hardware_crc, seq, kind, len, ts, payload));
         if !written {
-            let owned = self.next_chunk(shared)?;
             // A record within the ring's limit fits an empty chunk; were it
             // not to, it is dropped and counted, never a panic in an append.
-            let fresh = write_record(
-                hardware_crc,
-                &mut owned.cursor,
-                owned.seed,
-                seq,
-                kind,
-                len,
-                ts,
-                payload,
-            );
-            if !fresh {
+            let owned = self.next_chunk(shared)?;
+            if !owned.write(hardware_crc, seq, kind, len, ts, payload) {
                 debug_assert!(false, "a record within the limit fits an empty chunk");
                 self.dropped += 1;
                 count_drop(shared);
@@ -234,6 +216,32 @@ impl Writer {
     }
 }
 
+impl Owned {
+    /// Writes and publishes record `seq` after this chunk's last one, if it
+    /// fits there ([`write_record`]).
+    #[inline(always)]
+    fn write(
+        &mut self,
+        hardware_crc: bool,
+        seq: u64,
+        kind: u16,
+        len: usize,
+        ts: u64,
+        payload: &impl Payload,
+    ) -> bool {
+        write_record(
+            hardware_crc,
+            &mut self.cursor,
+            self.seed,
+            seq,
+            kind,
+            len,
+            ts,
+            payload,
+        )
+    }
+}
+
 /// Appends one record as a writer of its own (`shm-layout.md`, 8.6): a
 /// new writer number, a chunk of its own, sealed right after.
 /// Async-signal-safe: atomics, stores into the claimed chunk, `gettid`,
@@ -253,16 +261,7 @@ pub(crate) fn append_alone(
     let (thread_id, thread_name) = this_thread();
     let header = chunk_header(claimed.gen, 0, 0, number, thread_id, &thread_name);
     let mut owned = start_chunk(shared, claimed, &header);
-    let written = write_record(
-        shared.hardware_crc,
-        &mut owned.cursor,
-        owned.seed,
-        0,
-        kind,
-        len,
-        ts,
-        payload,
-    );
+    let written = owned.write(shared.hardware_crc, 0, kind, len, ts, payload);
     seal(&shared.map.table()[claimed.index as usize]);
     // A record within the ring's limit fits an empty chunk; were it not
     // to, it is dropped and counted (the chunk, sealed empty, is reused).
