@@ -144,8 +144,9 @@ impl Sink for PieceSink<'_, '_> {
 /// then COMMIT (release). `seed` is the claim's checksum seed and `seq` the
 /// record's number in its writer's run. Returns whether it was written:
 /// `false` when it does not fit after the chunk's last record (nothing
-/// was written then). `hardware_crc`:
-/// [`Shared::hardware_crc`](crate::shared::Shared).
+/// was written then). `hardware_crc` must be the ring's
+/// [`Shared::hardware_crc`](crate::shared::Shared): true only on a CPU
+/// with the `crc32` instruction, which the hardware engine then runs.
 #[inline]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn write_record(
