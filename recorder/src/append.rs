@@ -166,8 +166,9 @@ impl Writer {
             .as_mut()
             .is_some_and(|owned| owned.write(hardware_crc, seq, kind, len, ts, payload));
         if !written {
-            // A record within the ring's limit fits an empty chunk; were it
-            // not to, it is dropped and counted, never a panic in an append.
+            // A record within MAX_RECORD_LEN (CHUNK_SIZE - CHUNK_HEADER_LEN,
+            // shm-layout.md) fits an empty chunk, so this cannot fail; were
+            // it to, the record is dropped and counted, never a panic.
             let owned = self.next_chunk(shared)?;
             if !owned.write(hardware_crc, seq, kind, len, ts, payload) {
                 debug_assert!(false, "a record within the limit fits an empty chunk");
@@ -263,8 +264,9 @@ pub(crate) fn append_alone(
     let mut owned = start_chunk(shared, claimed, &header);
     let written = owned.write(shared.hardware_crc, 0, kind, len, ts, payload);
     seal(&shared.map.table()[claimed.index as usize]);
-    // A record within the ring's limit fits an empty chunk; were it not
-    // to, it is dropped and counted (the chunk, sealed empty, is reused).
+    // A record within MAX_RECORD_LEN fits an empty chunk (as above); were
+    // it not to, it is dropped and counted (the chunk, sealed empty, is
+    // reused).
     if !written {
         debug_assert!(false, "a record within the limit fits an empty chunk");
         count_drop(shared);

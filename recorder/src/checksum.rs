@@ -97,10 +97,9 @@ impl Engine for Hardware {
     #[inline(always)]
     fn word(reg: u64, w: u64) -> u64 {
         let mut r = reg;
-        // SAFETY: only reached on a CPU with SSE 4.2 (see the type's docs);
-        // the instruction reads two registers (the low half of the first)
-        // and writes the first, zero-extended, and touches no memory, stack
-        // or flags (as the options say).
+        // SAFETY: only reached on a CPU with SSE 4.2 (the type's docs); it
+        // reads two registers (the first's low half), writes the first
+        // zero-extended, and touches no memory, stack or flags (the options).
         unsafe {
             std::arch::asm!("crc32 {r}, {w}", r = inout(reg) r, w = in(reg) w,
                 options(pure, nomem, nostack, preserves_flags));
