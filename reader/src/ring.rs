@@ -685,19 +685,26 @@ struct ChunkMeta {
     thread_id: u32,
 }
 
-/// What the first walk of one chunk found: how many `seq`s its records
-/// used (valid and corrupt alike), and how many of them are valid.
+/// What a walk of one chunk found: how many `seq`s its records used
+/// (valid and corrupt alike), how many of them are valid, and the newest
+/// valid record's time (0 when none).
 #[derive(Debug, Clone, Copy, Default)]
 struct Counted {
     used: u64,
     valid: u64,
+    newest: u64,
 }
 
 /// Walks the records of `meta`'s chunk of the data region `data` from
 /// offset 64 (section 11, step 5): counts the torn and corrupt ones in
-/// `totals` and `corrupt_seqs`, and hands each valid one to `valid`. With
-/// `check_crc` false (a second walk of a chunk whose records the first walk
-/// found all valid) the checksums are not computed again.
+/// `totals` and `corrupt_seqs`, and writes the valid ones to `out`, in
+/// order, as far as it has room (none when it is empty: a walk that only
+/// counts). With `check_crc` false (a second walk of a chunk whose records
+/// the first walk found all valid) the checksums are not computed again.
+///
+/// The loop's state lives in locals and the records go straight to their
+/// slots: with a closure that pushed them and kept the newest time, that
+/// state went through memory on every record.
 fn walk_chunk(
     header: &Header,
     data: &[u8],
@@ -705,7 +712,7 @@ fn walk_chunk(
     check_crc: bool,
     corrupt_seqs: &mut Vec<(u32, u64)>,
     totals: &mut Totals,
-    mut valid: impl FnMut(Record),
+    out: &mut [Record],
 ) -> Counted {
     let base = meta.index * header.chunk_size as usize;
     let chunk = &data[base..base + header.chunk_size as usize];
@@ -714,7 +721,7 @@ fn walk_chunk(
     let tag = commit_tag(meta.gen);
     let (chunk_size, max) = (chunk.len(), header.max_record_len);
     let mut offset = CHUNK_HEADER_LEN;
-    let mut counted = Counted::default();
+    let (mut used, mut valid, mut newest) = (0u64, 0u64, 0u64);
     while offset + RECORD_HEADER_LEN <= chunk_size {
         let commit = u64_at(chunk, offset + R_COMMIT);
         if commit >> COMMIT_LEN_BITS != tag {
@@ -730,7 +737,7 @@ fn walk_chunk(
             totals.corrupt += 1;
             break;
         }
-        let seq = meta.first_seq + counted.used;
+        let seq = meta.first_seq + used;
         let ts = u64_at(chunk, offset + R_TS);
         let sound = !check_crc
             || u32_at(chunk, offset + R_CRC)
@@ -743,25 +750,38 @@ fn walk_chunk(
                     ts,
                 );
         if sound {
-            counted.valid += 1;
-            valid(Record {
-                writer: meta.writer,
-                seq,
-                len: len as u32,
-                ts_unix_ns: header.ts_unix_ns(ts),
-                kind: u16_at(chunk, offset + R_KIND),
-                flags: u16_at(chunk, offset + R_FLAGS),
-                thread_id: meta.thread_id,
-                payload_at: (base + offset + RECORD_HEADER_LEN) as u64,
-            });
+            let ts_unix_ns = header.ts_unix_ns(ts);
+            newest = newest.max(ts_unix_ns);
+            if let Some(slot) = out.get_mut(valid as usize) {
+                *slot = Record {
+                    writer: meta.writer,
+                    seq,
+                    len: len as u32,
+                    ts_unix_ns,
+                    kind: u16_at(chunk, offset + R_KIND),
+                    flags: u16_at(chunk, offset + R_FLAGS),
+                    thread_id: meta.thread_id,
+                    payload_at: (base + offset + RECORD_HEADER_LEN) as u64,
+                };
+            }
+            valid += 1;
         } else {
             totals.corrupt += 1;
             corrupt_seqs.push((meta.writer, seq));
         }
         offset += step;
-        counted.used += 1;
+        used += 1;
     }
-    counted
+    Counted {
+        used,
+        valid,
+        newest,
+    }
+}
+
+/// The newest valid record's time a walk found, if it found one.
+fn newest_of(counted: &Counted) -> Option<u64> {
+    (counted.valid > 0).then_some(counted.newest)
 }
 
 /// Runs `a` on this thread and `b` on another, at once, when `parallel`
@@ -846,14 +866,14 @@ fn walk_chunks(header: &Header, bytes: &[u8], metas: &[ChunkMeta], parallel: boo
         let (mut corrupt_seqs, mut totals) = (Vec::new(), Totals::default());
         let mut counts = Vec::with_capacity(first.len());
         let mut newest: Option<u64> = None;
-        let mut chunk_records: Vec<Record> = Vec::with_capacity(most);
+        // One chunk's records, before they go below the next chunk's.
+        let mut chunk_records = vec![bytemuck::Zeroable::zeroed(); if indexing { most } else { 0 }];
         // Where each chunk's corrupt seqs start, to put them back in
         // `metas` order (sorted, as the caller's sort finds them fastest).
         let mut corrupt_starts = Vec::new();
         let mut start = out1.len();
         for meta in first.iter().rev() {
             corrupt_starts.push(corrupt_seqs.len());
-            chunk_records.clear();
             let counted = walk_chunk(
                 header,
                 bytes,
@@ -861,18 +881,16 @@ fn walk_chunks(header: &Header, bytes: &[u8], metas: &[ChunkMeta], parallel: boo
                 true,
                 &mut corrupt_seqs,
                 &mut totals,
-                |r| {
-                    newest = newest.max(Some(r.ts_unix_ns));
-                    if indexing {
-                        chunk_records.push(r);
-                    }
-                },
+                &mut chunk_records,
             );
-            // At most `most` records in a chunk, and `most` slots for
-            // each chunk of the half: they fit.
-            let n = chunk_records.len();
-            out1[start - n..start].copy_from_slice(&chunk_records);
-            start -= n;
+            newest = newest.max(newest_of(&counted));
+            if indexing {
+                // At most `most` records in a chunk, and `most` slots for
+                // each chunk of the half: they fit.
+                let n = counted.valid as usize;
+                out1[start - n..start].copy_from_slice(&chunk_records[..n]);
+                start -= n;
+            }
             counts.push(counted);
         }
         counts.reverse();
@@ -891,21 +909,27 @@ fn walk_chunks(header: &Header, bytes: &[u8], metas: &[ChunkMeta], parallel: boo
         let counts: Vec<Counted> = second
             .iter()
             .map(|meta| {
-                walk_chunk(
+                // `most` slots for each chunk of the half: `end` stays in
+                // bounds (when indexing; otherwise the walk only counts).
+                let room = if indexing {
+                    &mut out2[end..]
+                } else {
+                    &mut [][..]
+                };
+                let counted = walk_chunk(
                     header,
                     bytes,
                     meta,
                     true,
                     &mut corrupt_seqs,
                     &mut totals,
-                    |r| {
-                        newest = newest.max(Some(r.ts_unix_ns));
-                        if indexing {
-                            out2[end] = r;
-                            end += 1;
-                        }
-                    },
-                )
+                    room,
+                );
+                newest = newest.max(newest_of(&counted));
+                if indexing {
+                    end += counted.valid as usize;
+                }
+                counted
             })
             .collect();
         (counts, corrupt_seqs, totals, newest, end)
@@ -951,22 +975,17 @@ fn fill_records(
         let (mut scratch_seqs, mut scratch_totals) = (Vec::new(), Totals::default());
         for &(m, counted) in part {
             let check_crc = counted.valid != counted.used;
-            let end = at + counted.valid as usize;
-            walk_chunk(
+            let end = (at + counted.valid as usize).min(out.len());
+            let found = walk_chunk(
                 header,
                 bytes,
                 &metas[m],
                 check_crc,
                 &mut scratch_seqs,
                 &mut scratch_totals,
-                |record| {
-                    if let Some(slot) = out.get_mut(at).filter(|_| at < end) {
-                        newest = newest.max(Some(record.ts_unix_ns));
-                        *slot = record;
-                        at += 1;
-                    }
-                },
+                &mut out[at..end],
             );
+            newest = newest.max(newest_of(&found));
             at = end;
         }
         newest
