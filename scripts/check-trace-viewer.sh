@@ -65,11 +65,14 @@ page="file://$(pwd)/$app#localProfilePath=$(pwd)/$work/profile.js"
 browse() {
     local profile_dir
     profile_dir=$(mktemp -d)
-    # The page loads the profile as a script from a file: URL.
+    # The page loads the profile as a script from a file: URL. Speedscope
+    # draws with WebGL; without a GPU, Chromium no longer falls back to its
+    # software renderer (SwiftShader) unless asked: Debian's Chromium 148
+    # drew the page's header and an empty canvas without the flag.
     timeout 180 "$chromium" --headless --no-sandbox --disable-gpu --disable-quic \
         --no-first-run --disable-background-networking --disable-component-update \
         --disable-sync --user-data-dir="$profile_dir" --allow-file-access-from-files \
-        --hide-scrollbars --virtual-time-budget=20000 "$@" 2>>"$work/chromium.log"
+        --hide-scrollbars --enable-unsafe-swiftshader --virtual-time-budget=20000 "$@" 2>>"$work/chromium.log"
     local status=$?
     rm -rf "$profile_dir"
     return $status
